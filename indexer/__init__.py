@@ -1,0 +1,1 @@
+"""Indexer: the gallery of enrolled people, FAISS search and enrolment (built on ``vigil``)."""

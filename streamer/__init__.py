@@ -1,0 +1,1 @@
+"""Streamer: camera readers, batched workers, tracks and recognition events."""

@@ -1,0 +1,1 @@
+"""Trainer: evaluation on standard protocols, threshold calibration and fine-tuning."""

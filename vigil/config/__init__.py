@@ -1,0 +1,112 @@
+"""One typed settings tree for all of Vigil.
+
+Sources, highest priority first: keyword arguments, environment variables ``VIGIL_*``
+(nested with ``__``, e.g. ``VIGIL_DETECTOR__MIN_FACE_SIZE_PX=40``), the YAML file
+(``--config`` or ``VIGIL_CONFIG``), then the defaults below. Every field is documented
+in ``docs/configuration.md``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import platformdirs
+import yaml
+from pydantic import Field, ValidationError
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from vigil.config.aligner import AlignerConfig
+from vigil.config.detector import DetectorConfig
+from vigil.config.embedder import EmbedderConfig
+from vigil.errors import ConfigError
+
+__all__ = ["AlignerConfig", "DetectorConfig", "EmbedderConfig", "Settings", "load_settings"]
+
+
+def _default_home() -> Path:
+    return Path(platformdirs.user_data_dir("vigil", appauthor=False))
+
+
+class Settings(BaseSettings):
+    """Vigil's settings."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="VIGIL_", env_nested_delimiter="__", extra="forbid", validate_assignment=True
+    )
+
+    home: Path = Field(
+        default_factory=_default_home,
+        description="Data directory holding all state (gallery, Redis data, caches, calibrations).",
+    )
+    detector: DetectorConfig = Field(default_factory=DetectorConfig)
+    aligner: AlignerConfig = Field(default_factory=AlignerConfig)
+    embedder: EmbedderConfig = Field(default_factory=EmbedderConfig)
+
+    @property
+    def cache_dir(self) -> Path:
+        """Where converted weights and embedding caches live (under ``home``)."""
+        return self.home / "cache"
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The YAML file arrives through init kwargs (see load_settings), below the environment.
+        return env_settings, init_settings
+
+
+def load_settings(config_path: Path | None = None, environ: dict[str, str] | None = None) -> Settings:
+    """Build the settings from a YAML file (optional) and the environment.
+
+    Args:
+        config_path: YAML file; when None, ``VIGIL_CONFIG`` names one, else none is read.
+        environ: Environment to read ``VIGIL_CONFIG`` from (defaults to ``os.environ``).
+
+    Raises:
+        ConfigError: The file is missing, is not YAML, or a value is invalid. The message
+            names the setting's path, e.g. ``detector.min_face_size_px``.
+    """
+    import os
+
+    env = os.environ if environ is None else environ
+    if config_path is None and env.get("VIGIL_CONFIG"):
+        config_path = Path(env["VIGIL_CONFIG"])
+    file_values: dict[str, Any] = {}
+    if config_path is not None:
+        file_values = _read_yaml(config_path)
+    try:
+        return Settings(**file_values)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, config_path)) from None
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}; check the path") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"config file {path} is not valid YAML{where}; fix the syntax") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path} must hold a mapping of settings, not {type(data).__name__}")
+    return data
+
+
+def _describe(exc: ValidationError, path: Path | None) -> str:
+    source = f" in {path}" if path else ""
+    problems = "; ".join(
+        f"{'.'.join(str(part) for part in err['loc'])}: {err['msg']}" for err in exc.errors()
+    )
+    return f"invalid configuration{source}: {problems}"

@@ -1,0 +1,1 @@
+"""Face models: detector (MTCNN), aligner and embedders."""
