@@ -10,13 +10,12 @@ from vigil.config.base import VigilModel
 
 
 class AlignerConfig(VigilModel):
-    """How a detected face becomes a chip for the embedder."""
+    """How a detected face becomes a chip for the embedder (the chip size is the embedder's)."""
 
     method: Literal["similarity"] = Field(
         "similarity",
         description="`similarity`: least-squares similarity transform from the 5 MTCNN landmarks to a template.",
     )
-    chip_size_px: int = Field(150, ge=32, le=512, description="Side of the square chip, in pixels.")
     padding: float = Field(
         0.25, ge=0.0, le=1.0, description="Margin around the face, as a fraction of the face (dlib convention)."
     )

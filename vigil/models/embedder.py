@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from pathlib import Path
 
 import numpy as np
 
+from vigil.config.embedder import EmbedderConfig
+from vigil.errors import ConfigError
 from vigil.typing import Embeddings, ImageRGB
 
 
@@ -53,3 +56,28 @@ def check_chips(chips: ImageRGB, chip_size_px: int) -> None:
         raise ValueError(
             f"expected (N, {chip_size_px}, {chip_size_px}, 3) uint8 chips, got {chips.shape} {chips.dtype}"
         )
+
+
+def create_embedder(config: EmbedderConfig, cache_dir: Path) -> Embedder:
+    """Build (without loading) the embedder that ``config.backend`` names.
+
+    Raises:
+        ConfigError: ``facenet`` was chosen without ``weights_path``.
+    """
+    if config.backend == "facenet":
+        from vigil.models.facenet import FacenetEmbedder
+
+        if config.weights_path is None:
+            raise ConfigError(
+                "embedder.backend 'facenet' needs embedder.weights_path (a local InceptionResnetV1 state dict)"
+            )
+        return FacenetEmbedder(config.weights_path, config.device, config.batch_size)
+    from vigil.models.dlib_resnet import DlibEmbedder
+
+    return DlibEmbedder(
+        weights_path=config.weights_path,
+        device=config.device,
+        cache_dir=cache_dir,
+        batch_size=config.batch_size,
+        flip_average=config.flip_average,
+    )

@@ -1,0 +1,75 @@
+"""Alignment: the similarity fit and the chip warp."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tests.conftest import people_image
+from vigil.config import AlignerConfig
+from vigil.models.aligner import MTCNN_TEMPLATE_150, FaceAligner, similarity_transform, template_for
+from vigil.models.pipeline import FacePipeline
+
+
+def _apply(matrix: np.ndarray, points: np.ndarray) -> np.ndarray:
+    return points @ matrix[:, :2].T + matrix[:, 2]
+
+
+@pytest.mark.parametrize(
+    ("angle_deg", "scale", "shift"),
+    [
+        (0.0, 1.0, (0.0, 0.0)),  # identity
+        (30.0, 2.5, (100.0, -40.0)),  # rotated, enlarged, moved
+        (-170.0, 0.3, (5.0, 5.0)),  # nearly upside down, shrunk
+    ],
+)
+def test_similarity_transform_recovers_known_transform(angle_deg: float, scale: float, shift: tuple) -> None:
+    # given template points moved by a known similarity
+    theta = np.deg2rad(angle_deg)
+    rotation = np.array([[np.cos(theta), -np.sin(theta)], [np.sin(theta), np.cos(theta)]])
+    truth = np.hstack([scale * rotation, np.array(shift)[:, None]])
+    moved = _apply(truth, MTCNN_TEMPLATE_150)
+    # when fitted, then the same transform comes back
+    np.testing.assert_allclose(similarity_transform(MTCNN_TEMPLATE_150, moved), truth, atol=1e-9)
+
+
+def test_similarity_transform_never_reflects() -> None:
+    # given a mirrored point set (a reflection is not a similarity)
+    mirrored = MTCNN_TEMPLATE_150 * np.array([-1.0, 1.0])
+    matrix = similarity_transform(MTCNN_TEMPLATE_150, mirrored)
+    # then the fitted linear part has a positive determinant
+    assert np.linalg.det(matrix[:, :2]) > 0
+
+
+def test_template_rescales_about_the_chip_centre() -> None:
+    # the 150/0.25 template is itself at 150/0.25, and doubling the size doubles offsets from the centre
+    np.testing.assert_allclose(template_for(150, 0.25), MTCNN_TEMPLATE_150)
+    np.testing.assert_allclose(template_for(299, 0.25) - 149, (MTCNN_TEMPLATE_150 - 74.5) * 2, atol=1e-9)
+    # more padding shrinks the face towards the centre
+    spread = np.ptp(template_for(150, 0.5)[:, 0])
+    assert spread < np.ptp(MTCNN_TEMPLATE_150[:, 0])
+
+
+def test_chip_puts_real_landmarks_on_the_template(pipeline: FacePipeline) -> None:
+    # given a real face that is rotated in the photo
+    import cv2
+
+    image = people_image("obama.jpg")
+    height, width = image.shape[:2]
+    rotated = cv2.warpAffine(image, cv2.getRotationMatrix2D((width / 2, height / 2), 25, 1.0), (width, height))
+    [faces] = pipeline.detector.detect([rotated])
+    aligner = FaceAligner(AlignerConfig(), chip_size_px=150)
+    # when aligned
+    chips = aligner.align(rotated, faces.landmarks[:1])
+    # then MTCNN finds the chip's landmarks near the template (the face is upright again)
+    [chip_faces] = pipeline.detector.detect([chips[0]])
+    assert chips.shape == (1, 150, 150, 3) and chips.dtype == np.uint8
+    assert len(chip_faces) >= 1
+    error = np.linalg.norm(chip_faces.landmarks[0] - aligner.template, axis=1)
+    assert error.max() < 8.0, f"landmarks off the template by {error.round(1)} px"
+
+
+def test_no_faces_gives_no_chips() -> None:
+    aligner = FaceAligner(AlignerConfig(), chip_size_px=150)
+    chips = aligner.align(np.zeros((50, 50, 3), np.uint8), np.zeros((0, 5, 2), np.float32))
+    assert chips.shape == (0, 150, 150, 3)

@@ -1,0 +1,187 @@
+"""Embedding a list of image files once, with a resumable on-disk cache.
+
+Benchmarks embed thousands of images; a re-run with the same models and settings reads
+the cache instead. The cache key covers everything that changes an embedding: the
+embedder version, detector and aligner settings and the alignment template.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from vigil.config import Settings
+from vigil.errors import VigilError
+from vigil.image import load_image
+from vigil.models.aligner import MTCNN_TEMPLATE_150
+from vigil.models.detector import FaceDetections
+from vigil.models.pipeline import FacePipeline
+from vigil.typing import Embeddings, ImageRGB
+
+logger = logging.getLogger(__name__)
+
+CHECKPOINT_EVERY_IMAGES = 500
+
+
+@dataclass(frozen=True)
+class EmbeddedImages:
+    """Embeddings of a list of images, one row per image.
+
+    Attributes:
+        paths: The images, in order.
+        embeddings: ``(N, D)`` float32.
+        detected: ``(N,)`` bool: False where no face was found and the fallback layout was used.
+        unreadable: ``(N,)`` bool: True where the file could not be read (embedding is NaN).
+    """
+
+    paths: list[Path]
+    embeddings: Embeddings
+    detected: np.ndarray
+    unreadable: np.ndarray
+
+    def row(self) -> dict[Path, int]:
+        return {path: index for index, path in enumerate(self.paths)}
+
+
+def cache_key(settings: Settings, pipeline: FacePipeline, images_root: Path) -> str:
+    """A short hash of everything that changes the embeddings of these images."""
+    parts = {
+        "embedder": pipeline.embedder.version,
+        "detector": settings.detector.model_dump(mode="json", exclude={"device", "batch_size"}),
+        "aligner": settings.aligner.model_dump(mode="json"),
+        "template": MTCNN_TEMPLATE_150.round(4).tolist(),
+        "root": str(images_root.resolve()),
+    }
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def embed_images(
+    pipeline: FacePipeline, paths: Sequence[Path], cache_file: Path | None, batch_size: int = 16
+) -> EmbeddedImages:
+    """Embed the central face of every image, resuming from ``cache_file`` when present.
+
+    Images without a detected face are embedded with the mean landmark layout of the
+    images that had one (the images are assumed to be face crops of similar framing).
+    """
+    paths = list(dict.fromkeys(paths))
+    done = _read_cache(cache_file) if cache_file is not None else {}
+    todo = [path for path in paths if str(path) not in done]
+    if done:
+        logger.info("%d of %d embeddings read from cache %s", len(paths) - len(todo), len(paths), cache_file)
+    with tqdm(total=len(todo), desc="embedding", unit="img", disable=not todo) as progress:
+        for start in range(0, len(todo), batch_size):
+            chunk = todo[start : start + batch_size]
+            done.update(_embed_chunk(pipeline, chunk))
+            progress.update(len(chunk))
+            if cache_file is not None and (start // batch_size) % max(CHECKPOINT_EVERY_IMAGES // batch_size, 1) == 0:
+                _write_cache(cache_file, done)
+    _fill_undetected(pipeline, paths, done)
+    if cache_file is not None:
+        _write_cache(cache_file, done)
+    rows = [done[str(path)] for path in paths]
+    return EmbeddedImages(
+        paths=paths,
+        embeddings=np.stack([row["embedding"] for row in rows]).astype(np.float32),
+        detected=np.array([bool(row["detected"]) for row in rows]),
+        unreadable=np.array([bool(row["unreadable"]) for row in rows]),
+    )
+
+
+_Row = dict[str, np.ndarray | bool]
+
+
+def _embed_chunk(pipeline: FacePipeline, chunk: Sequence[Path]) -> dict[str, _Row]:
+    images: list[ImageRGB] = []
+    readable: list[Path] = []
+    rows: dict[str, _Row] = {}
+    dim = pipeline.embedder.dim
+    for path in chunk:
+        try:
+            images.append(load_image(path))
+            readable.append(path)
+        except VigilError as exc:
+            logger.warning("skipping unreadable image: %s", exc)
+            rows[str(path)] = _row(np.full(dim, np.nan, np.float32), None, (0, 0), unreadable=True)
+    for path, image, face in zip(readable, images, pipeline.central_faces(images), strict=True):
+        height, width = image.shape[:2]
+        if face is None:
+            rows[str(path)] = _row(np.full(dim, np.nan, np.float32), None, (width, height), unreadable=False)
+        else:
+            rows[str(path)] = _row(face.embedding, face.landmarks, (width, height), unreadable=False)
+    return rows
+
+
+def _row(
+    embedding: np.ndarray, landmarks: np.ndarray | None, size: tuple[int, int], *, unreadable: bool
+) -> _Row:
+    # Landmarks are stored as fractions of the image size, so layouts of different sizes average.
+    relative = np.full((5, 2), np.nan) if landmarks is None else landmarks / np.array(size, dtype=np.float64)
+    return {
+        "embedding": np.asarray(embedding, np.float32),
+        "relative_landmarks": relative,
+        "size": np.array(size),
+        "detected": landmarks is not None,
+        "unreadable": unreadable,
+    }
+
+
+def _fill_undetected(pipeline: FacePipeline, paths: Sequence[Path], rows: dict[str, _Row]) -> None:
+    """Embed images without a detected face using the mean landmark layout of the others."""
+    missing = [p for p in paths if not rows[str(p)]["detected"] and not rows[str(p)]["unreadable"]]
+    missing = [p for p in missing if np.isnan(np.asarray(rows[str(p)]["embedding"])).any()]
+    layouts = [rows[str(p)]["relative_landmarks"] for p in paths if rows[str(p)]["detected"]]
+    if not missing or not layouts:
+        return
+    mean_layout = np.mean(np.stack(layouts), axis=0)
+    logger.info("%d images without a detected face: using the mean landmark layout", len(missing))
+    for path in missing:
+        image = load_image(path)
+        landmarks = (mean_layout * np.array(image.shape[1::-1]))[None].astype(np.float32)
+        box = np.array([[0, 0, image.shape[1], image.shape[0]]], np.float32)
+        [[face]] = pipeline.embed_detections([image], [FaceDetections(box, np.zeros(1, np.float32), landmarks)])
+        rows[str(path)]["embedding"] = face.embedding
+
+
+def _read_cache(cache_file: Path) -> dict[str, _Row]:
+    if not cache_file.is_file():
+        return {}
+    try:
+        with np.load(cache_file, allow_pickle=False) as data:
+            keys = [str(p) for p in data["paths"]]
+            return {
+                key: {
+                    "embedding": data["embeddings"][i],
+                    "relative_landmarks": data["relative_landmarks"][i],
+                    "size": data["sizes"][i],
+                    "detected": bool(data["detected"][i]),
+                    "unreadable": bool(data["unreadable"][i]),
+                }
+                for i, key in enumerate(keys)
+            }
+    except (OSError, KeyError, ValueError) as exc:
+        logger.warning("ignoring unreadable embedding cache %s (%s)", cache_file, exc)
+        return {}
+
+
+def _write_cache(cache_file: Path, rows: dict[str, _Row]) -> None:
+    cache_file.parent.mkdir(parents=True, exist_ok=True)
+    keys = list(rows)
+    temporary = cache_file.with_name(cache_file.name + ".tmp.npz")
+    np.savez(
+        temporary,
+        paths=np.array(keys),
+        embeddings=np.stack([rows[k]["embedding"] for k in keys]),
+        relative_landmarks=np.stack([rows[k]["relative_landmarks"] for k in keys]),
+        sizes=np.stack([rows[k]["size"] for k in keys]),
+        detected=np.array([rows[k]["detected"] for k in keys]),
+        unreadable=np.array([rows[k]["unreadable"] for k in keys]),
+    )
+    os.replace(temporary, cache_file)

@@ -1,0 +1,222 @@
+"""Benchmark report outputs: ROC plots (PNG), Markdown summaries and atomic JSON files.
+
+Plots use matplotlib's object API (``Figure`` + ``FigureCanvasAgg``), imported inside
+:func:`plot_roc`, so importing this module touches no global pyplot state or backend.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import TypeAlias
+
+import numpy as np
+
+from vigil.typing import FloatArray
+
+logger = logging.getLogger(__name__)
+
+JsonValue: TypeAlias = "bool | int | float | str | Sequence[JsonValue] | Mapping[str, JsonValue] | None"
+
+_NEW_FILE_MODE = 0o644
+"""Permissions of report files that did not exist before."""
+
+ROC_FAR_MARKERS = (1e-3, 1e-2)
+"""FARs marked with dotted vertical lines on ROC plots (the operating points reported)."""
+
+_SUMMARY_ROWS: tuple[tuple[str, str, Callable[[float], str]], ...] = (
+    ("auc", "AUC", lambda value: f"{value:.4f}"),
+    ("eer", "EER", lambda value: f"{value:.2%}"),
+    ("tar_at_far_1e-3", "TAR @ FAR=1e-3", lambda value: f"{value:.2%}"),
+    ("tar_at_far_1e-2", "TAR @ FAR=1e-2", lambda value: f"{value:.2%}"),
+    ("precision", "Precision", lambda value: f"{value:.4f}"),
+    ("recall", "Recall", lambda value: f"{value:.4f}"),
+    ("f1", "F1", lambda value: f"{value:.4f}"),
+    ("threshold", "Threshold (mean of folds)", lambda value: f"{value:.4f}"),
+    ("eer_threshold", "Threshold at EER", lambda value: f"{value:.4f}"),
+)
+"""Scalar keys of a verification summary: (key, Markdown label, formatter)."""
+
+
+def plot_roc(
+    far: FloatArray,
+    tar: FloatArray,
+    path: Path,
+    label: str,
+    *,
+    title: str = "ROC",
+    far_min: float | None = None,
+    dpi: int = 120,
+) -> None:
+    """Write a ROC curve as a PNG with a logarithmic FAR axis.
+
+    FAR values of 0 cannot sit on a log axis, so FAR is clipped below at ``far_min``.
+
+    Args:
+        far: ``(K,)`` non-decreasing false accept rates in ``[0, 1]``.
+        tar: ``(K,)`` true accept rates at the same points.
+        path: PNG file to write; parent folders are created and the file is replaced
+            atomically.
+        label: Legend entry for the curve (e.g. the model name).
+        title: Plot title.
+        far_min: Left end of the FAR axis; defaults to the smallest non-zero FAR (for LFW,
+            1 / 3000 impostor pairs).
+        dpi: Resolution of the PNG.
+
+    Raises:
+        ValueError: ``far`` and ``tar`` differ in shape, are empty, or ``far`` has no
+            non-zero value and no ``far_min`` is given.
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    far_64 = np.asarray(far, dtype=np.float64)
+    tar_64 = np.asarray(tar, dtype=np.float64)
+    if far_64.ndim != 1 or far_64.shape != tar_64.shape or far_64.size == 0:
+        raise ValueError(
+            f"far and tar must be non-empty 1-D arrays of one length, got {far_64.shape} and {tar_64.shape}"
+        )
+    if far_min is None:
+        positive = far_64[far_64 > 0]
+        if positive.size == 0:
+            raise ValueError("far has no non-zero value; pass far_min to set the left end of the log axis")
+        far_min = float(positive.min())
+    if far_min <= 0:
+        raise ValueError(f"far_min must be positive for a log axis, got {far_min}")
+
+    figure = Figure(figsize=(6.0, 4.5), layout="constrained")
+    FigureCanvasAgg(figure)
+    axes = figure.add_subplot()
+    axes.plot(np.maximum(far_64, far_min), tar_64, label=label)
+    for marker in ROC_FAR_MARKERS:
+        if marker >= far_min:
+            axes.axvline(marker, color="grey", linestyle=":", linewidth=1.0)
+    axes.set_xscale("log")
+    axes.set_xlim(far_min, 1.0)
+    axes.set_ylim(0.0, 1.01)
+    axes.set_xlabel("False accept rate (FAR)")
+    axes.set_ylabel("True accept rate (TAR)")
+    axes.set_title(title)
+    axes.grid(True, which="both", alpha=0.3)
+    axes.legend(loc="lower right")
+
+    def save(temporary: Path) -> None:
+        figure.savefig(temporary, format="png", dpi=dpi)
+
+    _write_atomically(path, save)
+    logger.info("wrote ROC plot %s", path)
+
+
+def markdown_table(rows: Sequence[tuple[str, str]], header: tuple[str, str] = ("Metric", "Value")) -> str:
+    """Render two-column rows as a GitHub-flavoured Markdown table.
+
+    Args:
+        rows: ``(name, value)`` cells, already formatted. ``|`` is escaped.
+        header: The two column titles.
+
+    Returns:
+        The table, one line per row plus header and separator, ending in a newline.
+
+    Example:
+        >>> print(markdown_table([("AUC", "0.9950")]), end="")
+        | Metric | Value |
+        | --- | ---: |
+        | AUC | 0.9950 |
+    """
+    lines = [f"| {_escape_cell(header[0])} | {_escape_cell(header[1])} |", "| --- | ---: |"]
+    lines.extend(f"| {_escape_cell(name)} | {_escape_cell(value)} |" for name, value in rows)
+    return "\n".join(lines) + "\n"
+
+
+def verification_markdown(summary: Mapping[str, JsonValue], title: str = "Face verification") -> str:
+    """Render a verification summary (``VerificationResult.to_dict()``) as Markdown.
+
+    Known keys that are missing are left out, so partial summaries render too.
+
+    Args:
+        summary: Keys as produced by ``trainer.metrics.VerificationResult.to_dict``.
+        title: Heading of the section.
+
+    Returns:
+        A Markdown section: heading, metric table and, when present, a per-fold table.
+    """
+    rows: list[tuple[str, str]] = []
+    if "pairs" in summary:
+        rows.append(("Pairs", str(summary["pairs"])))
+    if "accuracy_mean" in summary:
+        accuracy = f"{_as_float(summary['accuracy_mean']):.2%}"
+        if "accuracy_std" in summary:
+            accuracy += f" ± {_as_float(summary['accuracy_std']):.2%}"
+        rows.append(("Accuracy (mean ± std over folds)", accuracy))
+    rows.extend(
+        (label, formatter(_as_float(summary[key])))
+        for key, label, formatter in _SUMMARY_ROWS
+        if key in summary
+    )
+    sections = [f"## {title}\n", markdown_table(rows)]
+
+    accuracies = summary.get("fold_accuracies")
+    thresholds = summary.get("fold_thresholds")
+    if isinstance(accuracies, Sequence) and isinstance(thresholds, Sequence):
+        fold_rows = [
+            (str(fold), f"{_as_float(accuracy):.2%} at {_as_float(threshold):.4f}")
+            for fold, (accuracy, threshold) in enumerate(zip(accuracies, thresholds, strict=True))
+        ]
+        sections.append(markdown_table(fold_rows, header=("Fold", "Accuracy at threshold")))
+    return "\n".join(sections)
+
+
+def write_json(path: Path, data: Mapping[str, JsonValue]) -> None:
+    """Write ``data`` as indented JSON, atomically (temp file in the same folder + ``os.replace``).
+
+    Readers see either the old file or the complete new one, never a partial write.
+
+    Args:
+        path: Destination; parent folders are created.
+        data: JSON-serialisable mapping. NaN and infinity are rejected (strict JSON).
+
+    Raises:
+        ValueError: ``data`` holds NaN or infinity; nothing is written.
+        TypeError: ``data`` holds a value JSON cannot encode; nothing is written.
+    """
+    text = json.dumps(data, indent=2, allow_nan=False) + "\n"
+
+    def save(temporary: Path) -> None:
+        temporary.write_text(text, encoding="utf-8")
+
+    _write_atomically(path, save)
+    logger.info("wrote %s", path)
+
+
+def _write_atomically(path: Path, write: Callable[[Path], None]) -> None:
+    """Run ``write`` on a temp file next to ``path``, fsync it, then move it over ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    descriptor, temporary_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(descriptor)
+    temporary = Path(temporary_name)
+    try:
+        # mkstemp makes the file owner-only; keep the old file's mode, else the usual 0o644.
+        temporary.chmod(path.stat().st_mode & 0o777 if path.exists() else _NEW_FILE_MODE)
+        write(temporary)
+        with temporary.open("rb") as handle:
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+
+
+def _escape_cell(text: str) -> str:
+    """Make ``text`` safe inside a Markdown table cell."""
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def _as_float(value: JsonValue) -> float:
+    """A summary value as a float, rejecting non-numbers with a clear message."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(f"expected a number in the verification summary, got {value!r}")
+    return float(value)

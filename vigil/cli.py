@@ -1,0 +1,163 @@
+"""The ``vigil`` command line.
+
+Only this module reads argv, configures logging and prints. Every ``VigilError`` ends as
+one line on stderr (``vigil: error: ...``) and exit status 2, never as a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from vigil import __version__
+from vigil.config import Settings, load_settings
+from vigil.errors import VigilError
+
+logger = logging.getLogger(__name__)
+
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+DEFAULT_LFW_DIR = Path("../shared/data/lfw")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``vigil`` command; returns the exit status."""
+    parser = _build_parser()
+    args = parser.parse_args(argv)
+    _configure_logging(args.verbose)
+    handler: Callable[[argparse.Namespace, Settings], int] | None = getattr(args, "handler", None)
+    if handler is None:
+        parser.print_help()
+        return EXIT_USAGE
+    try:
+        settings = load_settings(args.config)
+        return handler(args, settings)
+    except VigilError as exc:
+        print(f"vigil: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("vigil: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # Output piped into `head` and closed early: not an error worth a traceback.
+        sys.stderr.close()
+        return 0
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="vigil", description="Streaming face recognition.")
+    parser.add_argument("--version", action="version", version=f"vigil {__version__}")
+    parser.add_argument("--config", type=Path, default=None, help="YAML settings file (default: $VIGIL_CONFIG)")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv for debug)")
+    commands = parser.add_subparsers(title="commands", metavar="COMMAND")
+
+    demo = commands.add_parser("demo", help="run the face core on photos that ship with scikit-image/matplotlib")
+    demo.set_defaults(handler=_cmd_demo)
+
+    detect = commands.add_parser("detect", help="find and embed the faces in images")
+    detect.add_argument("images", nargs="+", type=Path, metavar="IMAGE")
+    detect.add_argument("--json", action="store_true", help="one JSON object per image")
+    detect.set_defaults(handler=_cmd_detect)
+
+    check = commands.add_parser("check-config", help="validate the settings and print them")
+    check.add_argument("--docs", action="store_true", help="print the settings reference (Markdown) instead")
+    check.set_defaults(handler=_cmd_check_config)
+
+    bench = commands.add_parser("bench", help="accuracy and speed benchmarks").add_subparsers(
+        title="benchmarks", metavar="BENCHMARK", required=True
+    )
+    lfw = bench.add_parser("lfw", help="LFW 10-fold verification accuracy (View 2, pairs.txt)")
+    lfw.add_argument("--data", type=Path, default=DEFAULT_LFW_DIR, help="LFW folder with pairs.txt")
+    lfw.add_argument("--json", type=Path, default=Path("bench-results/lfw.json"), help="results JSON")
+    lfw.add_argument("--no-cache", action="store_true", help="recompute embeddings even if cached")
+    lfw.add_argument("--metric", choices=["euclidean", "cosine"], default="euclidean", help="pair score")
+    lfw.set_defaults(handler=_cmd_bench_lfw)
+
+    embed = bench.add_parser("embed", help="embedder faces/s vs dlib's own implementation")
+    embed.add_argument("--json", type=Path, default=Path("bench-results/embed.json"), help="results JSON")
+    embed.add_argument("--repeats", type=int, default=5, help="timed passes per configuration")
+    embed.set_defaults(handler=_cmd_bench_embed)
+    return parser
+
+
+def _configure_logging(verbosity: int) -> None:
+    level = logging.WARNING if verbosity == 0 else logging.INFO if verbosity == 1 else logging.DEBUG
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def _cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
+    from vigil.demo import DLIB_SAME_PERSON_DISTANCE, run_demo
+
+    print("Vigil demo: the face core on photos that ship inside scikit-image and matplotlib")
+    report = run_demo(settings)
+    print(f"models loaded in {report.load_seconds:.1f} s; {len(report.faces)} faces analysed in {report.run_seconds:.1f} s")
+    for face in report.faces:
+        print(f"  found {face.person:<15} ({face.view}): box {face.box_xyxy}, detector score {face.score:.3f}")
+    print(f"\nmatching each altered view against the originals (same person when distance < {DLIB_SAME_PERSON_DISTANCE}):")
+    for comparison in report.comparisons:
+        distances = ", ".join(f"{name} {value:.3f}" for name, value in comparison.distances.items())
+        verdict = "ok" if comparison.best_match == comparison.person else "WRONG"
+        print(f"  {comparison.person:<15} {comparison.view:<38} → {comparison.best_match or 'unknown':<15} "
+              f"[{verdict}] ({distances or 'no face found'})")
+    print("\nall views recognised correctly" if report.all_correct else "\nsome views were not recognised")
+    return 0 if report.all_correct else 1
+
+
+def _cmd_detect(args: argparse.Namespace, settings: Settings) -> int:
+    from vigil.image import load_image
+    from vigil.models.pipeline import FacePipeline
+
+    pipeline = FacePipeline.from_settings(settings)
+    failures = 0
+    for path in args.images:
+        try:
+            image = load_image(path)
+        except VigilError as exc:
+            print(f"vigil: error: {exc}", file=sys.stderr)
+            failures += 1
+            continue
+        faces = pipeline.analyze([image])[0]
+        if args.json:
+            print(json.dumps({
+                "image": str(path),
+                "faces": [
+                    {"box_xyxy": [round(float(v), 1) for v in face.box_xyxy], "score": round(face.score, 4),
+                     "landmarks": face.landmarks.round(1).tolist(), "embedding": face.embedding.round(5).tolist()}
+                    for face in faces
+                ],
+            }))
+        else:
+            print(f"{path}: {len(faces)} face(s)")
+            for face in faces:
+                box = ", ".join(f"{v:.0f}" for v in face.box_xyxy)
+                print(f"  box ({box}) score {face.score:.3f} size {face.size_px:.0f}px")
+    return EXIT_USAGE if failures else 0
+
+
+def _cmd_check_config(args: argparse.Namespace, settings: Settings) -> int:
+    if args.docs:
+        from vigil.config.docs import render_markdown
+
+        print(render_markdown(), end="")
+        return 0
+    print(settings.model_dump_json(indent=2))
+    return 0
+
+
+def _cmd_bench_lfw(args: argparse.Namespace, settings: Settings) -> int:
+    from trainer.lfw import run_lfw_bench
+
+    result = run_lfw_bench(settings, args.data, args.json, use_cache=not args.no_cache, metric=args.metric)
+    print(result.summary)
+    return 0
+
+
+def _cmd_bench_embed(args: argparse.Namespace, settings: Settings) -> int:
+    from trainer.bench_embed import run_embed_cli
+
+    print(run_embed_cli(settings, args.json, args.repeats))
+    return 0

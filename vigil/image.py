@@ -1,0 +1,95 @@
+"""Reading images into RGB arrays, with one clear error for every way a file can be bad.
+
+Everything downstream takes ``ImageRGB`` (``(H, W, 3)`` uint8, RGB): grayscale, alpha,
+palette and 16-bit images are converted here, at the edge, and nowhere else.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from vigil.errors import ImageError
+from vigil.typing import ImageRGB
+
+logger = logging.getLogger(__name__)
+
+# MTCNN's first network looks at 12×12 windows: nothing smaller can hold a face.
+MIN_IMAGE_SIDE_PX = 12
+# Decompression-bomb guard (PIL warns at ~89 Mpx; a 16K frame is ~150 Mpx).
+MAX_IMAGE_PIXELS = 200_000_000
+
+
+def load_image(path: Path) -> ImageRGB:
+    """Read an image file as RGB.
+
+    EXIF orientation is applied, so a phone photo comes out the way it was held.
+
+    Raises:
+        ImageError: The file is missing, unreadable, not an image, truncated, or smaller
+            than ``MIN_IMAGE_SIDE_PX`` on a side.
+    """
+    source = str(path)
+    try:
+        data = Path(path).read_bytes()
+    except FileNotFoundError:
+        raise ImageError("file not found; check the path", source) from None
+    except IsADirectoryError:
+        raise ImageError("is a directory, not an image file", source) from None
+    except OSError as exc:
+        raise ImageError(f"cannot read file ({exc.strerror})", source) from None
+    return decode_image(data, source)
+
+
+def decode_image(data: bytes, source: str = "image") -> ImageRGB:
+    """Decode encoded image bytes (JPEG, PNG, WebP, BMP, TIFF, ...) to RGB.
+
+    Args:
+        data: The encoded file contents.
+        source: Names the image in error messages.
+
+    Raises:
+        ImageError: As for ``load_image``.
+    """
+    if not data:
+        raise ImageError("file is empty", source)
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            if img.width * img.height > MAX_IMAGE_PIXELS:
+                raise ImageError(
+                    f"image is {img.width}×{img.height}, larger than the {MAX_IMAGE_PIXELS:,} pixel limit", source
+                )
+            img.load()  # decoding happens here: truncated files fail now, not later
+            rgb = _to_rgb(ImageOps.exif_transpose(img))
+    except UnidentifiedImageError:
+        raise ImageError("not an image file (unknown format); use JPEG, PNG, WebP, BMP or TIFF", source) from None
+    except (OSError, SyntaxError, ValueError) as exc:
+        # PIL reports truncated or corrupt data as OSError ("image file is truncated").
+        raise ImageError(f"corrupt or truncated image data ({exc})", source) from None
+    height, width = rgb.shape[:2]
+    if min(height, width) < MIN_IMAGE_SIDE_PX:
+        raise ImageError(
+            f"image is {width}×{height} pixels; at least {MIN_IMAGE_SIDE_PX}×{MIN_IMAGE_SIDE_PX} is needed", source
+        )
+    return rgb
+
+
+def _to_rgb(img: Image.Image) -> ImageRGB:
+    """Convert any PIL mode to an ``(H, W, 3)`` uint8 RGB array."""
+    if img.mode in ("I;16", "I;16B", "I;16L", "I"):
+        # 16-bit (or 32-bit integer) grayscale: scale by the type's range, not by the image's
+        # own maximum, so a dark image stays dark.
+        wide = np.asarray(img, dtype=np.float64)
+        top = 65535.0 if img.mode.startswith("I;16") or wide.max(initial=0) > 255 else 255.0
+        gray = np.clip(wide / top * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        return np.ascontiguousarray(np.repeat(gray[:, :, None], 3, axis=2))
+    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
+        # Composite on white: transparent regions are background, not black.
+        rgba = img.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        img = Image.alpha_composite(background, rgba)
+    return np.ascontiguousarray(np.asarray(img.convert("RGB"), dtype=np.uint8))

@@ -1,0 +1,121 @@
+"""Face alignment: a similarity warp from MTCNN's 5 landmarks to dlib's chip layout.
+
+dlib's ResNet was trained on chips cut by ``dlib.get_face_chip(size=150, padding=0.25)``
+around dlib's own 5-point landmarks. MTCNN's 5 points are different points (eye centres
+and mouth corners rather than eye corners and the nose base), so we warp them onto
+``MTCNN_TEMPLATE_150``: the mean position, in dlib chip pixels, of MTCNN's landmarks on
+chips cut by dlib's own pipeline. ``trainer/align_template.py`` measured it on LFW
+View-1 training images; BENCHMARKS.md records how each alignment scores on LFW.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import numpy.typing as npt
+
+from vigil.config.aligner import AlignerConfig
+from vigil.typing import ImageRGB, Landmarks5
+
+# Where MTCNN's landmarks (left eye, right eye, nose, left mouth corner, right mouth
+# corner) sit on a 150×150, padding-0.25 dlib chip: mean over 2,000+ LFW View-1 training
+# faces, fitted by `python -m trainer.align_template` (see its docstring).
+MTCNN_TEMPLATE_150: npt.NDArray[np.float64] = np.array(
+    [
+        [47.6, 46.6],
+        [100.5, 46.6],
+        [74.0, 76.6],
+        [50.4, 103.0],
+        [97.6, 103.0],
+    ]
+)
+_TEMPLATE_SIZE_PX = 150
+_TEMPLATE_PADDING = 0.25
+
+AffineMatrix = npt.NDArray[np.float64]  # (2, 3): [A | t], x_out = A @ x_in + t
+
+
+def template_for(chip_size_px: int, padding: float) -> npt.NDArray[np.float64]:
+    """Rescale ``MTCNN_TEMPLATE_150`` to another chip size and padding.
+
+    dlib maps chip pixel 0 and S−1 to the edges of the padded face box, so positions
+    scale about the chip centre ``(S − 1) / 2`` by ``(1 + 2·padding)``.
+    """
+    centre_150 = (_TEMPLATE_SIZE_PX - 1) / 2
+    face_units = (MTCNN_TEMPLATE_150 - centre_150) / (_TEMPLATE_SIZE_PX - 1) * (1 + 2 * _TEMPLATE_PADDING)
+    centre = (chip_size_px - 1) / 2
+    return face_units / (1 + 2 * padding) * (chip_size_px - 1) + centre
+
+
+def similarity_transform(source: npt.NDArray[np.float64], target: npt.NDArray[np.float64]) -> AffineMatrix:
+    """Least-squares similarity transform (rotation, uniform scale, shift) from source to target.
+
+    Umeyama's closed form, without reflection.
+
+    Args:
+        source: ``(K, 2)`` points.
+        target: ``(K, 2)`` points, same order.
+
+    Returns:
+        ``(2, 3)`` matrix M with ``target ≈ M[:, :2] @ source + M[:, 2]``.
+    """
+    source = np.asarray(source, dtype=np.float64)
+    target = np.asarray(target, dtype=np.float64)
+    source_mean, target_mean = source.mean(axis=0), target.mean(axis=0)
+    source_centred, target_centred = source - source_mean, target - target_mean
+    covariance = target_centred.T @ source_centred / len(source)
+    u, singular, vt = np.linalg.svd(covariance)
+    sign = np.diag([1.0, np.sign(np.linalg.det(u @ vt)) or 1.0])
+    rotation = u @ sign @ vt
+    variance = (source_centred**2).sum() / len(source)
+    scale = float((singular * np.diag(sign)).sum() / variance) if variance > 0 else 1.0
+    shift = target_mean - scale * rotation @ source_mean
+    return np.hstack([scale * rotation, shift[:, None]])
+
+
+def warp_chip(image: ImageRGB, chip_to_image: AffineMatrix, chip_size_px: int) -> ImageRGB:
+    """Cut a square chip out of ``image``; ``chip_to_image`` maps chip pixels to image pixels."""
+    chip = cv2.warpAffine(
+        image,
+        chip_to_image,
+        (chip_size_px, chip_size_px),
+        flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+        borderMode=cv2.BORDER_CONSTANT,
+        borderValue=(0, 0, 0),
+    )
+    return np.ascontiguousarray(chip, dtype=np.uint8)
+
+
+class FaceAligner:
+    """Turns MTCNN landmarks into embedder chips.
+
+    Example:
+        >>> chips = FaceAligner(AlignerConfig(), chip_size_px=150).align(image, faces.landmarks)
+        >>> chips.shape
+        (1, 150, 150, 3)
+    """
+
+    def __init__(self, config: AlignerConfig, chip_size_px: int) -> None:
+        self.config = config
+        self.chip_size_px = chip_size_px
+        self.template = template_for(chip_size_px, config.padding)
+
+    def chip_to_image(self, landmarks: npt.NDArray[np.floating]) -> AffineMatrix:
+        """The transform that maps chip pixels onto the image for one face's ``(5, 2)`` landmarks."""
+        return similarity_transform(self.template, landmarks)
+
+    def align(self, image: ImageRGB, landmarks: Landmarks5) -> ImageRGB:
+        """Cut one chip per face.
+
+        Args:
+            image: ``(H, W, 3)`` uint8 RGB frame.
+            landmarks: ``(N, 5, 2)`` MTCNN landmarks in that frame.
+
+        Returns:
+            ``(N, S, S, 3)`` uint8 RGB chips, ``S = chip_size_px``.
+        """
+        size = self.chip_size_px
+        chips = np.zeros((len(landmarks), size, size, 3), dtype=np.uint8)
+        for index, points in enumerate(landmarks):
+            chips[index] = warp_chip(image, self.chip_to_image(points), size)
+        return chips

@@ -1,0 +1,133 @@
+"""The face pipeline: frames → MTCNN detections → aligned chips → embeddings.
+
+It is the one place that wires detector, aligner and embedder together; everything that
+needs faces with embeddings (enrolment, the stream workers, the benchmarks) uses it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from vigil.config import Settings
+from vigil.models.aligner import FaceAligner
+from vigil.models.detector import FaceDetections, FaceDetector
+from vigil.models.embedder import Embedder, create_embedder
+from vigil.typing import Embedding, ImageRGB
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Face:
+    """One detected, embedded face.
+
+    Attributes:
+        box_xyxy: ``(4,)`` float32 pixel corners in the frame.
+        score: Detector face probability (0-1).
+        landmarks: ``(5, 2)`` float32 MTCNN points in the frame.
+        embedding: ``(D,)`` float32 descriptor from the pipeline's embedder.
+    """
+
+    box_xyxy: np.ndarray
+    score: float
+    landmarks: np.ndarray
+    embedding: Embedding
+
+    @property
+    def size_px(self) -> float:
+        """The shorter side of the box, in pixels."""
+        width, height = self.box_xyxy[2:] - self.box_xyxy[:2]
+        return float(min(width, height))
+
+
+class FacePipeline:
+    """Detect, align and embed faces in batches of frames.
+
+    Example:
+        >>> pipeline = FacePipeline.from_settings(load_settings())
+        >>> [faces] = pipeline.analyze([load_image(Path("obama.jpg"))])
+        >>> faces[0].embedding.shape
+        (128,)
+    """
+
+    def __init__(self, detector: FaceDetector, aligner: FaceAligner, embedder: Embedder) -> None:
+        self.detector = detector
+        self.aligner = aligner
+        self.embedder = embedder
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> FacePipeline:
+        embedder = create_embedder(settings.embedder, settings.cache_dir)
+        return cls(
+            FaceDetector(settings.detector),
+            FaceAligner(settings.aligner, embedder.chip_size_px),
+            embedder,
+        )
+
+    def load(self) -> None:
+        """Load every model now (otherwise they load on first use)."""
+        self.detector.load()
+        self.embedder.load()
+
+    def analyze(self, frames: Sequence[ImageRGB]) -> list[list[Face]]:
+        """Every face in every frame, best detection score first.
+
+        Detection is batched over frames, and embedding over all faces of all frames.
+        """
+        detections = self.detector.detect(frames)
+        return self.embed_detections(frames, detections)
+
+    def embed_detections(
+        self, frames: Sequence[ImageRGB], detections: Sequence[FaceDetections]
+    ) -> list[list[Face]]:
+        """Align and embed already-detected faces (one ``FaceDetections`` per frame)."""
+        chips = [self.aligner.align(frame, faces.landmarks) for frame, faces in zip(frames, detections, strict=True)]
+        size = self.aligner.chip_size_px
+        all_chips = np.concatenate([np.zeros((0, size, size, 3), np.uint8), *chips])
+        embeddings = self.embedder.embed(all_chips)
+        results: list[list[Face]] = []
+        offset = 0
+        for faces in detections:
+            results.append(
+                [
+                    Face(faces.boxes_xyxy[i], float(faces.scores[i]), faces.landmarks[i], embeddings[offset + i])
+                    for i in range(len(faces))
+                ]
+            )
+            offset += len(faces)
+        return results
+
+    def central_face(self, image: ImageRGB) -> Face | None:
+        """The face whose box centre is nearest the image centre, or None.
+
+        This is how cropped benchmark images (LFW) say which face they are about.
+        """
+        return self.central_faces([image])[0]
+
+    def central_faces(self, images: Sequence[ImageRGB]) -> list[Face | None]:
+        """``central_face`` for a batch of images (detection and embedding batched)."""
+        central: list[FaceDetections] = []
+        for image, detections in zip(images, self.detector.detect(images), strict=True):
+            if len(detections) == 0:
+                central.append(detections)
+                continue
+            index = nearest_to_centre(detections, image.shape[1], image.shape[0])
+            central.append(
+                FaceDetections(
+                    detections.boxes_xyxy[index : index + 1],
+                    detections.scores[index : index + 1],
+                    detections.landmarks[index : index + 1],
+                )
+            )
+        return [faces[0] if faces else None for faces in self.embed_detections(images, central)]
+
+
+def nearest_to_centre(detections: FaceDetections, width: int, height: int) -> int:
+    """Index of the detection whose box centre is nearest the frame centre."""
+    centres = (detections.boxes_xyxy[:, :2] + detections.boxes_xyxy[:, 2:]) / 2
+    distances = np.linalg.norm(centres - np.array([width / 2, height / 2], dtype=np.float32), axis=1)
+    return int(np.argmin(distances))
