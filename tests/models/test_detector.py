@@ -84,3 +84,28 @@ def test_larger_min_face_size_drops_small_faces() -> None:
 def test_batches_group_by_size_and_respect_batch_size() -> None:
     frames = [np.zeros((10, 10, 3), np.uint8)] * 5 + [np.zeros((20, 10, 3), np.uint8)]
     assert _batches_by_size(frames, 2) == [[0, 1], [2, 3], [4], [5]]
+
+
+@pytest.mark.parametrize("image_name", ["obama.jpg", "two_people.jpg", "lin-manuel-miranda.png"])
+def test_agrees_with_facenet_reference(detector: FaceDetector, image_name: str) -> None:
+    # given facenet-pytorch's own detect_face on the same networks (torch area resampling)
+    import torch
+    from facenet_pytorch.models.utils.detect_face import detect_face
+
+    image = people_image(image_name)
+    nets = detector._nets
+    assert nets is not None
+    with torch.inference_mode():
+        ref_boxes, ref_points = detect_face(
+            torch.from_numpy(image[None].copy()), 20, nets.pnet, nets.rnet, nets.onet, [0.6, 0.7, 0.7], 0.709, "cpu"
+        )
+    reference = ref_boxes[0][ref_boxes[0][:, 4] >= 0.9]
+    # when our OpenCV-resampled cascade runs
+    [faces] = detector.detect([image])
+    # then it finds the same faces: each box overlaps a reference box with IoU ≥ 0.85
+    from torchvision.ops import box_iou
+
+    assert len(faces) == len(reference), f"{len(faces)} vs reference {len(reference)}"
+    overlaps = box_iou(torch.from_numpy(faces.boxes_xyxy), torch.from_numpy(reference[:, :4].astype(np.float32)))
+    best = overlaps.max(dim=1).values
+    assert bool((best >= 0.85).all()), f"best IoU with the reference per face: {best.tolist()}"

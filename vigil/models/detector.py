@@ -1,6 +1,6 @@
 """Face detection with MTCNN (facenet-pytorch's networks and weights).
 
-``FaceDetector`` is a thin stateful shell around facenet-pytorch's ``detect_face``: it
+``FaceDetector`` is a thin stateful shell around ``vigil.models.mtcnn.detect_faces``: it
 owns the three networks and turns their output into typed ``FaceDetections``.
 """
 
@@ -16,6 +16,7 @@ import torch
 from vigil.config.detector import DetectorConfig
 from vigil.errors import ModelLoadError
 from vigil.models.device import resolve_device
+from vigil.models.mtcnn import MtcnnNets, detect_faces
 from vigil.typing import BoxesXYXY, ImageRGB, Landmarks5, Scores
 
 logger = logging.getLogger(__name__)
@@ -59,7 +60,7 @@ class FaceDetector:
     def __init__(self, config: DetectorConfig) -> None:
         self.config = config
         self.device = resolve_device(config.device)
-        self._nets: tuple[torch.nn.Module, torch.nn.Module, torch.nn.Module] | None = None
+        self._nets: MtcnnNets | None = None
 
     def load(self) -> None:
         """Build P-, R- and O-Net with the weights that ship inside facenet-pytorch.
@@ -72,14 +73,12 @@ class FaceDetector:
         try:
             from facenet_pytorch.models.mtcnn import ONet, PNet, RNet
 
-            nets = (PNet(), RNet(), ONet())
+            pnet, rnet, onet = (net.to(self.device).eval() for net in (PNet(), RNet(), ONet()))
         except (ImportError, OSError, RuntimeError) as exc:
             raise ModelLoadError(
                 f"cannot load MTCNN weights from facenet-pytorch ({exc}); reinstall facenet-pytorch==2.5.3"
             ) from None
-        for net in nets:
-            net.to(self.device).eval()
-        self._nets = nets
+        self._nets = MtcnnNets(pnet, rnet, onet, self.device)
         logger.info("MTCNN loaded on %s", self.device)
 
     def detect(self, frames: Sequence[ImageRGB]) -> list[FaceDetections]:
@@ -103,28 +102,15 @@ class FaceDetector:
         return [faces if faces is not None else FaceDetections.empty() for faces in results]
 
     def _detect_batch(self, batch: ImageRGB) -> list[FaceDetections]:
-        from facenet_pytorch.models.utils.detect_face import detect_face
-
         assert self._nets is not None
         height, width = batch.shape[1:3]
         if min(height, width) < self.config.min_face_size_px:
             return [FaceDetections.empty() for _ in range(len(batch))]
-        pnet, rnet, onet = self._nets
         with torch.inference_mode():
-            batch_boxes, batch_points = detect_face(
-                torch.from_numpy(batch).to(self.device),
-                self.config.min_face_size_px,
-                pnet,
-                rnet,
-                onet,
-                list(self.config.thresholds),
-                self.config.scale_factor,
-                self.device,
+            found = detect_faces(
+                batch, self._nets, self.config.min_face_size_px, self.config.thresholds, self.config.scale_factor
             )
-        return [
-            _to_detections(boxes, points, self.config.min_score, width, height)
-            for boxes, points in zip(batch_boxes, batch_points, strict=True)
-        ]
+        return [_to_detections(boxes, points, self.config.min_score, width, height) for boxes, points in found]
 
 
 def _batches_by_size(frames: Sequence[ImageRGB], batch_size: int) -> list[list[int]]:
