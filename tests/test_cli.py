@@ -45,7 +45,9 @@ def test_errors_are_one_line(tmp_path: Path, args: list[str], fragment: str) -> 
 def test_malformed_config_names_the_setting(tmp_path: Path) -> None:
     config = tmp_path / "vigil.yaml"
     config.write_text("detector:\n  scale_factor: 2\n")
-    assert_one_line_error(run_vigil("--config", str(config), "check-config", home=tmp_path), "detector.scale_factor")
+    assert_one_line_error(
+        run_vigil("--config", str(config), "check-config", home=tmp_path), "detector.scale_factor"
+    )
 
 
 def test_detect_reports_bad_files_and_keeps_going(tmp_path: Path) -> None:

@@ -74,5 +74,7 @@ def test_configuration_docs_are_current() -> None:
     # `vigil check-config --docs > docs/configuration.md`
     from vigil.config.docs import render_markdown
 
-    committed = (Path(__file__).resolve().parents[1] / "docs" / "configuration.md").read_text(encoding="utf-8")
+    committed = (Path(__file__).resolve().parents[1] / "docs" / "configuration.md").read_text(
+        encoding="utf-8"
+    )
     assert committed == render_markdown(), "docs/configuration.md is stale: regenerate it"

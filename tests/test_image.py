@@ -36,7 +36,10 @@ def _png(array: np.ndarray) -> bytes:
         # an empty file
         (lambda tmp: _write(tmp / "empty.jpg", b""), "file is empty"),
         # text pretending to be a JPEG
-        (lambda tmp: _write(tmp / "notes.jpg", b"these are not the pixels you are looking for" * 10), "not an image"),
+        (
+            lambda tmp: _write(tmp / "notes.jpg", b"these are not the pixels you are looking for" * 10),
+            "not an image",
+        ),
         # a JPEG cut off in the middle of its data
         (
             lambda tmp: _write(tmp / "cut.jpg", (require(PEOPLE / "obama.jpg")).read_bytes()[:20_000]),

@@ -76,7 +76,9 @@ def _training_images(lfw_dir: Path, limit: int) -> list[Path]:
     paths: list[Path] = []
     for line in people_file.read_text().splitlines()[1:]:
         name, count = line.split()
-        paths += [lfw_dir / "lfw-deepfunneled" / name / f"{name}_{i:04d}.jpg" for i in range(1, int(count) + 1)]
+        paths += [
+            lfw_dir / "lfw-deepfunneled" / name / f"{name}_{i:04d}.jpg" for i in range(1, int(count) + 1)
+        ]
     return paths[:limit]
 
 

@@ -202,7 +202,7 @@ def run_embed_bench(
         dlib_descriptors = np.asarray([np.asarray(vector) for vector in _dlib_embed(recognizer, chips, 1)])
         max_abs_diff = float(np.abs(reference.embed(chips) - dlib_descriptors).max())
 
-    timings = _time_round_robin(contenders, repeats)
+    timings = time_round_robin(contenders, repeats)
     rows = _rows(timings, len(chips))
     result = EmbedBenchResult(
         num_chips=len(chips),
@@ -308,7 +308,7 @@ def _dlib_embed(recognizer: object, chips: ImageRGB, batch_size: int) -> list[ob
     return descriptors
 
 
-def _time_round_robin(
+def time_round_robin(
     contenders: dict[tuple[str, int], Callable[[], object]], repeats: int
 ) -> dict[tuple[str, int], list[float]]:
     """Warm every contender up once, then time each once per round, ``repeats`` rounds."""

@@ -29,6 +29,7 @@ from vigil.typing import Embeddings, ImageRGB
 logger = logging.getLogger(__name__)
 
 CHECKPOINT_EVERY_IMAGES = 500
+_CACHE_ARRAYS = ("paths", "embeddings", "relative_landmarks", "sizes", "detected", "unreadable")
 
 
 @dataclass(frozen=True)
@@ -81,7 +82,10 @@ def embed_images(
             chunk = todo[start : start + batch_size]
             done.update(_embed_chunk(pipeline, chunk))
             progress.update(len(chunk))
-            if cache_file is not None and (start // batch_size) % max(CHECKPOINT_EVERY_IMAGES // batch_size, 1) == 0:
+            if (
+                cache_file is not None
+                and (start // batch_size) % max(CHECKPOINT_EVERY_IMAGES // batch_size, 1) == 0
+            ):
                 _write_cache(cache_file, done)
     _fill_undetected(pipeline, paths, done)
     if cache_file is not None:
@@ -146,7 +150,9 @@ def _fill_undetected(pipeline: FacePipeline, paths: Sequence[Path], rows: dict[s
         image = load_image(path)
         landmarks = (mean_layout * np.array(image.shape[1::-1]))[None].astype(np.float32)
         box = np.array([[0, 0, image.shape[1], image.shape[0]]], np.float32)
-        [[face]] = pipeline.embed_detections([image], [FaceDetections(box, np.zeros(1, np.float32), landmarks)])
+        [[face]] = pipeline.embed_detections(
+            [image], [FaceDetections(box, np.zeros(1, np.float32), landmarks)]
+        )
         rows[str(path)]["embedding"] = face.embedding
 
 
@@ -155,17 +161,18 @@ def _read_cache(cache_file: Path) -> dict[str, _Row]:
         return {}
     try:
         with np.load(cache_file, allow_pickle=False) as data:
-            keys = [str(p) for p in data["paths"]]
-            return {
-                key: {
-                    "embedding": data["embeddings"][i],
-                    "relative_landmarks": data["relative_landmarks"][i],
-                    "size": data["sizes"][i],
-                    "detected": bool(data["detected"][i]),
-                    "unreadable": bool(data["unreadable"][i]),
-                }
-                for i, key in enumerate(keys)
+            # NpzFile decodes an array on every access: read each one once.
+            arrays = {name: data[name] for name in _CACHE_ARRAYS}
+        return {
+            str(path): {
+                "embedding": arrays["embeddings"][i],
+                "relative_landmarks": arrays["relative_landmarks"][i],
+                "size": arrays["sizes"][i],
+                "detected": bool(arrays["detected"][i]),
+                "unreadable": bool(arrays["unreadable"][i]),
             }
+            for i, path in enumerate(arrays["paths"])
+        }
     except (OSError, KeyError, ValueError) as exc:
         logger.warning("ignoring unreadable embedding cache %s (%s)", cache_file, exc)
         return {}

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import platform
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -54,7 +55,12 @@ def pair_scores(embedded: EmbeddedImages, pairs: list[Pair], metric: Metric) -> 
 
 
 def run_lfw_bench(
-    settings: Settings, data_dir: Path, json_path: Path, *, use_cache: bool = True, metric: Metric = "euclidean"
+    settings: Settings,
+    data_dir: Path,
+    json_path: Path,
+    *,
+    use_cache: bool = True,
+    metric: Metric = "euclidean",
 ) -> PairsBenchResult:
     """Run LFW View 2 and write ``json_path``, a Markdown summary and a ROC PNG beside it.
 
@@ -85,31 +91,60 @@ def run_pairs_bench(
     pipeline.load()
     paths = [path for pair in pairs for path in (pair.path_a, pair.path_b)]
     cache_file = (
-        settings.cache_dir / "embeddings" / f"{cache_key(settings, pipeline, images_dir)}.npz" if use_cache else None
+        settings.cache_dir / "embeddings" / f"{cache_key(settings, pipeline, images_dir)}.npz"
+        if use_cache
+        else None
     )
     embedded = embed_images(pipeline, paths, cache_file, batch_size=settings.detector.batch_size)
     if embedded.unreadable.any():
         bad = [str(p) for p, flag in zip(embedded.paths, embedded.unreadable, strict=True) if flag]
         raise DatasetError(f"{len(bad)} images could not be read (first: {bad[0]}); fix or remove them")
 
-    scores = pair_scores(embedded, pairs, metric)
     labels = np.array([pair.same for pair in pairs])
     folds = np.array([pair.fold for pair in pairs])
+    scores = pair_scores(embedded, pairs, metric)
     result = kfold_verification(scores, labels, folds)
     figures = _figures(result, metric, embedded, pipeline, time.monotonic() - started, name)
+    # The other metric, from the same embeddings, for comparison.
+    other: Metric = "cosine" if metric == "euclidean" else "euclidean"
+    other_result = kfold_verification(pair_scores(embedded, pairs, other), labels, folds)
+    figures[f"{other}_metric"] = {
+        key: value
+        for key, value in _thresholds_as_configured(other_result.to_dict(), other).items()
+        if key
+        in ("accuracy_mean", "accuracy_std", "auc", "tar_at_far_1e-3", "tar_at_far_1e-2", "eer", "threshold")
+    }
 
     write_json(json_path, figures)
     far, tar, _ = roc_curve(scores, labels)
-    plot_roc(far, tar, json_path.with_suffix(".png"), label=f"Vigil {pipeline.embedder.version}", title=f"{name} ROC")
+    plot_roc(
+        far,
+        tar,
+        json_path.with_suffix(".png"),
+        label=f"Vigil {pipeline.embedder.version}",
+        title=f"{name} ROC",
+    )
     markdown = verification_markdown(figures, title=f"{name} verification ({len(pairs)} pairs, 10-fold)")
     json_path.with_suffix(".md").write_text(markdown + "\n", encoding="utf-8")
     summary = (
         f"{name}: accuracy {result.accuracy_mean:.2%} ± {result.accuracy_std:.2%} (10-fold), AUC {result.auc:.4f}, "
         f"TAR@FAR=1e-3 {result.tar_at_far_1e3:.2%}, EER {result.eer:.2%}, "
         f"{figures['no_face_count']} images without a detected face\n"
+        f"  with {other} scores: accuracy {other_result.accuracy_mean:.2%} ± {other_result.accuracy_std:.2%}, "
+        f"TAR@FAR=1e-3 {other_result.tar_at_far_1e3:.2%}\n"
         f"reports: {json_path}, {json_path.with_suffix('.md')}, {json_path.with_suffix('.png')}"
     )
     return PairsBenchResult(summary, figures)
+
+
+def _thresholds_as_configured(figures: Mapping[str, JsonValue], metric: Metric) -> dict[str, JsonValue]:
+    """Euclidean scores are −distance: report thresholds as the distances users configure."""
+    converted = dict(figures)
+    if metric == "euclidean":
+        for key in ("threshold", "eer_threshold"):
+            converted[key] = -float(figures[key])  # type: ignore[arg-type]
+        converted["fold_thresholds"] = [-float(t) for t in figures["fold_thresholds"]]  # type: ignore[union-attr]
+    return converted
 
 
 def _figures(
@@ -120,17 +155,14 @@ def _figures(
     seconds: float,
     name: str,
 ) -> dict[str, JsonValue]:
-    figures: dict[str, JsonValue] = dict(result.to_dict())
-    if metric == "euclidean":
-        # Scores are −distance; report thresholds as the distances users configure.
-        figures["threshold"] = -result.threshold
-        figures["eer_threshold"] = -result.eer_threshold
-        figures["fold_thresholds"] = [-t for t in result.fold_thresholds]
+    figures = _thresholds_as_configured(result.to_dict(), metric)
     figures.update(
         {
             "benchmark": name,
             "protocol": "10-fold verification; threshold per fold chosen on the other 9 folds",
-            "threshold_metric": "euclidean_distance (same person below)" if metric == "euclidean" else "cosine (above)",
+            "threshold_metric": "euclidean_distance (same person below)"
+            if metric == "euclidean"
+            else "cosine (above)",
             "no_face_count": int((~embedded.detected).sum()),
             "images": len(embedded.paths),
             "embedder": pipeline.embedder.version,

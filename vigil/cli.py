@@ -51,11 +51,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vigil", description="Streaming face recognition.")
     parser.add_argument("--version", action="version", version=f"vigil {__version__}")
-    parser.add_argument("--config", type=Path, default=None, help="YAML settings file (default: $VIGIL_CONFIG)")
+    parser.add_argument(
+        "--config", type=Path, default=None, help="YAML settings file (default: $VIGIL_CONFIG)"
+    )
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv for debug)")
     commands = parser.add_subparsers(title="commands", metavar="COMMAND")
 
-    demo = commands.add_parser("demo", help="run the face core on photos that ship with scikit-image/matplotlib")
+    demo = commands.add_parser(
+        "demo", help="run the face core on photos that ship with scikit-image/matplotlib"
+    )
     demo.set_defaults(handler=_cmd_demo)
 
     detect = commands.add_parser("detect", help="find and embed the faces in images")
@@ -81,6 +85,13 @@ def _build_parser() -> argparse.ArgumentParser:
     embed.add_argument("--json", type=Path, default=Path("bench-results/embed.json"), help="results JSON")
     embed.add_argument("--repeats", type=int, default=5, help="timed passes per configuration")
     embed.set_defaults(handler=_cmd_bench_embed)
+
+    detect_bench = bench.add_parser("detect", help="MTCNN ms/frame vs facenet-pytorch's detect_face")
+    detect_bench.add_argument(
+        "--json", type=Path, default=Path("bench-results/detect.json"), help="results JSON"
+    )
+    detect_bench.add_argument("--repeats", type=int, default=5, help="timed passes per configuration")
+    detect_bench.set_defaults(handler=_cmd_bench_detect)
     return parser
 
 
@@ -94,15 +105,23 @@ def _cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
 
     print("Vigil demo: the face core on photos that ship inside scikit-image and matplotlib")
     report = run_demo(settings)
-    print(f"models loaded in {report.load_seconds:.1f} s; {len(report.faces)} faces analysed in {report.run_seconds:.1f} s")
+    print(
+        f"models loaded in {report.load_seconds:.1f} s; {len(report.faces)} faces analysed in {report.run_seconds:.1f} s"
+    )
     for face in report.faces:
-        print(f"  found {face.person:<15} ({face.view}): box {face.box_xyxy}, detector score {face.score:.3f}")
-    print(f"\nmatching each altered view against the originals (same person when distance < {DLIB_SAME_PERSON_DISTANCE}):")
+        print(
+            f"  found {face.person:<15} ({face.view}): box {face.box_xyxy}, detector score {face.score:.3f}"
+        )
+    print(
+        f"\nmatching each altered view against the originals (same person when distance < {DLIB_SAME_PERSON_DISTANCE}):"
+    )
     for comparison in report.comparisons:
         distances = ", ".join(f"{name} {value:.3f}" for name, value in comparison.distances.items())
         verdict = "ok" if comparison.best_match == comparison.person else "WRONG"
-        print(f"  {comparison.person:<15} {comparison.view:<38} → {comparison.best_match or 'unknown':<15} "
-              f"[{verdict}] ({distances or 'no face found'})")
+        print(
+            f"  {comparison.person:<15} {comparison.view:<38} → {comparison.best_match or 'unknown':<15} "
+            f"[{verdict}] ({distances or 'no face found'})"
+        )
     print("\nall views recognised correctly" if report.all_correct else "\nsome views were not recognised")
     return 0 if report.all_correct else 1
 
@@ -122,14 +141,22 @@ def _cmd_detect(args: argparse.Namespace, settings: Settings) -> int:
             continue
         faces = pipeline.analyze([image])[0]
         if args.json:
-            print(json.dumps({
-                "image": str(path),
-                "faces": [
-                    {"box_xyxy": [round(float(v), 1) for v in face.box_xyxy], "score": round(face.score, 4),
-                     "landmarks": face.landmarks.round(1).tolist(), "embedding": face.embedding.round(5).tolist()}
-                    for face in faces
-                ],
-            }))
+            print(
+                json.dumps(
+                    {
+                        "image": str(path),
+                        "faces": [
+                            {
+                                "box_xyxy": [round(float(v), 1) for v in face.box_xyxy],
+                                "score": round(face.score, 4),
+                                "landmarks": face.landmarks.round(1).tolist(),
+                                "embedding": face.embedding.round(5).tolist(),
+                            }
+                            for face in faces
+                        ],
+                    }
+                )
+            )
         else:
             print(f"{path}: {len(faces)} face(s)")
             for face in faces:
@@ -157,7 +184,28 @@ def _cmd_bench_lfw(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _cmd_bench_embed(args: argparse.Namespace, settings: Settings) -> int:
-    from trainer.bench_embed import run_embed_cli
+    from trainer.bench_embed import make_bench_chips, run_embed_bench
+    from trainer.report import write_json
 
-    print(run_embed_cli(settings, args.json, args.repeats))
+    result = run_embed_bench(
+        make_bench_chips(), repeats=args.repeats, weights_path=settings.embedder.weights_path
+    )
+    write_json(args.json, result.to_dict())
+    markdown = result.to_markdown()
+    args.json.with_suffix(".md").write_text(markdown + "\n", encoding="utf-8")
+    print(markdown)
+    print(f"\nreports: {args.json}, {args.json.with_suffix('.md')}")
+    return 0
+
+
+def _cmd_bench_detect(args: argparse.Namespace, settings: Settings) -> int:
+    from trainer.bench_detect import run_detect_bench, to_dict, to_markdown
+    from trainer.report import write_json
+
+    timings = run_detect_bench(repeats=args.repeats)
+    write_json(args.json, to_dict(timings))
+    markdown = to_markdown(timings)
+    args.json.with_suffix(".md").write_text(markdown, encoding="utf-8")
+    print(markdown)
+    print(f"reports: {args.json}, {args.json.with_suffix('.md')}")
     return 0

@@ -66,7 +66,10 @@ def sample_images() -> dict[str, ImageRGB]:
     import skimage.data
 
     hopper = Path(matplotlib.cbook.get_sample_data("grace_hopper.jpg", asfileobj=False))
-    return {"Eileen Collins": np.ascontiguousarray(skimage.data.astronaut()), "Grace Hopper": load_image(hopper)}
+    return {
+        "Eileen Collins": np.ascontiguousarray(skimage.data.astronaut()),
+        "Grace Hopper": load_image(hopper),
+    }
 
 
 def altered_views(image: ImageRGB) -> dict[str, ImageRGB]:
@@ -74,7 +77,9 @@ def altered_views(image: ImageRGB) -> dict[str, ImageRGB]:
     height, width = image.shape[:2]
     canvas_size = (int(width * 1.4), int(height * 1.4))
 
-    def place(angle_deg: float, scale: float, shift: tuple[float, float], gain: float, bias: float) -> ImageRGB:
+    def place(
+        angle_deg: float, scale: float, shift: tuple[float, float], gain: float, bias: float
+    ) -> ImageRGB:
         matrix = cv2.getRotationMatrix2D((width / 2, height / 2), angle_deg, scale)
         matrix[:, 2] += np.array(shift) + (np.array(canvas_size) - np.array([width, height])) / 2
         moved = cv2.warpAffine(image, matrix, canvas_size, borderValue=(128, 128, 128))
@@ -116,7 +121,9 @@ def run_demo(settings: Settings) -> DemoReport:
             distances = {name: float(np.linalg.norm(face.embedding - ref)) for name, ref in enrolled.items()}
             best = min(distances, key=lambda name: distances[name])
             comparisons.append(
-                DemoComparison(person, view, distances, best if distances[best] < DLIB_SAME_PERSON_DISTANCE else None)
+                DemoComparison(
+                    person, view, distances, best if distances[best] < DLIB_SAME_PERSON_DISTANCE else None
+                )
             )
     return DemoReport(faces, comparisons, loaded - started, time.monotonic() - loaded)
 

@@ -61,19 +61,23 @@ def decode_image(data: bytes, source: str = "image") -> ImageRGB:
         with Image.open(io.BytesIO(data)) as img:
             if img.width * img.height > MAX_IMAGE_PIXELS:
                 raise ImageError(
-                    f"image is {img.width}×{img.height}, larger than the {MAX_IMAGE_PIXELS:,} pixel limit", source
+                    f"image is {img.width}×{img.height}, larger than the {MAX_IMAGE_PIXELS:,} pixel limit",
+                    source,
                 )
             img.load()  # decoding happens here: truncated files fail now, not later
             rgb = _to_rgb(ImageOps.exif_transpose(img))
     except UnidentifiedImageError:
-        raise ImageError("not an image file (unknown format); use JPEG, PNG, WebP, BMP or TIFF", source) from None
+        raise ImageError(
+            "not an image file (unknown format); use JPEG, PNG, WebP, BMP or TIFF", source
+        ) from None
     except (OSError, SyntaxError, ValueError) as exc:
         # PIL reports truncated or corrupt data as OSError ("image file is truncated").
         raise ImageError(f"corrupt or truncated image data ({exc})", source) from None
     height, width = rgb.shape[:2]
     if min(height, width) < MIN_IMAGE_SIDE_PX:
         raise ImageError(
-            f"image is {width}×{height} pixels; at least {MIN_IMAGE_SIDE_PX}×{MIN_IMAGE_SIDE_PX} is needed", source
+            f"image is {width}×{height} pixels; at least {MIN_IMAGE_SIDE_PX}×{MIN_IMAGE_SIDE_PX} is needed",
+            source,
         )
     return rgb
 

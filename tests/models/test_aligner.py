@@ -56,7 +56,9 @@ def test_chip_of_rotated_photo_matches_chip_of_upright_photo(pipeline: FacePipel
 
     image = people_image("obama.jpg")
     height, width = image.shape[:2]
-    rotated = cv2.warpAffine(image, cv2.getRotationMatrix2D((width / 2, height / 2), 25, 1.0), (width, height))
+    rotated = cv2.warpAffine(
+        image, cv2.getRotationMatrix2D((width / 2, height / 2), 25, 1.0), (width, height)
+    )
     aligner = FaceAligner(AlignerConfig(), chip_size_px=150)
     chips = []
     for photo in (image, rotated):
@@ -66,7 +68,9 @@ def test_chip_of_rotated_photo_matches_chip_of_upright_photo(pipeline: FacePipel
         matrix = aligner.chip_to_image(landmarks)
         in_chip = (landmarks - matrix[:, 2]) @ np.linalg.inv(matrix[:, :2]).T
         error = np.linalg.norm(in_chip - aligner.template, axis=1)
-        assert error[:2].max() < 4.0 and error.max() < 9.0, f"landmarks off the template by {error.round(1)} px"
+        assert error[:2].max() < 4.0 and error.max() < 9.0, (
+            f"landmarks off the template by {error.round(1)} px"
+        )
         chips.append(aligner.align(photo, faces.landmarks[:1])[0])
     # then both chips show the same upright face: pixels agree closely
     assert chips[0].shape == (150, 150, 3) and chips[0].dtype == np.uint8

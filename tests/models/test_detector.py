@@ -97,7 +97,14 @@ def test_agrees_with_facenet_reference(detector: FaceDetector, image_name: str) 
     assert nets is not None
     with torch.inference_mode():
         ref_boxes, ref_points = detect_face(
-            torch.from_numpy(image[None].copy()), 20, nets.pnet, nets.rnet, nets.onet, [0.6, 0.7, 0.7], 0.709, "cpu"
+            torch.from_numpy(image[None].copy()),
+            20,
+            nets.pnet,
+            nets.rnet,
+            nets.onet,
+            [0.6, 0.7, 0.7],
+            0.709,
+            "cpu",
         )
     reference = ref_boxes[0][ref_boxes[0][:, 4] >= 0.9]
     # when our OpenCV-resampled cascade runs
@@ -106,6 +113,8 @@ def test_agrees_with_facenet_reference(detector: FaceDetector, image_name: str) 
     from torchvision.ops import box_iou
 
     assert len(faces) == len(reference), f"{len(faces)} vs reference {len(reference)}"
-    overlaps = box_iou(torch.from_numpy(faces.boxes_xyxy), torch.from_numpy(reference[:, :4].astype(np.float32)))
+    overlaps = box_iou(
+        torch.from_numpy(faces.boxes_xyxy), torch.from_numpy(reference[:, :4].astype(np.float32))
+    )
     best = overlaps.max(dim=1).values
     assert bool((best >= 0.85).all()), f"best IoU with the reference per face: {best.tolist()}"

@@ -17,5 +17,8 @@ class AlignerConfig(VigilModel):
         description="`similarity`: least-squares similarity transform from the 5 MTCNN landmarks to a template.",
     )
     padding: float = Field(
-        0.25, ge=0.0, le=1.0, description="Margin around the face, as a fraction of the face (dlib convention)."
+        0.25,
+        ge=0.0,
+        le=1.0,
+        description="Margin around the face, as a fraction of the face (dlib convention).",
     )

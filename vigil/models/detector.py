@@ -42,9 +42,7 @@ class FaceDetections:
 
     @classmethod
     def empty(cls) -> FaceDetections:
-        return cls(
-            np.zeros((0, 4), np.float32), np.zeros((0,), np.float32), np.zeros((0, 5, 2), np.float32)
-        )
+        return cls(np.zeros((0, 4), np.float32), np.zeros((0,), np.float32), np.zeros((0, 5, 2), np.float32))
 
 
 class FaceDetector:
@@ -108,9 +106,15 @@ class FaceDetector:
             return [FaceDetections.empty() for _ in range(len(batch))]
         with torch.inference_mode():
             found = detect_faces(
-                batch, self._nets, self.config.min_face_size_px, self.config.thresholds, self.config.scale_factor
+                batch,
+                self._nets,
+                self.config.min_face_size_px,
+                self.config.thresholds,
+                self.config.scale_factor,
             )
-        return [_to_detections(boxes, points, self.config.min_score, width, height) for boxes, points in found]
+        return [
+            _to_detections(boxes, points, self.config.min_score, width, height) for boxes, points in found
+        ]
 
 
 def _batches_by_size(frames: Sequence[ImageRGB], batch_size: int) -> list[list[int]]:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import pickle
+import struct
 from pathlib import Path
 
 import numpy as np
@@ -56,9 +58,22 @@ class FacenetEmbedder(Embedder):
             # The logits layer is only used for classification; checkpoints may or may not carry it.
             state = {key: value for key, value in state.items() if not key.startswith("logits.")}
             net.load_state_dict(state, strict=False)
-            missing = set(net.state_dict()) - set(state) - {k for k in net.state_dict() if k.startswith("logits.")}
-        except (RuntimeError, OSError, ValueError, AttributeError) as exc:
-            raise ModelLoadError(f"{self.weights_path} is not an InceptionResnetV1 state dict ({exc})") from None
+            missing = (
+                set(net.state_dict()) - set(state) - {k for k in net.state_dict() if k.startswith("logits.")}
+            )
+        # torch.load reports a non-checkpoint file in many ways, depending on where the bytes break.
+        except (
+            RuntimeError,
+            OSError,
+            ValueError,
+            AttributeError,
+            EOFError,
+            pickle.UnpicklingError,
+            struct.error,
+        ) as exc:
+            raise ModelLoadError(
+                f"{self.weights_path} is not an InceptionResnetV1 state dict ({exc})"
+            ) from None
         if missing:
             raise ModelLoadError(
                 f"{self.weights_path} lacks {len(missing)} InceptionResnetV1 tensors (e.g. {sorted(missing)[0]})"

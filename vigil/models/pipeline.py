@@ -85,7 +85,10 @@ class FacePipeline:
         self, frames: Sequence[ImageRGB], detections: Sequence[FaceDetections]
     ) -> list[list[Face]]:
         """Align and embed already-detected faces (one ``FaceDetections`` per frame)."""
-        chips = [self.aligner.align(frame, faces.landmarks) for frame, faces in zip(frames, detections, strict=True)]
+        chips = [
+            self.aligner.align(frame, faces.landmarks)
+            for frame, faces in zip(frames, detections, strict=True)
+        ]
         size = self.aligner.chip_size_px
         all_chips = np.concatenate([np.zeros((0, size, size, 3), np.uint8), *chips])
         embeddings = self.embedder.embed(all_chips)
@@ -94,7 +97,12 @@ class FacePipeline:
         for faces in detections:
             results.append(
                 [
-                    Face(faces.boxes_xyxy[i], float(faces.scores[i]), faces.landmarks[i], embeddings[offset + i])
+                    Face(
+                        faces.boxes_xyxy[i],
+                        float(faces.scores[i]),
+                        faces.landmarks[i],
+                        embeddings[offset + i],
+                    )
                     for i in range(len(faces))
                 ]
             )

@@ -1,0 +1,107 @@
+"""The whole face pipeline on real faces: detection → alignment → embedding."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tests.conftest import LFW, people_image, require
+from vigil.image import load_image
+from vigil.models.pipeline import FacePipeline
+
+# A handful of fixed LFW pairs (View 2, fold 1 of pairs.txt): same person, then different people.
+SAME_PERSON = [
+    ("Abel_Pacheco", 1, "Abel_Pacheco", 4),
+    ("Akhmed_Zakayev", 1, "Akhmed_Zakayev", 3),
+    ("Amber_Tamblyn", 1, "Amber_Tamblyn", 2),
+    ("Anders_Fogh_Rasmussen", 1, "Anders_Fogh_Rasmussen", 3),
+]
+DIFFERENT_PEOPLE = [
+    ("AJ_Cook", 1, "Marsha_Thomason", 1),
+    ("Aaron_Sorkin", 2, "Frank_Cassell", 1),
+    ("Abdel_Madi_Shabneh", 1, "Dean_Barker", 1),
+    ("Abdel_Madi_Shabneh", 1, "Giancarlo_Fisichella", 1),
+]
+
+
+def _lfw_embedding(pipeline: FacePipeline, name: str, number: int) -> np.ndarray:
+    path = require(LFW / "lfw-deepfunneled" / name / f"{name}_{number:04d}.jpg")
+    face = pipeline.central_face(load_image(path))
+    assert face is not None, f"no face found in {path}"
+    return face.embedding
+
+
+def test_same_person_pairs_are_closer_than_different_people(pipeline: FacePipeline) -> None:
+    # given fixed LFW pairs of the same person and of different people
+    def distance(pair: tuple[str, int, str, int]) -> float:
+        first = _lfw_embedding(pipeline, pair[0], pair[1])
+        second = _lfw_embedding(pipeline, pair[2], pair[3])
+        return float(np.linalg.norm(first - second))
+
+    same = [distance(pair) for pair in SAME_PERSON]
+    different = [distance(pair) for pair in DIFFERENT_PEOPLE]
+    # then every same-person pair is closer than every different-people pair, and dlib's 0.6 rule holds
+    assert max(same) < min(different), f"same {np.round(same, 3)} vs different {np.round(different, 3)}"
+    assert max(same) < 0.6 < min(different), f"same {np.round(same, 3)} vs different {np.round(different, 3)}"
+
+
+def test_same_person_across_photos_and_resolutions(pipeline: FacePipeline) -> None:
+    # given Obama in three photos and at 240p, and Biden
+    embeddings = {
+        name: pipeline.analyze([people_image(name)])[0][0].embedding
+        for name in ("obama.jpg", "obama2.jpg", "obama-240p.jpg", "biden.jpg")
+    }
+    # then Obama matches Obama and not Biden
+    for other in ("obama2.jpg", "obama-240p.jpg"):
+        assert np.linalg.norm(embeddings["obama.jpg"] - embeddings[other]) < 0.6, other
+    assert np.linalg.norm(embeddings["obama.jpg"] - embeddings["biden.jpg"]) > 0.6
+
+
+def test_two_people_give_two_distinct_embeddings(pipeline: FacePipeline) -> None:
+    # given the photo of Obama and Biden together
+    faces = pipeline.analyze([people_image("two_people.jpg")])[0]
+    obama = pipeline.analyze([people_image("obama.jpg")])[0][0].embedding
+    # then each face has its own embedding, and exactly one of them is Obama
+    assert len(faces) == 2
+    matches = [float(np.linalg.norm(face.embedding - obama)) < 0.6 for face in faces]
+    assert sorted(matches) == [False, True], f"matches to Obama: {matches}"
+
+
+def test_image_without_face_gives_no_faces(pipeline: FacePipeline) -> None:
+    blank = np.full((200, 300, 3), 90, np.uint8)
+    assert pipeline.analyze([blank]) == [[]]
+    assert pipeline.central_face(blank) is None
+
+
+def test_batched_analysis_matches_one_by_one(pipeline: FacePipeline) -> None:
+    # given frames of different sizes, one without a face
+    frames = [people_image("obama.jpg"), np.zeros((100, 100, 3), np.uint8), people_image("two_people.jpg")]
+    # when analysed together and separately
+    together = pipeline.analyze(frames)
+    alone = [pipeline.analyze([frame])[0] for frame in frames]
+    # then the faces and embeddings agree
+    assert [len(faces) for faces in together] == [len(faces) for faces in alone] == [1, 0, 2]
+    for batch_faces, single_faces in zip(together, alone, strict=True):
+        for first, second in zip(batch_faces, single_faces, strict=True):
+            np.testing.assert_allclose(first.embedding, second.embedding, atol=1e-4)
+
+
+def test_grayscale_photo_still_recognised(pipeline: FacePipeline) -> None:
+    # given a grayscale copy of a colour photo
+    colour = people_image("obama.jpg")
+    gray = np.repeat(colour.mean(axis=2, keepdims=True).astype(np.uint8), 3, axis=2)
+    # then the same person is found in it
+    [face_colour] = pipeline.analyze([colour])[0]
+    [face_gray] = pipeline.analyze([gray])[0]
+    assert np.linalg.norm(face_colour.embedding - face_gray.embedding) < 0.6
+
+
+@pytest.mark.parametrize("factor", [0.5, 2.0])
+def test_rescaled_photo_gives_nearby_embedding(pipeline: FacePipeline, factor: float) -> None:
+    import cv2
+
+    image = people_image("obama.jpg")
+    resized = cv2.resize(image, None, fx=factor, fy=factor, interpolation=cv2.INTER_AREA)
+    [original] = pipeline.analyze([image])[0]
+    [scaled] = pipeline.analyze([resized])[0]
+    assert np.linalg.norm(original.embedding - scaled.embedding) < 0.3
