@@ -10,16 +10,16 @@ each image is the one nearest the image centre.
 from __future__ import annotations
 
 import logging
-import platform
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Literal, cast
 
 import numpy as np
 import torch
 
+from trainer.bench_embed import cpu_model
 from trainer.embedding_cache import EmbeddedImages, cache_key, embed_images
 from trainer.metrics import VerificationResult, kfold_verification, roc_curve
 from trainer.pairs import Pair, read_pairs
@@ -48,10 +48,10 @@ def pair_scores(embedded: EmbeddedImages, pairs: list[Pair], metric: Metric) -> 
     first = embedded.embeddings[[row[p.path_a] for p in pairs]].astype(np.float64)
     second = embedded.embeddings[[row[p.path_b] for p in pairs]].astype(np.float64)
     if metric == "euclidean":
-        return -np.linalg.norm(first - second, axis=1)
+        return np.asarray(-np.linalg.norm(first - second, axis=1), dtype=np.float64)
     first /= np.linalg.norm(first, axis=1, keepdims=True)
     second /= np.linalg.norm(second, axis=1, keepdims=True)
-    return np.sum(first * second, axis=1)
+    return np.asarray(np.sum(first * second, axis=1), dtype=np.float64)
 
 
 def run_lfw_bench(
@@ -127,10 +127,12 @@ def run_pairs_bench(
     markdown = verification_markdown(figures, title=f"{name} verification ({len(pairs)} pairs, 10-fold)")
     json_path.with_suffix(".md").write_text(markdown + "\n", encoding="utf-8")
     summary = (
-        f"{name}: accuracy {result.accuracy_mean:.2%} ± {result.accuracy_std:.2%} (10-fold), AUC {result.auc:.4f}, "
+        f"{name}: accuracy {result.accuracy_mean:.2%} ± {result.accuracy_std:.2%} (10-fold), "
+        f"AUC {result.auc:.4f}, "
         f"TAR@FAR=1e-3 {result.tar_at_far_1e3:.2%}, EER {result.eer:.2%}, "
         f"{figures['no_face_count']} images without a detected face\n"
-        f"  with {other} scores: accuracy {other_result.accuracy_mean:.2%} ± {other_result.accuracy_std:.2%}, "
+        f"  with {other} scores: "
+        f"accuracy {other_result.accuracy_mean:.2%} ± {other_result.accuracy_std:.2%}, "
         f"TAR@FAR=1e-3 {other_result.tar_at_far_1e3:.2%}\n"
         f"reports: {json_path}, {json_path.with_suffix('.md')}, {json_path.with_suffix('.png')}"
     )
@@ -142,8 +144,8 @@ def _thresholds_as_configured(figures: Mapping[str, JsonValue], metric: Metric) 
     converted = dict(figures)
     if metric == "euclidean":
         for key in ("threshold", "eer_threshold"):
-            converted[key] = -float(figures[key])  # type: ignore[arg-type]
-        converted["fold_thresholds"] = [-float(t) for t in figures["fold_thresholds"]]  # type: ignore[union-attr]
+            converted[key] = -float(cast(float, figures[key]))
+        converted["fold_thresholds"] = [-float(t) for t in cast(list[float], figures["fold_thresholds"])]
     return converted
 
 
@@ -168,7 +170,7 @@ def _figures(
             "embedder": pipeline.embedder.version,
             "detector": "mtcnn (facenet-pytorch)",
             "seconds": round(seconds, 1),
-            "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
+            "machine": cpu_model(),
             "torch_threads": torch.get_num_threads(),
         }
     )

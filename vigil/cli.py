@@ -106,14 +106,16 @@ def _cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     print("Vigil demo: the face core on photos that ship inside scikit-image and matplotlib")
     report = run_demo(settings)
     print(
-        f"models loaded in {report.load_seconds:.1f} s; {len(report.faces)} faces analysed in {report.run_seconds:.1f} s"
+        f"models loaded in {report.load_seconds:.1f} s; "
+        f"{len(report.faces)} faces analysed in {report.run_seconds:.1f} s"
     )
     for face in report.faces:
         print(
             f"  found {face.person:<15} ({face.view}): box {face.box_xyxy}, detector score {face.score:.3f}"
         )
     print(
-        f"\nmatching each altered view against the originals (same person when distance < {DLIB_SAME_PERSON_DISTANCE}):"
+        "\nmatching each altered view against the originals "
+        f"(same person when distance < {DLIB_SAME_PERSON_DISTANCE}):"
     )
     for comparison in report.comparisons:
         distances = ", ".join(f"{name} {value:.3f}" for name, value in comparison.distances.items())

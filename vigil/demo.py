@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
+import numpy.typing as npt
 
 from vigil.config import Settings
 from vigil.image import load_image
@@ -65,9 +67,11 @@ def sample_images() -> dict[str, ImageRGB]:
     import matplotlib.cbook
     import skimage.data
 
+    # skimage.data ships without annotations; name the array type it returns.
+    astronaut: Callable[[], ImageRGB] = skimage.data.astronaut
     hopper = Path(matplotlib.cbook.get_sample_data("grace_hopper.jpg", asfileobj=False))
     return {
-        "Eileen Collins": np.ascontiguousarray(skimage.data.astronaut()),
+        "Eileen Collins": np.ascontiguousarray(astronaut()),
         "Grace Hopper": load_image(hopper),
     }
 
@@ -83,7 +87,8 @@ def altered_views(image: ImageRGB) -> dict[str, ImageRGB]:
         matrix = cv2.getRotationMatrix2D((width / 2, height / 2), angle_deg, scale)
         matrix[:, 2] += np.array(shift) + (np.array(canvas_size) - np.array([width, height])) / 2
         moved = cv2.warpAffine(image, matrix, canvas_size, borderValue=(128, 128, 128))
-        return np.clip(moved.astype(np.float32) * gain + bias, 0, 255).astype(np.uint8)
+        relit: npt.NDArray[np.float32] = np.clip(moved.astype(np.float32) * gain + bias, 0, 255)
+        return relit.astype(np.uint8)
 
     return {
         "rotated 12° and shifted": place(12, 1.0, (60, -40), 1.0, 0),
@@ -129,5 +134,5 @@ def run_demo(settings: Settings) -> DemoReport:
 
 
 def _demo_face(person: str, view: str, face: Face) -> DemoFace:
-    x1, y1, x2, y2 = (int(round(v)) for v in face.box_xyxy)
+    x1, y1, x2, y2 = (round(float(v)) for v in face.box_xyxy)
     return DemoFace(person, view, (x1, y1, x2, y2), face.score, face.embedding)

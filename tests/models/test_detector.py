@@ -96,7 +96,7 @@ def test_agrees_with_facenet_reference(detector: FaceDetector, image_name: str) 
     nets = detector._nets
     assert nets is not None
     with torch.inference_mode():
-        ref_boxes, ref_points = detect_face(
+        ref_boxes, _ref_points = detect_face(
             torch.from_numpy(image[None].copy()),
             20,
             nets.pnet,

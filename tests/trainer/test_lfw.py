@@ -60,5 +60,5 @@ def test_small_pairs_benchmark_writes_reports(settings: Settings, tmp_path: Path
 
 
 def test_missing_lfw_folder_is_a_dataset_error(settings: Settings, tmp_path: Path) -> None:
-    with pytest.raises(DatasetError, match="pairs.txt"):
+    with pytest.raises(DatasetError, match=r"pairs\.txt"):
         run_lfw_bench(settings, tmp_path / "nowhere", tmp_path / "lfw.json")

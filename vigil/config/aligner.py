@@ -14,7 +14,9 @@ class AlignerConfig(VigilModel):
 
     method: Literal["similarity"] = Field(
         "similarity",
-        description="`similarity`: least-squares similarity transform from the 5 MTCNN landmarks to a template.",
+        description=(
+            "`similarity`: least-squares similarity transform from the 5 MTCNN landmarks to a template."
+        ),
     )
     padding: float = Field(
         0.25,

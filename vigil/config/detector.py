@@ -22,7 +22,9 @@ class DetectorConfig(VigilModel):
         20,
         ge=8,
         le=1024,
-        description="Smallest face side to look for, in pixels. Larger values are faster (fewer pyramid scales).",
+        description=(
+            "Smallest face side to look for, in pixels. Larger values are faster (fewer pyramid scales)."
+        ),
     )
     thresholds: tuple[float, float, float] = Field(
         (0.6, 0.7, 0.7),
@@ -32,7 +34,9 @@ class DetectorConfig(VigilModel):
         0.709,
         gt=0.3,
         lt=0.95,
-        description="Image pyramid step (MTCNN's `factor`); smaller is faster but can miss faces between scales.",
+        description=(
+            "Image pyramid step (MTCNN's `factor`); smaller is faster but can miss faces between scales."
+        ),
     )
     min_score: float = Field(
         0.9,

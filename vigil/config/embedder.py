@@ -23,11 +23,15 @@ class EmbedderConfig(VigilModel):
     )
     weights_path: Path | None = Field(
         None,
-        description="Local weights file. Required for `facenet` (a state dict); optional override for `dlib_resnet`.",
+        description=(
+            "Local weights file. Required for `facenet` (a state dict); optional override for `dlib_resnet`."
+        ),
     )
     device: Device = Field("auto", description="Where to run: `auto` picks CUDA when available, else CPU.")
     batch_size: int = Field(32, ge=1, le=1024, description="Face chips per forward pass.")
     flip_average: bool = Field(
         True,
-        description="Average the embedding of each chip with that of its mirror image (test-time augmentation).",
+        description=(
+            "Average the embedding of each chip with that of its mirror image (test-time augmentation)."
+        ),
     )

@@ -103,7 +103,7 @@ class FaceAligner:
 
     def chip_to_image(self, landmarks: npt.NDArray[np.floating]) -> AffineMatrix:
         """The transform that maps chip pixels onto the image for one face's ``(5, 2)`` landmarks."""
-        return similarity_transform(self.template, landmarks)
+        return similarity_transform(self.template, np.asarray(landmarks, dtype=np.float64))
 
     def align(self, image: ImageRGB, landmarks: Landmarks5) -> ImageRGB:
         """Cut one chip per face.

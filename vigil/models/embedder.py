@@ -69,7 +69,8 @@ def create_embedder(config: EmbedderConfig, cache_dir: Path) -> Embedder:
 
         if config.weights_path is None:
             raise ConfigError(
-                "embedder.backend 'facenet' needs embedder.weights_path (a local InceptionResnetV1 state dict)"
+                "embedder.backend 'facenet' needs embedder.weights_path "
+                "(a local InceptionResnetV1 state dict)"
             )
         return FacenetEmbedder(config.weights_path, config.device, config.batch_size)
     from vigil.models.dlib_resnet import DlibEmbedder

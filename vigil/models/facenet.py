@@ -76,7 +76,8 @@ class FacenetEmbedder(Embedder):
             ) from None
         if missing:
             raise ModelLoadError(
-                f"{self.weights_path} lacks {len(missing)} InceptionResnetV1 tensors (e.g. {sorted(missing)[0]})"
+                f"{self.weights_path} lacks {len(missing)} InceptionResnetV1 tensors "
+                f"(e.g. {sorted(missing)[0]})"
             )
         self._net = net.to(self.device).eval()
         self.version = f"facenet_{hashlib.sha256(data).hexdigest()[:12]}"

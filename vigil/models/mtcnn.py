@@ -82,7 +82,7 @@ def detect_faces(
         Per frame, ``(boxes, points)``: ``(K, 5)`` float32 ``x1, y1, x2, y2, score`` and
         ``(K, 5, 2)`` float32 landmarks.
     """
-    count, height, width = frames.shape[:3]
+    count, _height, _width = frames.shape[:3]
     boxes, frame_index = _propose(frames, nets, min_face_size_px, thresholds[0], scale_factor)
     if len(boxes):
         boxes, frame_index = _refine(frames, nets, boxes, frame_index, thresholds[1])
