@@ -70,3 +70,19 @@ def test_check_config_prints_settings(tmp_path: Path) -> None:
     result = run_vigil("check-config", home=tmp_path)
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["home"] == str(tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        # zero repeats is refused by the argument parser, before any work
+        (["bench", "detect", "--repeats", "0"], "must be a positive integer"),
+        # results that could not be written are refused before the benchmark runs
+        (["bench", "index", "--json", "/proc/vigil/index.json"], "cannot create"),
+    ],
+    ids=["zero-repeats", "unwritable-json"],
+)
+def test_bad_bench_arguments_fail_fast(tmp_path: Path, args: list[str], fragment: str) -> None:
+    result = run_vigil(*args, home=tmp_path, timeout_s=60)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert fragment in result.stderr, result.stderr

@@ -78,3 +78,28 @@ def test_configuration_docs_are_current() -> None:
         encoding="utf-8"
     )
     assert committed == render_markdown(), "docs/configuration.md is stale: regenerate it"
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        # latin-1 bytes that are not UTF-8
+        (b"home: /tmp/caf\xe9\n", "not UTF-8"),
+        # a number as a setting name
+        (b"1: 2\n", "non-text setting names"),
+        # a probability above 1
+        (b"detector:\n  thresholds: [0.6, 0.7, 1.5]\n", r"detector\.thresholds\.2"),
+    ],
+    ids=["not-utf8", "numeric-key", "threshold-range"],
+)
+def test_more_bad_config_files(tmp_path: Path, content: bytes, message: str) -> None:
+    config = tmp_path / "vigil.yaml"
+    config.write_bytes(content)
+    with pytest.raises(ConfigError, match=message):
+        load_settings(config, environ={})
+
+
+def test_malformed_environment_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("VIGIL_DETECTOR__THRESHOLDS", "[0.6")
+    with pytest.raises(ConfigError, match="environment variable"):
+        load_settings(environ={})

@@ -125,3 +125,13 @@ def test_exif_orientation_is_applied(tmp_path: Path) -> None:
 def test_minimum_size_is_accepted() -> None:
     side = MIN_IMAGE_SIDE_PX
     assert decode_image(_png(np.zeros((side, side, 3), np.uint8))).shape == (side, side, 3)
+
+
+def test_decompression_bomb_is_an_image_error(tmp_path: Path) -> None:
+    # given a tiny PNG that declares 20,000 × 20,000 pixels (400 Mpx)
+    big = Image.new("1", (20_000, 20_000))
+    path = tmp_path / "bomb.png"
+    big.save(path, optimize=True)
+    # then it is refused with our error, not PIL's
+    with pytest.raises(ImageError, match="too large"):
+        load_image(path)

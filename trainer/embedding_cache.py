@@ -10,7 +10,8 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
+import zipfile
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +19,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from trainer.report import write_atomically
 from vigil.config import Settings
 from vigil.errors import VigilError
 from vigil.image import load_image
@@ -56,6 +58,9 @@ def cache_key(settings: Settings, pipeline: FacePipeline, images_root: Path) -> 
     """A short hash of everything that changes the embeddings of these images."""
     parts = {
         "embedder": pipeline.embedder.version,
+        # A different weights file or fp16 (CUDA) changes embeddings under the same version name.
+        "weights": str(settings.embedder.weights_path.resolve()) if settings.embedder.weights_path else None,
+        "device": str(getattr(pipeline.embedder, "device", "cpu")),
         "detector": settings.detector.model_dump(mode="json", exclude={"device", "batch_size"}),
         "aligner": settings.aligner.model_dump(mode="json"),
         "template": MTCNN_TEMPLATE_150.round(4).tolist(),
@@ -72,7 +77,7 @@ def embed_images(
     Images without a detected face are embedded with the mean landmark layout of the
     images that had one (the images are assumed to be face crops of similar framing).
     """
-    paths = list(dict.fromkeys(paths))
+    paths = list(dict.fromkeys(path.resolve() for path in paths))
     done = _read_cache(cache_file) if cache_file is not None else {}
     todo = [path for path in paths if str(path) not in done]
     if done:
@@ -173,22 +178,24 @@ def _read_cache(cache_file: Path) -> dict[str, _Row]:
             }
             for i, path in enumerate(arrays["paths"])
         }
-    except (OSError, KeyError, ValueError) as exc:
+    except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
         logger.warning("ignoring unreadable embedding cache %s (%s)", cache_file, exc)
         return {}
 
 
 def _write_cache(cache_file: Path, rows: dict[str, _Row]) -> None:
-    cache_file.parent.mkdir(parents=True, exist_ok=True)
     keys = list(rows)
-    temporary = cache_file.with_name(cache_file.name + ".tmp.npz")
-    np.savez(
-        temporary,
-        paths=np.array(keys),
-        embeddings=np.stack([rows[k]["embedding"] for k in keys]),
-        relative_landmarks=np.stack([rows[k]["relative_landmarks"] for k in keys]),
-        sizes=np.stack([rows[k]["size"] for k in keys]),
-        detected=np.array([rows[k]["detected"] for k in keys]),
-        unreadable=np.array([rows[k]["unreadable"] for k in keys]),
-    )
-    os.replace(temporary, cache_file)
+
+    def save(temporary: Path) -> None:
+        with temporary.open("wb") as handle:  # a file object: np.savez would append ".npz" to a path
+            np.savez(
+                handle,
+                paths=np.array(keys),
+                embeddings=np.stack([rows[k]["embedding"] for k in keys]),
+                relative_landmarks=np.stack([rows[k]["relative_landmarks"] for k in keys]),
+                sizes=np.stack([rows[k]["size"] for k in keys]),
+                detected=np.array([rows[k]["detected"] for k in keys]),
+                unreadable=np.array([rows[k]["unreadable"] for k in keys]),
+            )
+
+    write_atomically(cache_file, save)

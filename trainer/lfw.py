@@ -45,8 +45,8 @@ class PairsBenchResult:
 def pair_scores(embedded: EmbeddedImages, pairs: list[Pair], metric: Metric) -> FloatArray:
     """Similarity of each pair (higher = more alike): −Euclidean distance or cosine similarity."""
     row = embedded.row()
-    first = embedded.embeddings[[row[p.path_a] for p in pairs]].astype(np.float64)
-    second = embedded.embeddings[[row[p.path_b] for p in pairs]].astype(np.float64)
+    first = embedded.embeddings[[row[p.path_a.resolve()] for p in pairs]].astype(np.float64)
+    second = embedded.embeddings[[row[p.path_b.resolve()] for p in pairs]].astype(np.float64)
     if metric == "euclidean":
         return np.asarray(-np.linalg.norm(first - second, axis=1), dtype=np.float64)
     first /= np.linalg.norm(first, axis=1, keepdims=True)
@@ -103,7 +103,10 @@ def run_pairs_bench(
     labels = np.array([pair.same for pair in pairs])
     folds = np.array([pair.fold for pair in pairs])
     scores = pair_scores(embedded, pairs, metric)
-    result = kfold_verification(scores, labels, folds)
+    try:
+        result = kfold_verification(scores, labels, folds)
+    except ValueError as exc:  # e.g. a pairs file with one class only, or a single fold
+        raise DatasetError(f"the pairs cannot be evaluated: {exc}") from None
     figures = _figures(result, metric, embedded, pipeline, time.monotonic() - started, name)
     # The other metric, from the same embeddings, for comparison.
     other: Metric = "cosine" if metric == "euclidean" else "euclidean"

@@ -107,7 +107,7 @@ def plot_roc(
     def save(temporary: Path) -> None:
         figure.savefig(temporary, format="png", dpi=dpi)
 
-    _write_atomically(path, save)
+    write_atomically(path, save)
     logger.info("wrote ROC plot %s", path)
 
 
@@ -188,11 +188,11 @@ def write_json(path: Path, data: Mapping[str, JsonValue]) -> None:
     def save(temporary: Path) -> None:
         temporary.write_text(text, encoding="utf-8")
 
-    _write_atomically(path, save)
+    write_atomically(path, save)
     logger.info("wrote %s", path)
 
 
-def _write_atomically(path: Path, write: Callable[[Path], None]) -> None:
+def write_atomically(path: Path, write: Callable[[Path], None]) -> None:
     """Run ``write`` on a temp file next to ``path``, fsync it, then move it over ``path``."""
     path.parent.mkdir(parents=True, exist_ok=True)
     descriptor, temporary_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -46,6 +47,28 @@ def main(argv: Sequence[str] | None = None) -> int:
         # Output piped into `head` and closed early: not an error worth a traceback.
         sys.stderr.close()
         return 0
+    except OSError as exc:  # e.g. an unwritable --json location
+        print(f"vigil: error: {exc.strerror or exc}: {exc.filename or ''}; check the path", file=sys.stderr)
+        return EXIT_USAGE
+
+
+def _writable_json(text: str) -> Path:
+    """A results path whose folder exists (or can be made) and is writable: checked before any work."""
+    path = Path(text)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise argparse.ArgumentTypeError(f"cannot create {path.parent}: {exc.strerror}") from None
+    if not os.access(path.parent, os.W_OK):
+        raise argparse.ArgumentTypeError(f"{path.parent} is not writable")
+    return path
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -76,21 +99,35 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     lfw = bench.add_parser("lfw", help="LFW 10-fold verification accuracy (View 2, pairs.txt)")
     lfw.add_argument("--data", type=Path, default=DEFAULT_LFW_DIR, help="LFW folder with pairs.txt")
-    lfw.add_argument("--json", type=Path, default=Path("bench-results/lfw.json"), help="results JSON")
+    lfw.add_argument("--json", type=_writable_json, default="bench-results/lfw.json", help="results JSON")
     lfw.add_argument("--no-cache", action="store_true", help="recompute embeddings even if cached")
     lfw.add_argument("--metric", choices=["euclidean", "cosine"], default="euclidean", help="pair score")
     lfw.set_defaults(handler=_cmd_bench_lfw)
 
     embed = bench.add_parser("embed", help="embedder faces/s vs dlib's own implementation")
-    embed.add_argument("--json", type=Path, default=Path("bench-results/embed.json"), help="results JSON")
-    embed.add_argument("--repeats", type=int, default=5, help="timed passes per configuration")
+    embed.add_argument("--json", type=_writable_json, default="bench-results/embed.json", help="results JSON")
+    embed.add_argument("--repeats", type=_positive_int, default=5, help="timed passes per configuration")
     embed.set_defaults(handler=_cmd_bench_embed)
+
+    index_bench = bench.add_parser("index", help="FAISS index build/latency/recall on a synthetic gallery")
+    index_bench.add_argument("--size", type=_positive_int, default=1_000_000, help="templates in the gallery")
+    index_bench.add_argument("--dim", type=_positive_int, default=128, help="embedding dimension")
+    index_bench.add_argument("--queries", type=_positive_int, default=1000, help="queries to time")
+    index_bench.add_argument(
+        "--probes", type=_positive_int, default=32, help="IVF lists searched per query (nprobe)"
+    )
+    index_bench.add_argument(
+        "--json", type=_writable_json, default="bench-results/index.json", help="results JSON"
+    )
+    index_bench.set_defaults(handler=_cmd_bench_index)
 
     detect_bench = bench.add_parser("detect", help="MTCNN ms/frame vs facenet-pytorch's detect_face")
     detect_bench.add_argument(
-        "--json", type=Path, default=Path("bench-results/detect.json"), help="results JSON"
+        "--json", type=_writable_json, default="bench-results/detect.json", help="results JSON"
     )
-    detect_bench.add_argument("--repeats", type=int, default=5, help="timed passes per configuration")
+    detect_bench.add_argument(
+        "--repeats", type=_positive_int, default=5, help="timed passes per configuration"
+    )
     detect_bench.set_defaults(handler=_cmd_bench_detect)
     return parser
 
@@ -207,6 +244,19 @@ def _cmd_bench_detect(args: argparse.Namespace, settings: Settings) -> int:
     timings = run_detect_bench(repeats=args.repeats)
     write_json(args.json, to_dict(timings))
     markdown = to_markdown(timings)
+    args.json.with_suffix(".md").write_text(markdown, encoding="utf-8")
+    print(markdown)
+    print(f"reports: {args.json}, {args.json.with_suffix('.md')}")
+    return 0
+
+
+def _cmd_bench_index(args: argparse.Namespace, settings: Settings) -> int:
+    from indexer.bench import run_index_bench, to_dict, to_markdown
+    from trainer.report import write_json
+
+    rows = run_index_bench(args.size, args.dim, queries=args.queries, probes=args.probes)
+    write_json(args.json, to_dict(rows))  # type: ignore[arg-type]
+    markdown = to_markdown(rows)
     args.json.with_suffix(".md").write_text(markdown, encoding="utf-8")
     print(markdown)
     print(f"reports: {args.json}, {args.json.with_suffix('.md')}")

@@ -20,8 +20,6 @@ logger = logging.getLogger(__name__)
 
 # MTCNN's first network looks at 12×12 windows: nothing smaller can hold a face.
 MIN_IMAGE_SIDE_PX = 12
-# Decompression-bomb guard (PIL warns at ~89 Mpx; a 16K frame is ~150 Mpx).
-MAX_IMAGE_PIXELS = 200_000_000
 
 
 def load_image(path: Path) -> ImageRGB:
@@ -59,13 +57,13 @@ def decode_image(data: bytes, source: str = "image") -> ImageRGB:
         raise ImageError("file is empty", source)
     try:
         with Image.open(io.BytesIO(data)) as img:
-            if img.width * img.height > MAX_IMAGE_PIXELS:
-                raise ImageError(
-                    f"image is {img.width}×{img.height}, larger than the {MAX_IMAGE_PIXELS:,} pixel limit",
-                    source,
-                )
             img.load()  # decoding happens here: truncated files fail now, not later
-            rgb = _to_rgb(ImageOps.exif_transpose(img))
+            rgb = _to_rgb(_upright(img, source))
+    except Image.DecompressionBombError:
+        # PIL's decompression-bomb guard: over ~179 megapixels (twice Image.MAX_IMAGE_PIXELS).
+        raise ImageError(
+            "image is too large to decode safely (over ~179 megapixels); downscale it", source
+        ) from None
     except UnidentifiedImageError:
         raise ImageError(
             "not an image file (unknown format); use JPEG, PNG, WebP, BMP or TIFF", source
@@ -80,6 +78,15 @@ def decode_image(data: bytes, source: str = "image") -> ImageRGB:
             source,
         )
     return rgb
+
+
+def _upright(img: Image.Image, source: str) -> Image.Image:
+    """Apply the EXIF orientation; a corrupt EXIF block only costs the rotation, not the image."""
+    try:
+        return ImageOps.exif_transpose(img)
+    except Exception as exc:  # PIL raises struct.error, KeyError, ... on malformed EXIF
+        logger.warning("%s: ignoring unreadable EXIF orientation (%s)", source, exc)
+        return img
 
 
 def _to_rgb(img: Image.Image) -> ImageRGB:

@@ -83,7 +83,9 @@ def test_batched_analysis_matches_one_by_one(pipeline: FacePipeline) -> None:
     assert [len(faces) for faces in together] == [len(faces) for faces in alone] == [1, 0, 2]
     for batch_faces, single_faces in zip(together, alone, strict=True):
         for first, second in zip(batch_faces, single_faces, strict=True):
-            np.testing.assert_allclose(first.embedding, second.embedding, atol=1e-4)
+            # fp16 on CUDA rounds at ~1e-4 near |x| = 0.2; fp32 on CPU agrees far tighter
+            tolerance = 2e-3 if pipeline.embedder.device.type == "cuda" else 1e-4  # type: ignore[attr-defined]
+            np.testing.assert_allclose(first.embedding, second.embedding, atol=tolerance)
 
 
 def test_grayscale_photo_still_recognised(pipeline: FacePipeline) -> None:

@@ -26,7 +26,7 @@ def test_cache_is_written_and_reused(pipeline: FacePipeline, tmp_path: Path) -> 
     assert cache.is_file()
     second = embed_images(pipeline, paths, cache)
     # then the second run returns the cached values exactly, in input order
-    assert first.paths == paths == second.paths
+    assert first.paths == [path.resolve() for path in paths] == second.paths
     np.testing.assert_array_equal(first.embeddings, second.embeddings)
     assert first.detected.all() and not first.unreadable.any()
 
@@ -62,3 +62,16 @@ def test_unreadable_image_is_flagged_not_fatal(pipeline: FacePipeline, tmp_path:
     result = embed_images(pipeline, [*_lfw_paths(1), broken], cache_file=None)
     assert result.unreadable.tolist() == [False, True]
     assert np.isnan(result.embeddings[1]).all()
+
+
+def test_truncated_cache_is_ignored_and_rewritten(pipeline: FacePipeline, tmp_path: Path) -> None:
+    # given a cache file cut off mid-write (e.g. by a crash of an older version)
+    paths = _lfw_paths(2)
+    cache = tmp_path / "embeddings.npz"
+    embed_images(pipeline, paths, cache)
+    cache.write_bytes(cache.read_bytes()[:100])
+    # when embedded again, then it recomputes instead of crashing, and the cache is whole again
+    result = embed_images(pipeline, paths, cache)
+    assert np.isfinite(result.embeddings).all()
+    assert embed_images(pipeline, paths, cache).embeddings.shape == (2, 128)
+    assert not list(tmp_path.glob(".*.tmp")), "no temporary files are left behind"

@@ -1,8 +1,9 @@
 """One typed settings tree for all of Vigil.
 
-Sources, highest priority first: keyword arguments, environment variables ``VIGIL_*``
+Sources, highest priority first: environment variables ``VIGIL_*``
 (nested with ``__``, e.g. ``VIGIL_DETECTOR__MIN_FACE_SIZE_PX=40``), the YAML file
-(``--config`` or ``VIGIL_CONFIG``), then the defaults below. Every field is documented
+(``--config`` or ``VIGIL_CONFIG``, passed in as keyword arguments), then the
+defaults below. Every field is documented
 in ``docs/configuration.md``.
 """
 
@@ -14,7 +15,7 @@ from typing import Any
 import platformdirs
 import yaml
 from pydantic import Field, ValidationError
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, SettingsError
 
 from vigil.config.aligner import AlignerConfig
 from vigil.config.detector import DetectorConfig
@@ -84,6 +85,8 @@ def load_settings(config_path: Path | None = None, environ: dict[str, str] | Non
         return Settings(**file_values)
     except ValidationError as exc:
         raise ConfigError(_describe(exc, config_path)) from None
+    except SettingsError as exc:  # an environment variable that is not valid JSON for its field
+        raise ConfigError(f"invalid VIGIL_* environment variable: {exc}") from None
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
@@ -91,6 +94,8 @@ def _read_yaml(path: Path) -> dict[str, Any]:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"cannot read config file {path}: {exc.strerror}; check the path") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"config file {path} is not UTF-8 text; save it as UTF-8 YAML") from None
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
@@ -101,6 +106,9 @@ def _read_yaml(path: Path) -> dict[str, Any]:
         return {}
     if not isinstance(data, dict):
         raise ConfigError(f"config file {path} must hold a mapping of settings, not {type(data).__name__}")
+    bad_keys = [key for key in data if not isinstance(key, str)]
+    if bad_keys:
+        raise ConfigError(f"config file {path} has non-text setting names: {bad_keys[:3]}")
     return data
 
 

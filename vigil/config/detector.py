@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field
 
 from vigil.config.base import VigilModel
 
 Device = Literal["auto", "cpu", "cuda"]
+Probability = Annotated[float, Field(ge=0.0, le=1.0)]
 
 
 class DetectorConfig(VigilModel):
@@ -26,7 +27,7 @@ class DetectorConfig(VigilModel):
             "Smallest face side to look for, in pixels. Larger values are faster (fewer pyramid scales)."
         ),
     )
-    thresholds: tuple[float, float, float] = Field(
+    thresholds: tuple[Probability, Probability, Probability] = Field(
         (0.6, 0.7, 0.7),
         description="P-Net, R-Net, O-Net face probability thresholds (0-1, higher = stricter).",
     )

@@ -355,6 +355,14 @@ class DlibEmbedder(Embedder):
         path = self.weights_path or _default_weights_path()
         model = load_dlib_resnet(path, self.cache_dir)
         model = model.to(device=self.device, dtype=self._dtype).to(memory_format=torch.channels_last).eval()
+        # A file that parses but has impossible layer geometry fails here, not at the first face.
+        try:
+            with torch.inference_mode():
+                probe = model(torch.zeros(1, 3, 150, 150, device=self.device, dtype=self._dtype))
+        except RuntimeError as exc:
+            raise ModelLoadError(f"{path}: the network it describes cannot run ({exc})") from None
+        if tuple(probe.shape) != (1, 128):
+            raise ModelLoadError(f"{path}: the network outputs {tuple(probe.shape)}, expected (1, 128)")
         self._mean = torch.tensor(model.spec.mean_rgb, dtype=torch.float32, device=self.device).view(
             1, 3, 1, 1
         )
@@ -577,7 +585,7 @@ def _write_cache(cache_path: Path, model: DlibResNet, digest: str) -> None:
             temp_name = stream.name
             torch.save(payload, stream)
         os.replace(temp_name, cache_path)
-    except OSError as error:
+    except (OSError, RuntimeError) as error:  # torch.save reports a full disk as RuntimeError
         logger.warning("could not cache converted dlib ResNet weights at %s: %s", cache_path, error)
         if temp_name:
             Path(temp_name).unlink(missing_ok=True)

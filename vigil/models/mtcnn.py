@@ -17,13 +17,6 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 import torch
-from facenet_pytorch.models.utils.detect_face import (
-    batched_nms_numpy,
-    bbreg,
-    generateBoundingBox,
-    pad,
-    rerec,
-)
 from torchvision.ops import batched_nms
 
 from vigil.typing import ImageRGB
@@ -105,6 +98,9 @@ def _propose(
     frames: ImageRGB, nets: MtcnnNets, min_face_size_px: int, threshold: float, scale_factor: float
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Stage 1: P-Net over the image pyramid; returns squared candidate boxes and their frame index."""
+    # Imported here, not at module level: importing facenet_pytorch installs global warning filters.
+    from facenet_pytorch.models.utils.detect_face import generateBoundingBox, rerec
+
     height, width = frames.shape[1:3]
     all_boxes, all_index = [], []
     for scale in pyramid_scales(height, width, min_face_size_px, scale_factor):
@@ -137,6 +133,8 @@ def _propose(
 
 def _crops(frames: ImageRGB, boxes: torch.Tensor, index: torch.Tensor, side_px: int) -> npt.NDArray[np.uint8]:
     """Cut each box (clipped to its frame) and resize it to ``side_px`` squared."""
+    from facenet_pytorch.models.utils.detect_face import pad
+
     height, width = frames.shape[1:3]
     top, bottom, left, right = pad(boxes, width, height)
     frame_of = index.cpu().numpy()
@@ -152,6 +150,8 @@ def _refine(
     frames: ImageRGB, nets: MtcnnNets, boxes: torch.Tensor, index: torch.Tensor, threshold: float
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Stage 2: R-Net rescoring and box regression."""
+    from facenet_pytorch.models.utils.detect_face import bbreg, rerec
+
     regression, probabilities = nets.rnet(_to_input(_crops(frames, boxes, index, RNET_INPUT_PX), nets.device))
     score = probabilities[:, 1]
     passed = score > threshold
@@ -165,6 +165,8 @@ def _output(
     frames: ImageRGB, nets: MtcnnNets, boxes: torch.Tensor, index: torch.Tensor, threshold: float
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Stage 3: O-Net final score, box and the 5 landmarks."""
+    from facenet_pytorch.models.utils.detect_face import batched_nms_numpy, bbreg
+
     regression, landmarks, probabilities = nets.onet(
         _to_input(_crops(frames, boxes, index, ONET_INPUT_PX), nets.device)
     )
