@@ -165,7 +165,8 @@ def _read_cache(cache_file: Path) -> dict[str, _Row]:
     if not cache_file.is_file():
         return {}
     try:
-        with np.load(cache_file, allow_pickle=False) as data:
+        # Open the file ourselves: np.load leaks its handle when the zip is corrupt.
+        with cache_file.open("rb") as handle, np.load(handle, allow_pickle=False) as data:
             # NpzFile decodes an array on every access: read each one once.
             arrays = {name: data[name] for name in _CACHE_ARRAYS}
         return {
