@@ -45,11 +45,17 @@ def test_vigil_config_names_the_file(tmp_path: Path) -> None:
     ("yaml_text", "message"),
     [
         # a typo in a key is an error, not silently ignored
-        ("detector:\n  min_face_size: 40\n", r"detector\.min_face_size: Extra inputs"),
+        ("detector:\n  min_face_size: 40\n", r"detector\.min_face_size \(line 2\): Extra inputs"),
         # a value out of range names its path
-        ("detector:\n  min_face_size_px: 2\n", r"detector\.min_face_size_px: .*greater than or equal to 8"),
+        (
+            "detector:\n  min_face_size_px: 2\n",
+            r"detector\.min_face_size_px \(line 2\): .*greater than or equal to 8",
+        ),
         # an unknown backend lists the choices
-        ("embedder:\n  backend: vgg\n", r"embedder\.backend: .*'dlib_resnet' or 'facenet'"),
+        (
+            "embedder:\n  batch_size: 8\n  backend: vgg\n",
+            r"embedder\.backend \(line 3\): .*'dlib_resnet' or 'facenet'",
+        ),
         # broken YAML syntax says where
         ("detector: [unclosed\n", r"not valid YAML at line"),
         # a list where a mapping is expected

@@ -277,3 +277,22 @@ def test_fp16_on_cuda_matches_fp32(
     distances = np.linalg.norm(cuda.embed(chip_batch) - embedder.embed(chip_batch), axis=1)
     # then
     assert (distances < FP16_MAX_DISTANCE).all(), f"fp16 descriptors drift from fp32 by {distances}"
+
+
+def test_other_weights_get_a_version_of_their_own(tmp_path: Path) -> None:
+    # given a copy of dlib's model with one weight byte changed (still a valid model file)
+    import face_recognition_models
+
+    original = Path(face_recognition_models.face_recognition_model_location())
+    data = bytearray(original.read_bytes())
+    data[len(data) - 20_000] ^= 0x01  # a low mantissa bit of a float32 weight near the end (fc layer)
+    altered = tmp_path / "altered.dat"
+    altered.write_bytes(bytes(data))
+    # when both are loaded
+    published = DlibEmbedder(weights_path=original, device="cpu")
+    other = DlibEmbedder(weights_path=altered, device="cpu")
+    published.load()
+    other.load()
+    # then only the published file keeps the published version name
+    assert published.version == "dlib_resnet_v1"
+    assert other.version.startswith("dlib_resnet_") and other.version != published.version

@@ -84,7 +84,8 @@ def load_settings(config_path: Path | None = None, environ: dict[str, str] | Non
     try:
         return Settings(**file_values)
     except ValidationError as exc:
-        raise ConfigError(_describe(exc, config_path)) from None
+        text = config_path.read_text(encoding="utf-8") if config_path is not None else ""
+        raise ConfigError(_describe(exc, config_path, text)) from None
     except SettingsError as exc:  # an environment variable that is not valid JSON for its field
         raise ConfigError(f"invalid VIGIL_* environment variable: {exc}") from None
 
@@ -112,9 +113,33 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     return data
 
 
-def _describe(exc: ValidationError, path: Path | None) -> str:
+def _describe(exc: ValidationError, path: Path | None, yaml_text: str) -> str:
     source = f" in {path}" if path else ""
-    problems = "; ".join(
-        f"{'.'.join(str(part) for part in err['loc'])}: {err['msg']}" for err in exc.errors()
-    )
-    return f"invalid configuration{source}: {problems}"
+    problems = []
+    for err in exc.errors():
+        location = ".".join(str(part) for part in err["loc"])
+        line = _yaml_line(yaml_text, err["loc"])
+        problems.append(f"{location}{f' (line {line})' if line else ''}: {err['msg']}")
+    return f"invalid configuration{source}: {'; '.join(problems)}"
+
+
+def _yaml_line(yaml_text: str, location: tuple[int | str, ...]) -> int | None:
+    """1-based line of the deepest YAML node on ``location`` (None when it is not in the file)."""
+    try:
+        node = yaml.compose(yaml_text) if yaml_text else None
+    except yaml.YAMLError:
+        return None
+    line = None
+    for part in location:
+        if isinstance(node, yaml.MappingNode):
+            match = next((value for key, value in node.value if key.value == str(part)), None)
+            key_node = next((key for key, _ in node.value if key.value == str(part)), None)
+            if match is None or key_node is None:
+                break
+            line, node = key_node.start_mark.line + 1, match
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
+            node = node.value[part]
+            line = node.start_mark.line + 1
+        else:
+            break
+    return line

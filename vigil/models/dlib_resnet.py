@@ -57,6 +57,9 @@ from vigil.typing import Embeddings, ImageRGB
 
 logger = logging.getLogger(__name__)
 
+# SHA-256 of dlib_face_recognition_resnet_model_v1.dat as shipped in face-recognition-models(-ng).
+DLIB_RESNET_V1_SHA256 = "55533b28a95800a551ba546ba62fe69625c7e95a7061c338adffead08719da30"
+
 _NodeT = TypeVar("_NodeT")
 
 EMBEDDING_DIM = 128
@@ -353,7 +356,12 @@ class DlibEmbedder(Embedder):
         """
         started = time.monotonic()
         path = self.weights_path or _default_weights_path()
-        model = load_dlib_resnet(path, self.cache_dir)
+        digest = sha256_file(path)
+        model = load_dlib_resnet(path, self.cache_dir, digest)
+        if digest != DLIB_RESNET_V1_SHA256:
+            # Other weights are another embedding space: a version of their own keeps templates apart.
+            logger.warning("%s is not dlib's published ResNet v1 (sha256 %s…)", path, digest[:12])
+            self.version = f"dlib_resnet_{digest[:12]}" + ("+flip" if self.flip_average else "")
         model = model.to(device=self.device, dtype=self._dtype).to(memory_format=torch.channels_last).eval()
         # A file that parses but has impossible layer geometry fails here, not at the first face.
         try:
@@ -410,17 +418,20 @@ class DlibEmbedder(Embedder):
         return self._model
 
 
-def load_dlib_resnet(weights_path: Path, cache_dir: Path | None = None) -> DlibResNet:
+def load_dlib_resnet(
+    weights_path: Path, cache_dir: Path | None = None, digest: str | None = None
+) -> DlibResNet:
     """Build a CPU float32 :class:`DlibResNet` from a ``.dat`` file, via the cache when possible.
 
     Args:
         weights_path: dlib's ``dlib_face_recognition_resnet_model_v1.dat``.
         cache_dir: Directory for the converted-weights cache; ``None`` disables it.
+        digest: The file's SHA-256 when the caller already has it.
 
     Raises:
         ModelLoadError: The file is missing, corrupt or not dlib's ResNet.
     """
-    digest = sha256_file(weights_path)
+    digest = digest or sha256_file(weights_path)
     cache_path = cache_dir / f"dlib_resnet_v{_CACHE_FORMAT}-{digest[:16]}.pt" if cache_dir else None
     if cache_path is not None and cache_path.exists():
         model = _read_cache(cache_path, digest)
