@@ -27,11 +27,14 @@ test: $(VENV)/.installed-test
 
 lint: $(VENV)/.installed-test
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
-	$(BIN)/ruff check . && $(BIN)/ruff format --check . && $(BIN)/mypy vigil trainer indexer streamer
+	VENV=$(VENV) scripts/check
 
+# The benchmarks behind BENCHMARKS.md (LFW needs ../shared/data/lfw).
 bench: $(VENV)/.installed-test
-	$(BIN)/vigil bench embed --json bench-results/embed.json
-	$(BIN)/vigil bench lfw --json bench-results/lfw.json
+	$(BIN)/vigil bench embed
+	$(BIN)/vigil bench detect
+	$(BIN)/vigil bench index
+	$(BIN)/vigil bench lfw
 
 clean:
 	rm -rf $(VENV) build *.egg-info
