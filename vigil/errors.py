@@ -6,6 +6,7 @@
     ├── ModelLoadError       weights are missing, corrupt or do not match the model
     ├── DatasetError         a benchmark or training dataset is missing or malformed
     ├── GalleryError         the gallery store rejected an operation
+    ├── RedisUnavailableError  Redis cannot be reached or the embedded server cannot start
     └── StreamError          a camera/file source cannot be opened or read
 
 Each message says what is wrong and what to do about it, in one line, so the CLI can
@@ -45,6 +46,10 @@ class DatasetError(VigilError):
 
 class GalleryError(VigilError):
     """The gallery store rejected an operation."""
+
+
+class RedisUnavailableError(VigilError):
+    """Redis cannot be reached, or the embedded Redis server cannot be started."""
 
 
 class StreamError(VigilError):

@@ -3,8 +3,9 @@
 Sources, highest priority first: environment variables ``VIGIL_*``
 (nested with ``__``, e.g. ``VIGIL_DETECTOR__MIN_FACE_SIZE_PX=40``), the YAML file
 (``--config`` or ``VIGIL_CONFIG``, passed in as keyword arguments), then the
-defaults below. Every field is documented
-in ``docs/configuration.md``.
+defaults below. The conventional ``REDIS_URL`` sets ``redis.url`` unless
+``VIGIL_REDIS__URL`` does; like the other environment variables it overrides the file.
+Every field is documented in ``docs/configuration.md``.
 """
 
 from __future__ import annotations
@@ -20,9 +21,10 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 from vigil.config.aligner import AlignerConfig
 from vigil.config.detector import DetectorConfig
 from vigil.config.embedder import EmbedderConfig
+from vigil.config.redis import RedisConfig
 from vigil.errors import ConfigError
 
-__all__ = ["AlignerConfig", "DetectorConfig", "EmbedderConfig", "Settings", "load_settings"]
+__all__ = ["AlignerConfig", "DetectorConfig", "EmbedderConfig", "RedisConfig", "Settings", "load_settings"]
 
 
 def _default_home() -> Path:
@@ -43,6 +45,7 @@ class Settings(BaseSettings):
     detector: DetectorConfig = Field(default_factory=DetectorConfig)
     aligner: AlignerConfig = Field(default_factory=AlignerConfig)
     embedder: EmbedderConfig = Field(default_factory=EmbedderConfig)
+    redis: RedisConfig = Field(default_factory=RedisConfig)
 
     @property
     def cache_dir(self) -> Path:
@@ -67,7 +70,8 @@ def load_settings(config_path: Path | None = None, environ: dict[str, str] | Non
 
     Args:
         config_path: YAML file; when None, ``VIGIL_CONFIG`` names one, else none is read.
-        environ: Environment to read ``VIGIL_CONFIG`` from (defaults to ``os.environ``).
+        environ: Environment to read ``VIGIL_CONFIG`` and ``REDIS_URL`` from (defaults to
+            ``os.environ``).
 
     Raises:
         ConfigError: The file is missing, is not YAML, or a value is invalid. The message
@@ -81,6 +85,11 @@ def load_settings(config_path: Path | None = None, environ: dict[str, str] | Non
     file_values: dict[str, Any] = {}
     if config_path is not None:
         file_values = _read_yaml(config_path)
+    redis_url = env.get("REDIS_URL")
+    if redis_url and "VIGIL_REDIS__URL" not in env:
+        section = file_values.get("redis") or {}
+        if isinstance(section, dict):  # anything else is left for validation to report
+            file_values["redis"] = {**section, "url": redis_url}
     try:
         return Settings(**file_values)
     except ValidationError as exc:

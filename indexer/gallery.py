@@ -1,0 +1,795 @@
+"""The gallery's system of record: identities and their templates, in Redis.
+
+Only embeddings and their provenance are stored, never face images. Keys, all under
+``{namespace}:``::
+
+    identity:{identity_id}            hash   name, metadata (JSON), created_at, updated_at
+    identity:{identity_id}:templates  set    template ids of the identity
+    identities                        set    every identity id
+    names                             hash   name → identity id (names are unique)
+    template:{template_id}            hash   identity_id, embedder_version, embedding
+                                             (float32 bytes), dim, captured_at, source,
+                                             quality, created_at
+    templates:{embedder_version}      zset   template ids of that embedder, score = id
+    template:next_id                  string INCR counter for template ids
+    gallery:version                   string bumped by every change
+
+Every change is one MULTI/EXEC transaction that also bumps ``gallery:version`` and
+publishes the new version on ``{namespace}:gallery:changed``, so a crash leaves all of it
+or none, and other processes learn of it to hot-reload. Writers WATCH the version key,
+which serialises them: a concurrent change makes EXEC fail and the call retries.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import logging
+import math
+import os
+import re
+import tempfile
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TypeVar, cast
+
+import numpy as np
+import numpy.typing as npt
+import redis
+from redis.client import Pipeline
+
+from vigil.errors import GalleryError, RedisUnavailableError
+from vigil.typing import Embedding, Embeddings
+
+logger = logging.getLogger(__name__)
+
+EXPORT_FORMAT = "vigil-gallery"
+EXPORT_FORMAT_VERSION = 1
+# A WATCH conflict means another writer committed first; retrying is cheap, and more
+# than this many conflicts in a row means something is wrong (a runaway writer).
+MAX_TRANSACTION_ATTEMPTS = 100
+
+# Namespaces are key prefixes and SCAN patterns, so no ':' and no glob characters.
+_NAMESPACE_PATTERN = re.compile(r"[A-Za-z0-9_.-]+")
+_T = TypeVar("_T")
+
+
+@dataclass(frozen=True)
+class Identity:
+    """A person in the gallery.
+
+    Attributes:
+        identity_id: uuid4 hex.
+        name: Unique (case-sensitive) display name.
+        metadata: Free-form text fields.
+        created_at: ISO-8601 UTC timestamp.
+        updated_at: ISO-8601 UTC timestamp of the last change to name or metadata.
+    """
+
+    identity_id: str
+    name: str
+    metadata: dict[str, str]
+    created_at: str
+    updated_at: str
+
+
+@dataclass(frozen=True)
+class NewTemplate:
+    """A template to enrol.
+
+    Attributes:
+        embedder_version: Which embedder produced it; only templates of one version are compared.
+        embedding: ``(D,)`` float32 (stored as float32 bytes).
+        source: Where it came from (file name, camera, ...).
+        quality: Capture quality score (higher is better; the scale is the caller's).
+        captured_at: ISO-8601 timestamp of the capture, when known.
+    """
+
+    embedder_version: str
+    embedding: Embedding
+    source: str = ""
+    quality: float = 0.0
+    captured_at: str | None = None
+
+
+@dataclass(frozen=True)
+class Template:
+    """A stored template.
+
+    Attributes:
+        template_id: Gallery-wide int64 id (also the search index's id).
+        identity_id: Whose template it is.
+        embedder_version: Which embedder produced it.
+        embedding: ``(D,)`` float32.
+        captured_at: ISO-8601 timestamp of the capture, or None.
+        source: Where it came from.
+        quality: Capture quality score.
+        created_at: ISO-8601 UTC timestamp of enrolment.
+    """
+
+    template_id: int
+    identity_id: str
+    embedder_version: str
+    embedding: Embedding = field(repr=False)
+    captured_at: str | None
+    source: str
+    quality: float
+    created_at: str
+
+    @property
+    def dim(self) -> int:
+        return int(self.embedding.shape[0])
+
+
+class Gallery:
+    """Identities and templates in Redis; every method is one atomic operation.
+
+    Args:
+        client: A connected client returning bytes (``decode_responses`` off), e.g. from
+            :func:`vigil.streams.connect_redis`.
+        namespace: Key prefix, so several galleries (or tests) can share one server.
+
+    Example:
+        >>> gallery = Gallery(connect_redis(settings.redis, settings.home))
+        >>> alice = gallery.create_identity("alice")
+        >>> gallery.add_templates(alice.identity_id, [NewTemplate("dlib_resnet-1", embedding)])
+    """
+
+    def __init__(self, client: redis.Redis, namespace: str = "vigil") -> None:
+        if not _NAMESPACE_PATTERN.fullmatch(namespace):
+            raise GalleryError(
+                f"invalid gallery namespace {namespace!r}: use letters, digits, '_', '-' or '.'"
+            )
+        self._client = client
+        self._namespace = namespace
+
+    @property
+    def namespace(self) -> str:
+        return self._namespace
+
+    @property
+    def channel(self) -> str:
+        """The pub/sub channel announcing each new gallery version."""
+        return f"{self._namespace}:gallery:changed"
+
+    # -- writes ---------------------------------------------------------------------------
+
+    def create_identity(self, name: str, metadata: dict[str, str] | None = None) -> Identity:
+        """Add a person with no templates yet.
+
+        Raises:
+            GalleryError: The name is empty or already taken, or metadata is not text.
+        """
+        identity, _ = self.enroll(name, (), metadata)
+        return identity
+
+    def enroll(
+        self, name: str, templates: Sequence[NewTemplate], metadata: dict[str, str] | None = None
+    ) -> tuple[Identity, list[int]]:
+        """Add a person together with their templates, in one transaction.
+
+        Unlike :meth:`create_identity` followed by :meth:`add_templates`, a crash can never
+        leave the person without templates.
+
+        Returns:
+            The new identity and its template ids, in input order.
+
+        Raises:
+            GalleryError: The name is empty or already taken, metadata is not text, or a
+                template is malformed.
+        """
+        _check_name(name)
+        metadata = dict(metadata or {})
+        _check_metadata(metadata)
+        rows = [_check_template(template) for template in templates]
+        template_ids = self._allocate_template_ids(len(rows))
+        now = _now()
+        identity = Identity(uuid.uuid4().hex, name, metadata, now, now)
+
+        def work(pipe: Pipeline) -> None:
+            if pipe.hexists(self._key("names"), name):
+                raise GalleryError(f"an identity named {name!r} already exists; pick another name")
+            pipe.multi()
+            self._queue_identity(pipe, identity)
+            for template_id, (template, embedding) in zip(template_ids, rows, strict=True):
+                self._queue_template(pipe, template_id, identity.identity_id, template, embedding, now)
+
+        self._transaction(work, self._key("names"))
+        logger.info("enrolled identity %s (%r) with %d templates", identity.identity_id, name, len(rows))
+        return identity, template_ids
+
+    def add_templates(self, identity_id: str, templates: Sequence[NewTemplate]) -> list[int]:
+        """Enrol templates for an identity.
+
+        Returns:
+            The new template ids, in input order.
+
+        Raises:
+            GalleryError: Unknown identity, or a template is malformed (not 1-D, not finite,
+                empty embedder version).
+        """
+        rows = [_check_template(template) for template in templates]
+        if not rows:
+            return []
+        template_ids = self._allocate_template_ids(len(rows))
+        now = _now()
+
+        def work(pipe: Pipeline) -> None:
+            if not pipe.exists(self._identity_key(identity_id)):
+                raise GalleryError(f"unknown identity id {identity_id!r}")
+            pipe.multi()
+            for template_id, (template, embedding) in zip(template_ids, rows, strict=True):
+                self._queue_template(pipe, template_id, identity_id, template, embedding, now)
+
+        self._transaction(work, self._identity_key(identity_id))
+        logger.info("added %d templates to identity %s", len(rows), identity_id)
+        return template_ids
+
+    def rename(self, identity_id: str, new_name: str) -> Identity:
+        """Change an identity's name.
+
+        Raises:
+            GalleryError: Unknown identity, or the new name is empty or taken by someone else.
+        """
+        _check_name(new_name)
+
+        def work(pipe: Pipeline) -> Identity:
+            identity = self._read_identity(pipe, identity_id)
+            owner = pipe.hget(self._key("names"), new_name)
+            if owner is not None and _text(owner) != identity_id:
+                raise GalleryError(f"an identity named {new_name!r} already exists; pick another name")
+            renamed = Identity(identity_id, new_name, identity.metadata, identity.created_at, _now())
+            pipe.multi()
+            pipe.hdel(self._key("names"), identity.name)
+            pipe.hset(self._key("names"), new_name, identity_id)
+            pipe.hset(
+                self._identity_key(identity_id),
+                mapping={"name": new_name, "updated_at": renamed.updated_at},
+            )
+            return renamed
+
+        renamed = self._transaction(work, self._identity_key(identity_id), self._key("names"))
+        logger.info("renamed identity %s to %r", identity_id, new_name)
+        return renamed
+
+    def delete_identity(self, identity_id: str) -> int:
+        """Remove an identity, its name and all its templates (every embedder version).
+
+        Returns:
+            How many templates were removed.
+
+        Raises:
+            GalleryError: Unknown identity.
+        """
+
+        def work(pipe: Pipeline) -> int:
+            identity = self._read_identity(pipe, identity_id)
+            template_ids = sorted(int(raw) for raw in pipe.smembers(self._templates_of_key(identity_id)))
+            versions = [
+                pipe.hget(self._template_key(template_id), "embedder_version") for template_id in template_ids
+            ]
+            pipe.multi()
+            for template_id, version in zip(template_ids, versions, strict=True):
+                if version is not None:
+                    pipe.zrem(self._version_key(_text(version)), template_id)
+                pipe.delete(self._template_key(template_id))
+            pipe.delete(self._templates_of_key(identity_id), self._identity_key(identity_id))
+            pipe.hdel(self._key("names"), identity.name)
+            pipe.srem(self._key("identities"), identity_id)
+            return len(template_ids)
+
+        removed = self._transaction(
+            work, self._identity_key(identity_id), self._templates_of_key(identity_id)
+        )
+        logger.info("deleted identity %s and %d templates", identity_id, removed)
+        return removed
+
+    # -- reads ----------------------------------------------------------------------------
+
+    def get_identity(self, identity_id: str) -> Identity:
+        """The identity with this id.
+
+        Raises:
+            GalleryError: Unknown identity.
+        """
+        raw = self._call(lambda: self._client.hgetall(self._identity_key(identity_id)))
+        if not raw:
+            raise GalleryError(f"unknown identity id {identity_id!r}")
+        return _identity_from_hash(identity_id, raw)
+
+    def find_by_name(self, name: str) -> Identity | None:
+        """The identity with exactly this name, or None."""
+        identity_id = self._call(lambda: self._client.hget(self._key("names"), name))
+        if identity_id is None:
+            return None
+        try:
+            return self.get_identity(_text(identity_id))
+        except GalleryError:  # deleted between the two reads
+            return None
+
+    def list_identities(self) -> list[Identity]:
+        """Every identity, sorted by name."""
+
+        def work(pipe: Pipeline) -> list[str]:
+            identity_ids = sorted(_text(raw) for raw in pipe.smembers(self._key("identities")))
+            pipe.multi()
+            for identity_id in identity_ids:
+                pipe.hgetall(self._identity_key(identity_id))
+            return identity_ids
+
+        identities: list[Identity] = []
+        identity_ids, hashes = self._read_transaction(work)
+        for identity_id, raw in zip(identity_ids, hashes, strict=True):
+            if raw:
+                identities.append(_identity_from_hash(identity_id, raw))
+        return sorted(identities, key=lambda identity: identity.name)
+
+    def identity_templates(self, identity_id: str) -> list[Template]:
+        """One identity's templates (all embedder versions), by template id.
+
+        Raises:
+            GalleryError: Unknown identity.
+        """
+
+        def work(pipe: Pipeline) -> list[int]:
+            if not pipe.exists(self._identity_key(identity_id)):
+                raise GalleryError(f"unknown identity id {identity_id!r}")
+            template_ids = sorted(int(raw) for raw in pipe.smembers(self._templates_of_key(identity_id)))
+            pipe.multi()
+            for template_id in template_ids:
+                pipe.hgetall(self._template_key(template_id))
+            return template_ids
+
+        template_ids, hashes = self._read_transaction(work)
+        return [
+            _template_from_hash(template_id, raw)
+            for template_id, raw in zip(template_ids, hashes, strict=True)
+            if raw
+        ]
+
+    def templates(self, embedder_version: str) -> tuple[npt.NDArray[np.int64], list[str], Embeddings]:
+        """Every template of one embedder version, as arrays for the search index.
+
+        Returns:
+            ``(N,)`` int64 template ids (ascending), the N owners' identity ids, and the
+            ``(N, D)`` float32 embeddings. With no templates: empty arrays, ``(0, 0)``.
+
+        Raises:
+            GalleryError: The version's templates do not all have one dimension (corrupt store).
+        """
+
+        def work(pipe: Pipeline) -> list[int]:
+            template_ids = [
+                int(cast(bytes, raw)) for raw in pipe.zrange(self._version_key(embedder_version), 0, -1)
+            ]
+            pipe.multi()
+            for template_id in template_ids:
+                pipe.hmget(self._template_key(template_id), ["identity_id", "embedding", "embedder_version"])
+            return template_ids
+
+        template_ids, rows = self._read_transaction(work)
+        kept_ids: list[int] = []
+        owners: list[str] = []
+        vectors: list[Embedding] = []
+        for template_id, (owner, blob, version) in zip(template_ids, rows, strict=True):
+            if owner is None or blob is None or version is None or _text(version) != embedder_version:
+                continue
+            kept_ids.append(template_id)
+            owners.append(_text(owner))
+            vectors.append(np.frombuffer(blob, dtype=np.float32))
+        if not vectors:
+            return np.zeros(0, np.int64), [], np.zeros((0, 0), np.float32)
+        if len({vector.shape[0] for vector in vectors}) != 1:
+            raise GalleryError(
+                f"templates of embedder version {embedder_version!r} have mixed dimensions; "
+                "the gallery is corrupt, re-import it from an export"
+            )
+        return np.asarray(kept_ids, np.int64), owners, np.stack(vectors).astype(np.float32, copy=False)
+
+    def template_count(self) -> int:
+        """How many templates the gallery holds, over all embedder versions."""
+        pattern = self._key("templates:*")
+
+        def count() -> int:
+            keys = list(self._client.scan_iter(match=pattern, count=1000))
+            with self._client.pipeline(transaction=True) as pipe:
+                for key in keys:
+                    pipe.zcard(key)
+                return sum(int(size) for size in pipe.execute())
+
+        return self._call(count)
+
+    def version(self) -> int:
+        """The gallery's version: it grows by one with every change."""
+        raw = self._call(lambda: self._client.get(self._key("gallery:version")))
+        return 0 if raw is None else int(raw)
+
+    # -- export / import ------------------------------------------------------------------
+
+    def export(self, path: Path) -> int:
+        """Write every identity and template to a portable JSON-lines file.
+
+        The first line is a header (``format``, ``format_version``, ``exported_at``); each
+        further line is one identity with its templates, embeddings as base64 float32
+        (little-endian). The file is written to a temporary name and renamed, so a reader
+        never sees half of it.
+
+        Returns:
+            How many identities were written.
+        """
+        identities = self.list_identities()
+        lines = [
+            json.dumps(
+                {"format": EXPORT_FORMAT, "format_version": EXPORT_FORMAT_VERSION, "exported_at": _now()}
+            )
+        ]
+        for identity in identities:
+            try:
+                templates = self.identity_templates(identity.identity_id)
+            except GalleryError:  # deleted while exporting
+                continue
+            lines.append(json.dumps(_identity_record(identity, templates)))
+        _write_atomically(path, "\n".join(lines) + "\n")
+        logger.info("exported %d identities to %s", len(lines) - 1, path)
+        return len(lines) - 1
+
+    def import_file(self, path: Path) -> int:
+        """Add the identities of an export file, in one transaction.
+
+        Identity ids, names and metadata are kept; templates get new ids. Everything is
+        validated before anything is written.
+
+        Returns:
+            How many identities were imported.
+
+        Raises:
+            GalleryError: The file is unreadable or corrupt, or an identity's id or name is
+                already in the gallery; the gallery is then unchanged.
+        """
+        records = _read_export(path)
+        count = sum(len(templates) for _, templates in records)
+        template_ids = self._allocate_template_ids(count)
+
+        def work(pipe: Pipeline) -> None:
+            for identity, _ in records:
+                if pipe.exists(self._identity_key(identity.identity_id)):
+                    raise GalleryError(
+                        f"{path}: identity id {identity.identity_id} is already in the gallery"
+                    )
+                if pipe.hexists(self._key("names"), identity.name):
+                    raise GalleryError(f"{path}: an identity named {identity.name!r} already exists")
+            pipe.multi()
+            unused_ids = iter(template_ids)  # afresh on every attempt
+            for identity, templates in records:
+                self._queue_identity(pipe, identity)
+                for template, created_at in templates:
+                    self._queue_template(
+                        pipe,
+                        next(unused_ids),
+                        identity.identity_id,
+                        template,
+                        template.embedding,
+                        created_at,
+                    )
+
+        watched = [self._key("names")] + [self._identity_key(identity.identity_id) for identity, _ in records]
+        self._transaction(work, *watched)
+        logger.info("imported %d identities (%d templates) from %s", len(records), count, path)
+        return len(records)
+
+    # -- private --------------------------------------------------------------------------
+
+    def _key(self, suffix: str) -> str:
+        return f"{self._namespace}:{suffix}"
+
+    def _identity_key(self, identity_id: str) -> str:
+        return self._key(f"identity:{identity_id}")
+
+    def _templates_of_key(self, identity_id: str) -> str:
+        return self._key(f"identity:{identity_id}:templates")
+
+    def _template_key(self, template_id: int) -> str:
+        return self._key(f"template:{template_id}")
+
+    def _version_key(self, embedder_version: str) -> str:
+        return self._key(f"templates:{embedder_version}")
+
+    def _allocate_template_ids(self, count: int) -> list[int]:
+        """Reserve ``count`` template ids (outside any transaction: an aborted call leaves a gap)."""
+        if count == 0:
+            return []
+        last = int(self._call(lambda: self._client.incrby(self._key("template:next_id"), count)))
+        return list(range(last - count + 1, last + 1))
+
+    def _queue_identity(self, pipe: Pipeline, identity: Identity) -> None:
+        pipe.hset(
+            self._identity_key(identity.identity_id),
+            mapping={
+                "name": identity.name,
+                "metadata": json.dumps(identity.metadata, sort_keys=True),
+                "created_at": identity.created_at,
+                "updated_at": identity.updated_at,
+            },
+        )
+        pipe.hset(self._key("names"), identity.name, identity.identity_id)
+        pipe.sadd(self._key("identities"), identity.identity_id)
+
+    def _queue_template(
+        self,
+        pipe: Pipeline,
+        template_id: int,
+        identity_id: str,
+        template: NewTemplate,
+        embedding: Embedding,
+        created_at: str,
+    ) -> None:
+        fields: dict[str, str | bytes | int | float] = {
+            "identity_id": identity_id,
+            "embedder_version": template.embedder_version,
+            "embedding": embedding.astype("<f4").tobytes(),
+            "dim": int(embedding.shape[0]),
+            "source": template.source,
+            "quality": float(template.quality),
+            "created_at": created_at,
+        }
+        if template.captured_at is not None:
+            fields["captured_at"] = template.captured_at
+        pipe.hset(self._template_key(template_id), mapping=fields)  # type: ignore[arg-type]
+        pipe.zadd(self._version_key(template.embedder_version), {str(template_id): template_id})
+        pipe.sadd(self._templates_of_key(identity_id), template_id)
+
+    def _read_identity(self, pipe: Pipeline, identity_id: str) -> Identity:
+        raw = pipe.hgetall(self._identity_key(identity_id))
+        if not raw:
+            raise GalleryError(f"unknown identity id {identity_id!r}")
+        return _identity_from_hash(identity_id, raw)
+
+    def _transaction(self, work: Callable[[Pipeline], _T], *watched: str) -> _T:
+        """Run ``work`` under WATCH (it reads, calls ``multi()`` and queues writes), then
+        bump the version and publish it in the same MULTI/EXEC; retry on a conflict."""
+        version_key = self._key("gallery:version")
+
+        def attempt() -> _T:
+            with self._client.pipeline(transaction=True) as pipe:
+                for _ in range(MAX_TRANSACTION_ATTEMPTS):
+                    try:
+                        pipe.watch(version_key, *watched)  # type: ignore[no-untyped-call]  # untyped in redis-py
+                        current = pipe.get(version_key)
+                        new_version = (0 if current is None else int(current)) + 1
+                        result = work(pipe)
+                        pipe.set(version_key, new_version)
+                        pipe.publish(self.channel, new_version)
+                        pipe.execute()
+                        return result
+                    except redis.WatchError:
+                        continue
+                    finally:
+                        pipe.reset()
+            raise GalleryError(
+                f"gallery {self._namespace!r}: {MAX_TRANSACTION_ATTEMPTS} conflicting writes in a row; "
+                "retry later"
+            )
+
+        return self._call(attempt)
+
+    def _read_transaction(self, work: Callable[[Pipeline], Any]) -> tuple[Any, list[Any]]:
+        """Consistent multi-key read: ``work`` reads under WATCH of the version key, then
+        queues reads after ``multi()``; a concurrent change retries."""
+        version_key = self._key("gallery:version")
+
+        def attempt() -> tuple[Any, list[Any]]:
+            with self._client.pipeline(transaction=True) as pipe:
+                for _ in range(MAX_TRANSACTION_ATTEMPTS):
+                    try:
+                        pipe.watch(version_key)  # type: ignore[no-untyped-call]  # untyped in redis-py
+                        first = work(pipe)
+                        return first, list(pipe.execute())
+                    except redis.WatchError:
+                        continue
+                    finally:
+                        pipe.reset()
+            raise GalleryError(f"gallery {self._namespace!r} changes too fast to read consistently; retry")
+
+        return self._call(attempt)
+
+    def _call(self, operation: Callable[[], _T]) -> _T:
+        try:
+            return operation()
+        except redis.ConnectionError as exc:
+            raise RedisUnavailableError(
+                f"lost the connection to Redis: {exc}; check REDIS_URL and that the server is running"
+            ) from exc
+        except redis.TimeoutError as exc:
+            raise RedisUnavailableError(f"Redis timed out: {exc}; check that the server is healthy") from exc
+        except redis.ResponseError as exc:
+            raise GalleryError(f"Redis rejected a gallery operation: {exc}") from exc
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="microseconds")
+
+
+def _text(raw: bytes | str) -> str:
+    return raw.decode("utf-8") if isinstance(raw, bytes) else raw
+
+
+def _blob(raw: bytes | str) -> bytes:
+    if isinstance(raw, str):
+        raise GalleryError("the Redis client decodes responses; connect with decode_responses off")
+    return raw
+
+
+def _check_name(name: str) -> None:
+    if not isinstance(name, str) or not name.strip():
+        raise GalleryError(f"invalid identity name {name!r}: use a non-empty name")
+
+
+def _check_metadata(metadata: dict[str, str]) -> None:
+    for key, value in metadata.items():
+        if not isinstance(key, str) or not isinstance(value, str):
+            raise GalleryError(f"metadata must map text to text, got {key!r}: {value!r}")
+
+
+def _check_template(template: NewTemplate) -> tuple[NewTemplate, Embedding]:
+    if not template.embedder_version or ":" in template.embedder_version:
+        raise GalleryError(
+            f"invalid embedder version {template.embedder_version!r}: use a non-empty name without ':'"
+        )
+    embedding = np.asarray(template.embedding, dtype=np.float32)
+    if embedding.ndim != 1 or embedding.shape[0] == 0:
+        raise GalleryError(f"a template embedding must have shape (D,), got {embedding.shape}")
+    if not np.isfinite(embedding).all():
+        raise GalleryError("a template embedding holds NaN or infinity; check the embedder")
+    if not math.isfinite(template.quality):
+        raise GalleryError(f"template quality must be finite, got {template.quality}")
+    return template, embedding
+
+
+def _identity_from_hash(identity_id: str, raw: Mapping[bytes | str, bytes | str]) -> Identity:
+    fields = {_text(key): _text(value) for key, value in raw.items()}
+    return Identity(
+        identity_id=identity_id,
+        name=fields["name"],
+        metadata=dict(json.loads(fields.get("metadata", "{}"))),
+        created_at=fields["created_at"],
+        updated_at=fields["updated_at"],
+    )
+
+
+def _template_from_hash(template_id: int, raw: Mapping[bytes | str, bytes | str]) -> Template:
+    fields = {_text(key): value for key, value in raw.items()}
+    captured_at = fields.get("captured_at")
+    return Template(
+        template_id=template_id,
+        identity_id=_text(fields["identity_id"]),
+        embedder_version=_text(fields["embedder_version"]),
+        embedding=np.frombuffer(_blob(fields["embedding"]), dtype="<f4").astype(np.float32),
+        captured_at=None if captured_at is None else _text(captured_at),
+        source=_text(fields.get("source", b"")),
+        quality=float(fields.get("quality", b"0")),
+        created_at=_text(fields["created_at"]),
+    )
+
+
+def _identity_record(identity: Identity, templates: list[Template]) -> dict[str, object]:
+    return {
+        "identity_id": identity.identity_id,
+        "name": identity.name,
+        "metadata": identity.metadata,
+        "created_at": identity.created_at,
+        "updated_at": identity.updated_at,
+        "templates": [
+            {
+                "embedder_version": template.embedder_version,
+                "dim": template.dim,
+                "embedding": base64.b64encode(template.embedding.astype("<f4").tobytes()).decode("ascii"),
+                "captured_at": template.captured_at,
+                "source": template.source,
+                "quality": template.quality,
+                "created_at": template.created_at,
+            }
+            for template in templates
+        ],
+    }
+
+
+def _read_export(path: Path) -> list[tuple[Identity, list[tuple[NewTemplate, str]]]]:
+    """Parse and validate a whole export file; nothing is written here."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise GalleryError(f"cannot read gallery export {path}: {exc.strerror}; check the path") from None
+    except UnicodeDecodeError:
+        raise GalleryError(f"gallery export {path} is not UTF-8 text; it is corrupt") from None
+    lines = [line for line in text.splitlines() if line.strip()]
+    if not lines:
+        raise GalleryError(f"gallery export {path} is empty")
+    try:
+        header = json.loads(lines[0])
+    except json.JSONDecodeError:
+        raise GalleryError(f"gallery export {path}: line 1 is not JSON; the file is corrupt") from None
+    if not isinstance(header, dict) or header.get("format") != EXPORT_FORMAT:
+        raise GalleryError(f"{path} is not a Vigil gallery export (no {EXPORT_FORMAT!r} header)")
+    if header.get("format_version") != EXPORT_FORMAT_VERSION:
+        raise GalleryError(
+            f"gallery export {path} has format version {header.get('format_version')!r}; "
+            f"this Vigil reads version {EXPORT_FORMAT_VERSION}"
+        )
+    records: list[tuple[Identity, list[tuple[NewTemplate, str]]]] = []
+    seen_ids: set[str] = set()
+    seen_names: set[str] = set()
+    for line_number, line in enumerate(lines[1:], start=2):
+        try:
+            identity, templates = _parse_record(json.loads(line))
+        except (json.JSONDecodeError, KeyError, TypeError, ValueError, binascii.Error, GalleryError) as exc:
+            reason = f"missing field {exc}" if isinstance(exc, KeyError) else str(exc)
+            raise GalleryError(f"gallery export {path}: line {line_number} is corrupt ({reason})") from None
+        if identity.identity_id in seen_ids or identity.name in seen_names:
+            raise GalleryError(f"gallery export {path}: line {line_number} repeats an identity id or name")
+        seen_ids.add(identity.identity_id)
+        seen_names.add(identity.name)
+        records.append((identity, templates))
+    return records
+
+
+def _parse_record(record: Any) -> tuple[Identity, list[tuple[NewTemplate, str]]]:
+    if not isinstance(record, dict):
+        raise ValueError("not an object")
+    identity_id = record["identity_id"]
+    if not isinstance(identity_id, str) or len(identity_id) != 32 or not _is_hex(identity_id):
+        raise ValueError(f"bad identity id {identity_id!r}")
+    name = record["name"]
+    _check_name(name)
+    metadata = record["metadata"]
+    if not isinstance(metadata, dict):
+        raise ValueError("metadata is not an object")
+    _check_metadata(metadata)
+    for stamp in (record["created_at"], record["updated_at"]):
+        datetime.fromisoformat(stamp)
+    identity = Identity(identity_id, name, metadata, record["created_at"], record["updated_at"])
+    templates: list[tuple[NewTemplate, str]] = []
+    for item in record["templates"]:
+        blob = base64.b64decode(item["embedding"], validate=True)
+        if len(blob) % 4 or len(blob) // 4 != int(item["dim"]):
+            raise ValueError(f"embedding holds {len(blob)} bytes, not dim {item['dim']} × 4")
+        captured_at = item["captured_at"]
+        if captured_at is not None:
+            datetime.fromisoformat(captured_at)
+        datetime.fromisoformat(item["created_at"])
+        template = NewTemplate(
+            embedder_version=str(item["embedder_version"]),
+            embedding=np.frombuffer(blob, dtype="<f4").astype(np.float32),
+            source=str(item["source"]),
+            quality=float(item["quality"]),
+            captured_at=captured_at,
+        )
+        _check_template(template)
+        templates.append((template, item["created_at"]))
+    return identity, templates
+
+
+def _is_hex(text: str) -> bool:
+    try:
+        int(text, 16)
+    except ValueError:
+        return False
+    return True
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    """Write ``text`` to a temporary file beside ``path``, fsync it, and rename it over ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as file:
+            file.write(text)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise

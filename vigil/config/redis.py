@@ -1,0 +1,31 @@
+"""Redis settings: where the gallery and the event streams live."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from vigil.config.base import VigilModel
+
+
+class RedisConfig(VigilModel):
+    """Which Redis server to use, or how to run the embedded one."""
+
+    url: str | None = Field(
+        None,
+        description=(
+            "Redis URL, e.g. `redis://localhost:6379/0` or `unix:///run/redis.sock`. "
+            "When unset, the conventional `REDIS_URL` environment variable is used; when that is "
+            "unset too, Vigil runs an embedded Redis server with its data under `home/redis`."
+        ),
+    )
+    embedded_appendfsync: Literal["always", "everysec"] = Field(
+        "always",
+        description=(
+            "How often the embedded server fsyncs its append-only file. `always`: before each "
+            "write is acknowledged, so an acknowledged enrolment survives a crash or power loss "
+            "(slower writes, ~1 fsync each); `everysec`: once a second, faster, but up to a second "
+            "of acknowledged writes can be lost. Ignored when `url` is set."
+        ),
+    )
