@@ -27,9 +27,7 @@ import binascii
 import json
 import logging
 import math
-import os
 import re
-import tempfile
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -43,6 +41,7 @@ import redis
 from redis.client import Pipeline
 
 from vigil.errors import GalleryError, RedisUnavailableError
+from vigil.files import write_text_atomically
 from vigil.typing import Embedding, Embeddings
 
 logger = logging.getLogger(__name__)
@@ -433,7 +432,7 @@ class Gallery:
             except GalleryError:  # deleted while exporting
                 continue
             lines.append(json.dumps(_identity_record(identity, templates)))
-        _write_atomically(path, "\n".join(lines) + "\n")
+        write_text_atomically(path, "\n".join(lines) + "\n")
         logger.info("exported %d identities to %s", len(lines) - 1, path)
         return len(lines) - 1
 
@@ -778,18 +777,3 @@ def _is_hex(text: str) -> bool:
     except ValueError:
         return False
     return True
-
-
-def _write_atomically(path: Path, text: str) -> None:
-    """Write ``text`` to a temporary file beside ``path``, fsync it, and rename it over ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as file:
-            file.write(text)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise

@@ -19,9 +19,9 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from trainer.report import write_atomically
 from vigil.config import Settings
 from vigil.errors import VigilError
+from vigil.files import write_atomically
 from vigil.image import load_image
 from vigil.models.aligner import MTCNN_TEMPLATE_150
 from vigil.models.detector import FaceDetections

@@ -8,21 +8,19 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TypeAlias
 
 import numpy as np
 
+from vigil.files import write_atomically
 from vigil.typing import FloatArray
 
 logger = logging.getLogger(__name__)
 
 JsonValue: TypeAlias = "bool | int | float | str | Sequence[JsonValue] | Mapping[str, JsonValue] | None"
 
-_NEW_FILE_MODE = 0o644
 """Permissions of report files that did not exist before."""
 
 ROC_FAR_MARKERS = (1e-3, 1e-2)
@@ -190,24 +188,6 @@ def write_json(path: Path, data: Mapping[str, JsonValue]) -> None:
 
     write_atomically(path, save)
     logger.info("wrote %s", path)
-
-
-def write_atomically(path: Path, write: Callable[[Path], None]) -> None:
-    """Run ``write`` on a temp file next to ``path``, fsync it, then move it over ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    descriptor, temporary_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(descriptor)
-    temporary = Path(temporary_name)
-    try:
-        # mkstemp makes the file owner-only; keep the old file's mode, else the usual 0o644.
-        temporary.chmod(path.stat().st_mode & 0o777 if path.exists() else _NEW_FILE_MODE)
-        write(temporary)
-        with temporary.open("rb") as handle:
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
 
 
 def _escape_cell(text: str) -> str:
