@@ -9,14 +9,19 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from vigil import __version__
 from vigil.config import Settings, load_settings
 from vigil.errors import VigilError
+
+if TYPE_CHECKING:
+    from indexer.gallery import Gallery, Identity
 
 logger = logging.getLogger(__name__)
 
@@ -89,6 +94,35 @@ def _build_parser() -> argparse.ArgumentParser:
     detect.add_argument("images", nargs="+", type=Path, metavar="IMAGE")
     detect.add_argument("--json", action="store_true", help="one JSON object per image")
     detect.set_defaults(handler=_cmd_detect)
+
+    enroll = commands.add_parser(
+        "enroll", help="enrol a person from photos (or every sub-folder of a folder)"
+    )
+    enroll.add_argument("name", nargs="?", help="the person's name (omit with --from-dir)")
+    enroll.add_argument("images", nargs="*", type=Path, metavar="IMAGE", help="photos, or folders of photos")
+    enroll.add_argument("--from-dir", type=Path, help="a folder with one sub-folder of photos per person")
+    enroll.add_argument("--add", action="store_true", help="add photos to an already enrolled person")
+    enroll.set_defaults(handler=_cmd_enroll)
+
+    people = commands.add_parser(
+        "people", help="list, show, rename or delete enrolled people"
+    ).add_subparsers(title="actions", metavar="ACTION", required=True)
+    people.add_parser("list", help="every enrolled person").set_defaults(handler=_cmd_people_list)
+    show = people.add_parser("show", help="one person and their templates")
+    show.add_argument("name")
+    show.set_defaults(handler=_cmd_people_show)
+    rename = people.add_parser("rename", help="change a person's name")
+    rename.add_argument("name")
+    rename.add_argument("new_name")
+    rename.set_defaults(handler=_cmd_people_rename)
+    delete = people.add_parser("delete", help="erase a person and all their templates")
+    delete.add_argument("name")
+    delete.set_defaults(handler=_cmd_people_delete)
+
+    identify = commands.add_parser("identify", help="name every face in images (or say unknown)")
+    identify.add_argument("images", nargs="+", type=Path, metavar="IMAGE")
+    identify.add_argument("--json", action="store_true", help="one JSON object per image")
+    identify.set_defaults(handler=_cmd_identify)
 
     check = commands.add_parser("check-config", help="validate the settings and print them")
     check.add_argument("--docs", action="store_true", help="print the settings reference (Markdown) instead")
@@ -261,3 +295,152 @@ def _cmd_bench_index(args: argparse.Namespace, settings: Settings) -> int:
     print(markdown)
     print(f"reports: {args.json}, {args.json.with_suffix('.md')}")
     return 0
+
+
+def _open_gallery(settings: Settings) -> Gallery:
+    from indexer.gallery import Gallery
+    from vigil.streams import connect_redis
+
+    return Gallery(connect_redis(settings.redis, settings.home))
+
+
+def _image_files(paths: Sequence[Path]) -> list[Path]:
+    """Expand folders into the image files they hold (sorted); files pass through."""
+    suffixes = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"}
+    files: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            files += sorted(p for p in path.iterdir() if p.suffix.lower() in suffixes)
+        else:
+            files.append(path)
+    return files
+
+
+def _cmd_enroll(args: argparse.Namespace, settings: Settings) -> int:
+    from tqdm import tqdm
+
+    from indexer.enroll import enroll_person
+    from vigil.errors import GalleryError
+    from vigil.models.pipeline import FacePipeline
+
+    if args.from_dir is not None:
+        if args.name or args.images:
+            raise GalleryError("give either NAME IMAGE... or --from-dir DIR, not both")
+        if not args.from_dir.is_dir():
+            raise GalleryError(f"{args.from_dir} is not a folder")
+        people = {
+            folder.name: _image_files([folder])
+            for folder in sorted(args.from_dir.iterdir())
+            if folder.is_dir()
+        }
+        if not people:
+            raise GalleryError(f"{args.from_dir} has no sub-folders (expected one per person)")
+    else:
+        if not args.name or not args.images:
+            raise GalleryError("usage: vigil enroll NAME IMAGE... (or vigil enroll --from-dir DIR)")
+        people = {args.name: _image_files(args.images)}
+    gallery = _open_gallery(settings)
+    pipeline = FacePipeline.from_settings(settings)
+    failures = 0
+    for name, photos in tqdm(people.items(), desc="enrolling", unit="person", disable=len(people) < 2):
+        if not photos:
+            print(f"vigil: error: {name}: no photos found", file=sys.stderr)
+            failures += 1
+            continue
+        try:
+            report = enroll_person(
+                gallery, pipeline, settings.indexer, name, photos, add_to_existing=args.add
+            )
+        except VigilError as exc:
+            print(f"vigil: error: {exc}", file=sys.stderr)
+            failures += 1
+            continue
+        print(f"enrolled {name}: {len(report.accepted)} photo(s) accepted, {len(report.rejected)} rejected")
+        for rejected in report.rejected:
+            print(f"  rejected {rejected.path}: {rejected.reason}")
+        for warning in report.warnings:
+            print(f"  warning: {warning}")
+    return EXIT_USAGE if failures else 0
+
+
+def _cmd_people_list(args: argparse.Namespace, settings: Settings) -> int:
+    gallery = _open_gallery(settings)
+    identities = gallery.list_identities()
+    for identity in identities:
+        print(f"{identity.name}\t{len(gallery.identity_templates(identity.identity_id))} template(s)")
+    print(f"{len(identities)} people enrolled")
+    return 0
+
+
+def _find_person(gallery: Gallery, name: str) -> Identity:
+    from vigil.errors import GalleryError
+
+    identity = gallery.find_by_name(name)
+    if identity is None:
+        raise GalleryError(f"nobody named {name!r} is enrolled; see `vigil people list`")
+    return identity
+
+
+def _cmd_people_show(args: argparse.Namespace, settings: Settings) -> int:
+    gallery = _open_gallery(settings)
+    identity = _find_person(gallery, args.name)
+    print(f"{identity.name} (id {identity.identity_id}), enrolled {identity.created_at}")
+    for template in gallery.identity_templates(identity.identity_id):
+        print(
+            f"  template {template.template_id}: {template.embedder_version}, from {template.source or '?'}, "
+            f"quality {template.quality:.1f}"
+        )
+    return 0
+
+
+def _cmd_people_rename(args: argparse.Namespace, settings: Settings) -> int:
+    gallery = _open_gallery(settings)
+    gallery.rename(_find_person(gallery, args.name).identity_id, args.new_name)
+    print(f"renamed {args.name} to {args.new_name}")
+    return 0
+
+
+def _cmd_people_delete(args: argparse.Namespace, settings: Settings) -> int:
+    gallery = _open_gallery(settings)
+    removed = gallery.delete_identity(_find_person(gallery, args.name).identity_id)
+    print(f"deleted {args.name}: the person and {removed} template(s) are erased from the gallery")
+    return 0
+
+
+def _cmd_identify(args: argparse.Namespace, settings: Settings) -> int:
+    from indexer.identify import Identifier
+    from vigil.image import load_image
+    from vigil.models.pipeline import FacePipeline
+
+    identifier = Identifier(_open_gallery(settings), FacePipeline.from_settings(settings), settings.indexer)
+    failures = 0
+    for path in args.images:
+        try:
+            results = identifier.identify(load_image(path))
+        except VigilError as exc:
+            print(f"vigil: error: {exc}", file=sys.stderr)
+            failures += 1
+            continue
+        if args.json:
+            print(
+                json.dumps(
+                    {
+                        "image": str(path),
+                        "faces": [
+                            {
+                                "name": r.name,
+                                "identity_id": r.decision.identity_id,
+                                "score": None if math.isnan(r.decision.score) else round(r.decision.score, 4),
+                                "box_xyxy": [round(float(v), 1) for v in r.face.box_xyxy],
+                            }
+                            for r in results
+                        ],
+                    }
+                )
+            )
+        else:
+            print(f"{path}: {len(results)} face(s)")
+            for r in results:
+                box = ", ".join(f"{v:.0f}" for v in r.face.box_xyxy)
+                print(f"  {r.label} (similarity {r.decision.score:.3f}) at ({box})")
+    return EXIT_USAGE if failures else 0

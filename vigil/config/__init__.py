@@ -21,10 +21,19 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 from vigil.config.aligner import AlignerConfig
 from vigil.config.detector import DetectorConfig
 from vigil.config.embedder import EmbedderConfig
+from vigil.config.indexer import IndexerConfig
 from vigil.config.redis import RedisConfig
 from vigil.errors import ConfigError
 
-__all__ = ["AlignerConfig", "DetectorConfig", "EmbedderConfig", "RedisConfig", "Settings", "load_settings"]
+__all__ = [
+    "AlignerConfig",
+    "DetectorConfig",
+    "EmbedderConfig",
+    "IndexerConfig",
+    "RedisConfig",
+    "Settings",
+    "load_settings",
+]
 
 
 def _default_home() -> Path:
@@ -45,6 +54,7 @@ class Settings(BaseSettings):
     detector: DetectorConfig = Field(default_factory=DetectorConfig)
     aligner: AlignerConfig = Field(default_factory=AlignerConfig)
     embedder: EmbedderConfig = Field(default_factory=EmbedderConfig)
+    indexer: IndexerConfig = Field(default_factory=IndexerConfig)
     redis: RedisConfig = Field(default_factory=RedisConfig)
 
     @property

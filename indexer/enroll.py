@@ -1,0 +1,150 @@
+"""Enrolment: photos of a person in, quality-checked templates in the gallery out.
+
+Each photo must hold one usable face: big enough, sharp enough. With several faces the
+largest is taken and a warning says so. Rejected photos are listed with the reason; a
+person is written only if at least one photo was accepted, and all their templates are
+written in one transaction, so an enrolment is never half-done.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from indexer.gallery import Gallery, Identity, NewTemplate
+from indexer.search import TemplateIndex
+from vigil.config.indexer import IndexerConfig
+from vigil.errors import GalleryError, VigilError
+from vigil.image import load_image
+from vigil.models.pipeline import Face, FacePipeline
+from vigil.typing import ImageRGB
+
+logger = logging.getLogger(__name__)
+
+# Faces are resized to this side before measuring sharpness, so the measure does not depend on resolution.
+_SHARPNESS_SIDE_PX = 112
+
+
+@dataclass(frozen=True)
+class RejectedImage:
+    path: Path
+    reason: str
+
+
+@dataclass(frozen=True)
+class EnrolmentReport:
+    """What an enrolment did.
+
+    Attributes:
+        identity: The person enrolled (new, or existing when adding photos).
+        accepted: Photos that became templates.
+        rejected: Photos that did not, with the reason.
+        warnings: Things the user should know (several faces, look-alikes).
+    """
+
+    identity: Identity
+    accepted: list[Path]
+    rejected: list[RejectedImage]
+    warnings: list[str] = field(default_factory=list)
+
+
+def sharpness(image: ImageRGB, box_xyxy: np.ndarray) -> float:
+    """Variance of the Laplacian of the face region, resized to a fixed size, in grey."""
+    height, width = image.shape[:2]
+    x1, y1, x2, y2 = (round(float(v)) for v in box_xyxy)
+    crop = image[max(y1, 0) : min(y2, height), max(x1, 0) : min(x2, width)]
+    if crop.size == 0:
+        return 0.0
+    grey = cv2.cvtColor(cv2.resize(crop, (_SHARPNESS_SIDE_PX, _SHARPNESS_SIDE_PX)), cv2.COLOR_RGB2GRAY)
+    return float(cv2.Laplacian(grey, cv2.CV_64F).var())
+
+
+def enroll_person(
+    gallery: Gallery,
+    pipeline: FacePipeline,
+    config: IndexerConfig,
+    name: str,
+    paths: Sequence[Path],
+    *,
+    add_to_existing: bool = False,
+) -> EnrolmentReport:
+    """Enrol ``name`` from photos (or add photos to them with ``add_to_existing``).
+
+    Raises:
+        GalleryError: The name is taken (without ``add_to_existing``) or unknown (with it),
+            or no photo held a usable face; nothing is written then.
+    """
+    existing = gallery.find_by_name(name)
+    if existing is not None and not add_to_existing:
+        raise GalleryError(f"{name!r} is already enrolled; add photos with --add, or choose another name")
+    if existing is None and add_to_existing:
+        raise GalleryError(f"{name!r} is not enrolled; enrol them first (without --add)")
+    accepted: list[tuple[Path, Face, float]] = []
+    rejected: list[RejectedImage] = []
+    warnings: list[str] = []
+    for path in paths:
+        try:
+            face, quality, warning = _usable_face(pipeline, config, path)
+        except VigilError as exc:
+            rejected.append(RejectedImage(path, str(exc)))
+            continue
+        accepted.append((path, face, quality))
+        if warning:
+            warnings.append(warning)
+    if not accepted:
+        reasons = "; ".join(f"{r.path.name}: {r.reason}" for r in rejected[:3])
+        raise GalleryError(f"no usable face in any of the {len(paths)} photos of {name!r} ({reasons})")
+    warnings += _lookalike_warnings(gallery, pipeline, config, name, [face for _, face, _ in accepted])
+    version = pipeline.embedder.version
+    templates = [
+        NewTemplate(embedder_version=version, embedding=face.embedding, source=path.name, quality=quality)
+        for path, face, quality in accepted
+    ]
+    if existing is None:
+        identity, _ = gallery.enroll(name, templates)
+    else:
+        gallery.add_templates(existing.identity_id, templates)
+        identity = existing
+    logger.info("enrolled %s: %d photos accepted, %d rejected", name, len(accepted), len(rejected))
+    return EnrolmentReport(identity, [path for path, _, _ in accepted], rejected, warnings)
+
+
+def _usable_face(pipeline: FacePipeline, config: IndexerConfig, path: Path) -> tuple[Face, float, str | None]:
+    """The photo's face, its sharpness and an optional warning; raises VigilError when unusable."""
+    image = load_image(path)
+    faces = pipeline.analyze([image])[0]
+    if not faces:
+        raise GalleryError("no face found")
+    face = max(faces, key=lambda candidate: candidate.size_px)
+    warning = f"{path.name}: {len(faces)} faces found, the largest was used" if len(faces) > 1 else None
+    if face.size_px < config.min_face_size_px:
+        raise GalleryError(f"face is {face.size_px:.0f} px, below the {config.min_face_size_px} px minimum")
+    quality = sharpness(image, face.box_xyxy)
+    if quality < config.min_sharpness:
+        raise GalleryError(f"face is too blurred (sharpness {quality:.1f} < {config.min_sharpness})")
+    return face, quality, warning
+
+
+def _lookalike_warnings(
+    gallery: Gallery, pipeline: FacePipeline, config: IndexerConfig, name: str, faces: list[Face]
+) -> list[str]:
+    """Warn when the new photos match someone else already enrolled."""
+    template_ids, identity_ids, embeddings = gallery.templates(pipeline.embedder.version)
+    if len(template_ids) == 0:
+        return []
+    index = TemplateIndex(dim=embeddings.shape[1], kind="flat")
+    index.build(template_ids, identity_ids, embeddings)
+    warnings = []
+    for candidates in index.search(np.stack([face.embedding for face in faces]), k=2):
+        for match in candidates:
+            other = gallery.get_identity(match.identity_id)
+            if other.name != name and match.score >= config.match_threshold:
+                warnings.append(
+                    f"{name!r} looks like already enrolled {other.name!r} (similarity {match.score:.3f})"
+                )
+    return sorted(set(warnings))

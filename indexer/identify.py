@@ -1,0 +1,81 @@
+"""Who is in a photo: faces from the pipeline, matched against the gallery with an open-set decision.
+
+``Identifier`` keeps a FAISS index of the gallery's templates for the pipeline's embedder
+version, and rebuilds it when the gallery's version counter moves, so enrolments and
+deletions made by other processes are seen without a restart.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+
+from indexer.gallery import Gallery
+from indexer.search import Decision, TemplateIndex, decide
+from vigil.config.indexer import IndexerConfig
+from vigil.models.pipeline import Face, FacePipeline
+from vigil.typing import ImageRGB
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Identification:
+    """One face and the answer for it."""
+
+    face: Face
+    decision: Decision
+    name: str | None
+
+    @property
+    def label(self) -> str:
+        return self.name if self.name is not None else "unknown"
+
+
+class Identifier:
+    """Identify faces against a gallery.
+
+    Example:
+        >>> identifier = Identifier(gallery, pipeline, settings.indexer)
+        >>> [result.label for result in identifier.identify(image)]
+        ['Barack Obama']
+    """
+
+    def __init__(self, gallery: Gallery, pipeline: FacePipeline, config: IndexerConfig) -> None:
+        self.gallery = gallery
+        self.pipeline = pipeline
+        self.config = config
+        self._index = TemplateIndex(dim=pipeline.embedder.dim)
+        self._names: dict[str, str] = {}
+        self._version: int | None = None
+
+    def refresh(self) -> bool:
+        """Rebuild the index if the gallery changed since the last build; True if it did."""
+        version = self.gallery.version()
+        if version == self._version:
+            return False
+        template_ids, identity_ids, embeddings = self.gallery.templates(self.pipeline.embedder.version)
+        index = TemplateIndex(dim=self.pipeline.embedder.dim)
+        if len(template_ids):
+            index.build(template_ids, identity_ids, embeddings)
+        self._index = index
+        self._names = {identity.identity_id: identity.name for identity in self.gallery.list_identities()}
+        self._version = version
+        logger.info("gallery version %d: %d templates indexed", version, len(template_ids))
+        return True
+
+    def identify(self, image: ImageRGB) -> list[Identification]:
+        """Every face in ``image`` with its identity or *unknown*."""
+        self.refresh()
+        faces = self.pipeline.analyze([image])[0]
+        if not faces:
+            return []
+        candidates = self._index.search(np.stack([face.embedding for face in faces]), k=self.config.top_k)
+        results = []
+        for face, matches in zip(faces, candidates, strict=True):
+            decision = decide(matches, self.config.match_threshold, self.config.match_margin)
+            name = self._names.get(decision.identity_id) if decision.identity_id else None
+            results.append(Identification(face, decision, name))
+        return results

@@ -1,0 +1,60 @@
+"""`vigil enroll / identify / people` as a user runs them: real processes, embedded Redis."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import PEOPLE, require
+from tests.test_cli import assert_one_line_error, run_vigil
+
+pytestmark = [pytest.mark.redis, pytest.mark.slow]
+
+
+def test_enroll_identify_delete_round_trip(tmp_path: Path) -> None:
+    obama, biden = require(PEOPLE / "obama.jpg"), require(PEOPLE / "biden.jpg")
+    probe = require(PEOPLE / "obama2.jpg")
+    # given Obama and Biden enrolled from a folder of people, one sub-folder each
+    people = tmp_path / "people"
+    for name, photo in (("Barack Obama", obama), ("Joe Biden", biden)):
+        (people / name).mkdir(parents=True)
+        (people / name / photo.name).write_bytes(photo.read_bytes())
+    enrolled = run_vigil("enroll", "--from-dir", str(people), home=tmp_path)
+    assert enrolled.returncode == 0, enrolled.stderr
+    assert "enrolled Barack Obama: 1 photo(s) accepted" in enrolled.stdout
+    # when another photo of Obama is identified, then he is named
+    found = run_vigil("identify", "--json", str(probe), home=tmp_path)
+    assert found.returncode == 0, found.stderr
+    assert [face["name"] for face in json.loads(found.stdout)["faces"]] == ["Barack Obama"]
+    # when Obama is deleted, then the same photo is unknown, in a new process
+    deleted = run_vigil("people", "delete", "Barack Obama", home=tmp_path)
+    assert "1 template(s) are erased" in deleted.stdout, deleted.stderr
+    after = run_vigil("identify", "--json", str(probe), home=tmp_path)
+    assert [face["name"] for face in json.loads(after.stdout)["faces"]] == [None]
+    listing = run_vigil("people", "list", home=tmp_path)
+    assert "Joe Biden" in listing.stdout and "Barack Obama" not in listing.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        # deleting someone who was never enrolled
+        (["people", "delete", "Nobody"], "nobody named 'Nobody'"),
+        # enrolling from a folder that does not exist
+        (["enroll", "--from-dir", "/nonexistent/people"], "is not a folder"),
+        # a name without photos
+        (["enroll", "Somebody"], "usage: vigil enroll NAME IMAGE"),
+    ],
+    ids=["delete-unknown", "missing-folder", "no-photos"],
+)
+def test_people_errors_are_one_line(tmp_path: Path, args: list[str], fragment: str) -> None:
+    assert_one_line_error(run_vigil(*args, home=tmp_path), fragment)
+
+
+def test_empty_folder_of_people_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "empty").mkdir()
+    assert_one_line_error(
+        run_vigil("enroll", "--from-dir", str(tmp_path / "empty"), home=tmp_path), "no sub-folders"
+    )
