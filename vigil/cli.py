@@ -119,6 +119,16 @@ def _build_parser() -> argparse.ArgumentParser:
     delete.add_argument("name")
     delete.set_defaults(handler=_cmd_people_delete)
 
+    gallery_cmd = commands.add_parser("gallery", help="back up or restore the gallery").add_subparsers(
+        title="actions", metavar="ACTION", required=True
+    )
+    export = gallery_cmd.add_parser("export", help="write every person and template to a portable file")
+    export.add_argument("file", type=Path)
+    export.set_defaults(handler=_cmd_gallery_export)
+    restore = gallery_cmd.add_parser("import", help="add the people of an export file (all or nothing)")
+    restore.add_argument("file", type=Path)
+    restore.set_defaults(handler=_cmd_gallery_import)
+
     identify = commands.add_parser("identify", help="name every face in images (or say unknown)")
     identify.add_argument("images", nargs="+", type=Path, metavar="IMAGE")
     identify.add_argument("--json", action="store_true", help="one JSON object per image")
@@ -444,3 +454,15 @@ def _cmd_identify(args: argparse.Namespace, settings: Settings) -> int:
                 box = ", ".join(f"{v:.0f}" for v in r.face.box_xyxy)
                 print(f"  {r.label} (similarity {r.decision.score:.3f}) at ({box})")
     return EXIT_USAGE if failures else 0
+
+
+def _cmd_gallery_export(args: argparse.Namespace, settings: Settings) -> int:
+    count = _open_gallery(settings).export(args.file)
+    print(f"exported {count} people to {args.file}")
+    return 0
+
+
+def _cmd_gallery_import(args: argparse.Namespace, settings: Settings) -> int:
+    count = _open_gallery(settings).import_file(args.file)
+    print(f"imported {count} people from {args.file}")
+    return 0

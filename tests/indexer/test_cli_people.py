@@ -58,3 +58,19 @@ def test_empty_folder_of_people_is_refused(tmp_path: Path) -> None:
     assert_one_line_error(
         run_vigil("enroll", "--from-dir", str(tmp_path / "empty"), home=tmp_path), "no sub-folders"
     )
+
+
+def test_gallery_export_and_import_between_homes(tmp_path: Path) -> None:
+    # given Biden enrolled in one installation
+    first, second = tmp_path / "first", tmp_path / "second"
+    assert run_vigil("enroll", "Joe Biden", str(require(PEOPLE / "biden.jpg")), home=first).returncode == 0
+    backup = tmp_path / "gallery.jsonl"
+    exported = run_vigil("gallery", "export", str(backup), home=first)
+    assert "exported 1 people" in exported.stdout, exported.stderr
+    # when the backup is imported into another installation, then Biden is known there
+    imported = run_vigil("gallery", "import", str(backup), home=second)
+    assert "imported 1 people" in imported.stdout, imported.stderr
+    assert "Joe Biden" in run_vigil("people", "list", home=second).stdout
+    # and a corrupt backup is refused in one line
+    backup.write_text("not a gallery\n")
+    assert_one_line_error(run_vigil("gallery", "import", str(backup), home=second), str(backup))

@@ -125,3 +125,25 @@ def test_sharpness_drops_with_blur() -> None:
     box = np.array([0, 0, image.shape[1], image.shape[0]], np.float32)
     blurred = cv2.GaussianBlur(image, (0, 0), 8)
     assert sharpness(blurred, box) < sharpness(image, box) / 4
+
+
+def test_enrolment_in_another_process_is_seen_without_restart(tmp_path: Path, pipeline: FacePipeline) -> None:
+    import time
+
+    from tests.test_cli import run_vigil
+
+    # given an identifier in this process, on the embedded server in tmp_path, with an empty gallery
+    backend = RedisBackend("embedded", tmp_path)
+    try:
+        identifier = Identifier(Gallery(backend.client()), pipeline, CONFIG)  # the CLI's default namespace
+        probe = people_image("obama2.jpg")
+        assert identifier.identify(probe)[0].label == "unknown"
+        # when another process enrols Obama into the same gallery
+        result = run_vigil("enroll", "Barack Obama", str(_photo("obama.jpg")), home=tmp_path)
+        assert result.returncode == 0, result.stderr
+        enrolled_at = time.monotonic()
+        # then this process names him on its next call, well within a second, without a restart
+        assert identifier.identify(probe)[0].label == "Barack Obama"
+        assert time.monotonic() - enrolled_at < 1.0
+    finally:
+        backend.close()
