@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 
 from indexer.gallery import Gallery, Identity, NewTemplate
-from indexer.search import TemplateIndex
+from indexer.identify import Identifier
 from vigil.config.indexer import IndexerConfig
 from vigil.errors import GalleryError, VigilError
 from vigil.image import load_image
@@ -134,17 +134,11 @@ def _lookalike_warnings(
     gallery: Gallery, pipeline: FacePipeline, config: IndexerConfig, name: str, faces: list[Face]
 ) -> list[str]:
     """Warn when the new photos match someone else already enrolled."""
-    template_ids, identity_ids, embeddings = gallery.templates(pipeline.embedder.version)
-    if len(template_ids) == 0:
-        return []
-    index = TemplateIndex(dim=embeddings.shape[1], kind="flat")
-    index.build(template_ids, identity_ids, embeddings)
-    warnings = []
-    for candidates in index.search(np.stack([face.embedding for face in faces]), k=2):
-        for match in candidates:
-            other = gallery.get_identity(match.identity_id)
-            if other.name != name and match.score >= config.match_threshold:
-                warnings.append(
-                    f"{name!r} looks like already enrolled {other.name!r} (similarity {match.score:.3f})"
-                )
-    return sorted(set(warnings))
+    identifier = Identifier(gallery, pipeline, config)
+    warnings = {
+        f"{name!r} looks like already enrolled {other!r} (similarity {score:.3f})"
+        for matches in identifier.candidates(np.stack([face.embedding for face in faces]))
+        for other, score in matches
+        if other != name and score >= config.match_threshold
+    }
+    return sorted(warnings)

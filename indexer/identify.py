@@ -16,7 +16,7 @@ from indexer.gallery import Gallery
 from indexer.search import Decision, TemplateIndex, decide
 from vigil.config.indexer import IndexerConfig
 from vigil.models.pipeline import Face, FacePipeline
-from vigil.typing import ImageRGB
+from vigil.typing import Embeddings, ImageRGB
 
 logger = logging.getLogger(__name__)
 
@@ -65,6 +65,14 @@ class Identifier:
         self._version = version
         logger.info("gallery version %d: %d templates indexed", version, len(template_ids))
         return True
+
+    def candidates(self, embeddings: Embeddings) -> list[list[tuple[str, float]]]:
+        """Top people as ``(name, cosine similarity)`` for each embedding, best first."""
+        self.refresh()
+        return [
+            [(self._names.get(match.identity_id, match.identity_id), match.score) for match in matches]
+            for matches in self._index.search(embeddings, k=self.config.top_k)
+        ]
 
     def identify(self, image: ImageRGB) -> list[Identification]:
         """Every face in ``image`` with its identity or *unknown*."""

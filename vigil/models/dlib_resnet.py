@@ -23,8 +23,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
-import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -38,6 +36,7 @@ from torch import nn
 
 from vigil.config.detector import Device
 from vigil.errors import ModelLoadError
+from vigil.files import write_atomically
 from vigil.models.device import resolve_device
 from vigil.models.dlib_format import (
     AddPrev,
@@ -589,16 +588,10 @@ def _write_cache(cache_path: Path, model: DlibResNet, digest: str) -> None:
         "spec": model.spec.to_json(),
         "state_dict": model.state_dict(),
     }
-    temp_name = ""
     try:
-        cache_path.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=cache_path.parent, suffix=".tmp", delete=False) as stream:
-            temp_name = stream.name
-            torch.save(payload, stream)
-        os.replace(temp_name, cache_path)
+        write_atomically(cache_path, lambda temporary: torch.save(payload, temporary))
     except (OSError, RuntimeError) as error:  # torch.save reports a full disk as RuntimeError
+        # The cache only speeds up the next start: failing to write it is not an error.
         logger.warning("could not cache converted dlib ResNet weights at %s: %s", cache_path, error)
-        if temp_name:
-            Path(temp_name).unlink(missing_ok=True)
         return
     logger.info("cached converted dlib ResNet weights at %s", cache_path)
