@@ -16,8 +16,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from indexer.gallery import Gallery, Identity, NewTemplate
 from indexer.identify import Identifier
+from indexer.records import Identity, NewTemplate
+from indexer.sources import SourceStore
 from vigil.config.indexer import IndexerConfig
 from vigil.errors import GalleryError, VigilError
 from vigil.image import load_image
@@ -65,20 +66,25 @@ def sharpness(image: ImageRGB, box_xyxy: np.ndarray) -> float:
 
 
 def enroll_person(
-    gallery: Gallery,
-    pipeline: FacePipeline,
+    identifier: Identifier,
     config: IndexerConfig,
     name: str,
     paths: Sequence[Path],
     *,
     add_to_existing: bool = False,
+    sources: SourceStore | None = None,
 ) -> EnrolmentReport:
     """Enrol ``name`` from photos (or add photos to them with ``add_to_existing``).
+
+    The identifier's gallery receives the templates, its pipeline embeds the photos, and its
+    search warns when the new photos look like someone already enrolled. With ``sources``
+    the accepted photos are kept (the user opted in), for re-embedding later.
 
     Raises:
         GalleryError: The name is taken (without ``add_to_existing``) or unknown (with it),
             or no photo held a usable face; nothing is written then.
     """
+    gallery, pipeline = identifier.gallery, identifier.pipeline
     existing = gallery.find_by_name(name)
     if existing is not None and not add_to_existing:
         raise GalleryError(f"{name!r} is already enrolled; add photos with --add, or choose another name")
@@ -89,7 +95,7 @@ def enroll_person(
     warnings: list[str] = []
     for path in paths:
         try:
-            face, quality, warning = _usable_face(pipeline, config, path)
+            face, quality, warning = usable_face(pipeline, config, path)
         except VigilError as exc:
             rejected.append(RejectedImage(path, str(exc)))
             continue
@@ -99,22 +105,25 @@ def enroll_person(
     if not accepted:
         reasons = "; ".join(f"{r.path.name}: {r.reason}" for r in rejected[:3])
         raise GalleryError(f"no usable face in any of the {len(paths)} photos of {name!r} ({reasons})")
-    warnings += _lookalike_warnings(gallery, pipeline, config, name, [face for _, face, _ in accepted])
+    warnings += _lookalike_warnings(identifier, name, [face for _, face, _ in accepted])
     version = pipeline.embedder.version
     templates = [
         NewTemplate(embedder_version=version, embedding=face.embedding, source=path.name, quality=quality)
         for path, face, quality in accepted
     ]
     if existing is None:
-        identity, _ = gallery.enroll(name, templates)
+        identity, template_ids = gallery.enroll(name, templates)
     else:
-        gallery.add_templates(existing.identity_id, templates)
+        template_ids = gallery.add_templates(existing.identity_id, templates)
         identity = existing
+    if sources is not None:
+        for (path, _, _), template_id in zip(accepted, template_ids, strict=True):
+            sources.keep(identity.identity_id, template_id, path)
     logger.info("enrolled %s: %d photos accepted, %d rejected", name, len(accepted), len(rejected))
     return EnrolmentReport(identity, [path for path, _, _ in accepted], rejected, warnings)
 
 
-def _usable_face(pipeline: FacePipeline, config: IndexerConfig, path: Path) -> tuple[Face, float, str | None]:
+def usable_face(pipeline: FacePipeline, config: IndexerConfig, path: Path) -> tuple[Face, float, str | None]:
     """The photo's face, its sharpness and an optional warning; raises VigilError when unusable."""
     image = load_image(path)
     faces = pipeline.analyze([image])[0]
@@ -130,15 +139,14 @@ def _usable_face(pipeline: FacePipeline, config: IndexerConfig, path: Path) -> t
     return face, quality, warning
 
 
-def _lookalike_warnings(
-    gallery: Gallery, pipeline: FacePipeline, config: IndexerConfig, name: str, faces: list[Face]
-) -> list[str]:
+def _lookalike_warnings(identifier: Identifier, name: str, faces: list[Face]) -> list[str]:
     """Warn when the new photos match someone else already enrolled."""
-    identifier = Identifier(gallery, pipeline, config)
+    candidates = identifier.candidates(np.stack([face.embedding for face in faces]))
+    threshold = identifier.thresholds().threshold  # after candidates(): for the current gallery
     warnings = {
         f"{name!r} looks like already enrolled {other!r} (similarity {score:.3f})"
-        for matches in identifier.candidates(np.stack([face.embedding for face in faces]))
+        for matches in candidates
         for other, score in matches
-        if other != name and score >= config.match_threshold
+        if other != name and score >= threshold
     }
     return sorted(warnings)

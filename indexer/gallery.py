@@ -22,16 +22,11 @@ which serialises them: a concurrent change makes EXEC fail and the call retries.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
 import logging
-import math
 import re
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
@@ -40,14 +35,22 @@ import numpy.typing as npt
 import redis
 from redis.client import Pipeline
 
+from indexer import records
+from indexer.backup import export_header, identity_record, read_export
+from indexer.records import (
+    Identity,
+    NewTemplate,
+    Template,
+    check_metadata,
+    check_name,
+    check_template,
+)
 from vigil.errors import GalleryError, RedisUnavailableError
 from vigil.files import write_text_atomically
 from vigil.typing import Embedding, Embeddings
 
 logger = logging.getLogger(__name__)
 
-EXPORT_FORMAT = "vigil-gallery"
-EXPORT_FORMAT_VERSION = 1
 # A WATCH conflict means another writer committed first; retrying is cheap, and more
 # than this many conflicts in a row means something is wrong (a runaway writer).
 MAX_TRANSACTION_ATTEMPTS = 100
@@ -55,73 +58,6 @@ MAX_TRANSACTION_ATTEMPTS = 100
 # Namespaces are key prefixes and SCAN patterns, so no ':' and no glob characters.
 _NAMESPACE_PATTERN = re.compile(r"[A-Za-z0-9_.-]+")
 _T = TypeVar("_T")
-
-
-@dataclass(frozen=True)
-class Identity:
-    """A person in the gallery.
-
-    Attributes:
-        identity_id: uuid4 hex.
-        name: Unique (case-sensitive) display name.
-        metadata: Free-form text fields.
-        created_at: ISO-8601 UTC timestamp.
-        updated_at: ISO-8601 UTC timestamp of the last change to name or metadata.
-    """
-
-    identity_id: str
-    name: str
-    metadata: dict[str, str]
-    created_at: str
-    updated_at: str
-
-
-@dataclass(frozen=True)
-class NewTemplate:
-    """A template to enrol.
-
-    Attributes:
-        embedder_version: Which embedder produced it; only templates of one version are compared.
-        embedding: ``(D,)`` float32 (stored as float32 bytes).
-        source: Where it came from (file name, camera, ...).
-        quality: Capture quality score (higher is better; the scale is the caller's).
-        captured_at: ISO-8601 timestamp of the capture, when known.
-    """
-
-    embedder_version: str
-    embedding: Embedding
-    source: str = ""
-    quality: float = 0.0
-    captured_at: str | None = None
-
-
-@dataclass(frozen=True)
-class Template:
-    """A stored template.
-
-    Attributes:
-        template_id: Gallery-wide int64 id (also the search index's id).
-        identity_id: Whose template it is.
-        embedder_version: Which embedder produced it.
-        embedding: ``(D,)`` float32.
-        captured_at: ISO-8601 timestamp of the capture, or None.
-        source: Where it came from.
-        quality: Capture quality score.
-        created_at: ISO-8601 UTC timestamp of enrolment.
-    """
-
-    template_id: int
-    identity_id: str
-    embedder_version: str
-    embedding: Embedding = field(repr=False)
-    captured_at: str | None
-    source: str
-    quality: float
-    created_at: str
-
-    @property
-    def dim(self) -> int:
-        return int(self.embedding.shape[0])
 
 
 class Gallery:
@@ -181,12 +117,12 @@ class Gallery:
             GalleryError: The name is empty or already taken, metadata is not text, or a
                 template is malformed.
         """
-        _check_name(name)
+        check_name(name)
         metadata = dict(metadata or {})
-        _check_metadata(metadata)
-        rows = [_check_template(template) for template in templates]
+        check_metadata(metadata)
+        rows = [check_template(template) for template in templates]
         template_ids = self._allocate_template_ids(len(rows))
-        now = _now()
+        now = records.now()
         identity = Identity(uuid.uuid4().hex, name, metadata, now, now)
 
         def work(pipe: Pipeline) -> None:
@@ -211,11 +147,11 @@ class Gallery:
             GalleryError: Unknown identity, or a template is malformed (not 1-D, not finite,
                 empty embedder version).
         """
-        rows = [_check_template(template) for template in templates]
+        rows = [check_template(template) for template in templates]
         if not rows:
             return []
         template_ids = self._allocate_template_ids(len(rows))
-        now = _now()
+        now = records.now()
 
         def work(pipe: Pipeline) -> None:
             if not pipe.exists(self._identity_key(identity_id)):
@@ -234,14 +170,14 @@ class Gallery:
         Raises:
             GalleryError: Unknown identity, or the new name is empty or taken by someone else.
         """
-        _check_name(new_name)
+        check_name(new_name)
 
         def work(pipe: Pipeline) -> Identity:
             identity = self._read_identity(pipe, identity_id)
             owner = pipe.hget(self._key("names"), new_name)
             if owner is not None and _text(owner) != identity_id:
                 raise GalleryError(f"an identity named {new_name!r} already exists; pick another name")
-            renamed = Identity(identity_id, new_name, identity.metadata, identity.created_at, _now())
+            renamed = Identity(identity_id, new_name, identity.metadata, identity.created_at, records.now())
             pipe.multi()
             pipe.hdel(self._key("names"), identity.name)
             pipe.hset(self._key("names"), new_name, identity_id)
@@ -421,17 +357,13 @@ class Gallery:
             How many identities were written.
         """
         identities = self.list_identities()
-        lines = [
-            json.dumps(
-                {"format": EXPORT_FORMAT, "format_version": EXPORT_FORMAT_VERSION, "exported_at": _now()}
-            )
-        ]
+        lines = [export_header()]
         for identity in identities:
             try:
                 templates = self.identity_templates(identity.identity_id)
             except GalleryError:  # deleted while exporting
                 continue
-            lines.append(json.dumps(_identity_record(identity, templates)))
+            lines.append(json.dumps(identity_record(identity, templates)))
         write_text_atomically(path, "\n".join(lines) + "\n")
         logger.info("exported %d identities to %s", len(lines) - 1, path)
         return len(lines) - 1
@@ -449,7 +381,7 @@ class Gallery:
             GalleryError: The file is unreadable or corrupt, or an identity's id or name is
                 already in the gallery; the gallery is then unchanged.
         """
-        records = _read_export(path)
+        records = read_export(path)
         count = sum(len(templates) for _, templates in records)
         template_ids = self._allocate_template_ids(count)
 
@@ -608,10 +540,6 @@ class Gallery:
             raise GalleryError(f"Redis rejected a gallery operation: {exc}") from exc
 
 
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="microseconds")
-
-
 def _text(raw: bytes | str) -> str:
     return raw.decode("utf-8") if isinstance(raw, bytes) else raw
 
@@ -620,32 +548,6 @@ def _blob(raw: bytes | str) -> bytes:
     if isinstance(raw, str):
         raise GalleryError("the Redis client decodes responses; connect with decode_responses off")
     return raw
-
-
-def _check_name(name: str) -> None:
-    if not isinstance(name, str) or not name.strip():
-        raise GalleryError(f"invalid identity name {name!r}: use a non-empty name")
-
-
-def _check_metadata(metadata: dict[str, str]) -> None:
-    for key, value in metadata.items():
-        if not isinstance(key, str) or not isinstance(value, str):
-            raise GalleryError(f"metadata must map text to text, got {key!r}: {value!r}")
-
-
-def _check_template(template: NewTemplate) -> tuple[NewTemplate, Embedding]:
-    if not template.embedder_version or ":" in template.embedder_version:
-        raise GalleryError(
-            f"invalid embedder version {template.embedder_version!r}: use a non-empty name without ':'"
-        )
-    embedding = np.asarray(template.embedding, dtype=np.float32)
-    if embedding.ndim != 1 or embedding.shape[0] == 0:
-        raise GalleryError(f"a template embedding must have shape (D,), got {embedding.shape}")
-    if not np.isfinite(embedding).all():
-        raise GalleryError("a template embedding holds NaN or infinity; check the embedder")
-    if not math.isfinite(template.quality):
-        raise GalleryError(f"template quality must be finite, got {template.quality}")
-    return template, embedding
 
 
 def _identity_from_hash(identity_id: str, raw: Mapping[bytes | str, bytes | str]) -> Identity:
@@ -672,108 +574,3 @@ def _template_from_hash(template_id: int, raw: Mapping[bytes | str, bytes | str]
         quality=float(fields.get("quality", b"0")),
         created_at=_text(fields["created_at"]),
     )
-
-
-def _identity_record(identity: Identity, templates: list[Template]) -> dict[str, object]:
-    return {
-        "identity_id": identity.identity_id,
-        "name": identity.name,
-        "metadata": identity.metadata,
-        "created_at": identity.created_at,
-        "updated_at": identity.updated_at,
-        "templates": [
-            {
-                "embedder_version": template.embedder_version,
-                "dim": template.dim,
-                "embedding": base64.b64encode(template.embedding.astype("<f4").tobytes()).decode("ascii"),
-                "captured_at": template.captured_at,
-                "source": template.source,
-                "quality": template.quality,
-                "created_at": template.created_at,
-            }
-            for template in templates
-        ],
-    }
-
-
-def _read_export(path: Path) -> list[tuple[Identity, list[tuple[NewTemplate, str]]]]:
-    """Parse and validate a whole export file; nothing is written here."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise GalleryError(f"cannot read gallery export {path}: {exc.strerror}; check the path") from None
-    except UnicodeDecodeError:
-        raise GalleryError(f"gallery export {path} is not UTF-8 text; it is corrupt") from None
-    lines = [line for line in text.splitlines() if line.strip()]
-    if not lines:
-        raise GalleryError(f"gallery export {path} is empty")
-    try:
-        header = json.loads(lines[0])
-    except json.JSONDecodeError:
-        raise GalleryError(f"gallery export {path}: line 1 is not JSON; the file is corrupt") from None
-    if not isinstance(header, dict) or header.get("format") != EXPORT_FORMAT:
-        raise GalleryError(f"{path} is not a Vigil gallery export (no {EXPORT_FORMAT!r} header)")
-    if header.get("format_version") != EXPORT_FORMAT_VERSION:
-        raise GalleryError(
-            f"gallery export {path} has format version {header.get('format_version')!r}; "
-            f"this Vigil reads version {EXPORT_FORMAT_VERSION}"
-        )
-    records: list[tuple[Identity, list[tuple[NewTemplate, str]]]] = []
-    seen_ids: set[str] = set()
-    seen_names: set[str] = set()
-    for line_number, line in enumerate(lines[1:], start=2):
-        try:
-            identity, templates = _parse_record(json.loads(line))
-        except (json.JSONDecodeError, KeyError, TypeError, ValueError, binascii.Error, GalleryError) as exc:
-            reason = f"missing field {exc}" if isinstance(exc, KeyError) else str(exc)
-            raise GalleryError(f"gallery export {path}: line {line_number} is corrupt ({reason})") from None
-        if identity.identity_id in seen_ids or identity.name in seen_names:
-            raise GalleryError(f"gallery export {path}: line {line_number} repeats an identity id or name")
-        seen_ids.add(identity.identity_id)
-        seen_names.add(identity.name)
-        records.append((identity, templates))
-    return records
-
-
-def _parse_record(record: Any) -> tuple[Identity, list[tuple[NewTemplate, str]]]:
-    if not isinstance(record, dict):
-        raise ValueError("not an object")
-    identity_id = record["identity_id"]
-    if not isinstance(identity_id, str) or len(identity_id) != 32 or not _is_hex(identity_id):
-        raise ValueError(f"bad identity id {identity_id!r}")
-    name = record["name"]
-    _check_name(name)
-    metadata = record["metadata"]
-    if not isinstance(metadata, dict):
-        raise ValueError("metadata is not an object")
-    _check_metadata(metadata)
-    for stamp in (record["created_at"], record["updated_at"]):
-        datetime.fromisoformat(stamp)
-    identity = Identity(identity_id, name, metadata, record["created_at"], record["updated_at"])
-    templates: list[tuple[NewTemplate, str]] = []
-    for item in record["templates"]:
-        blob = base64.b64decode(item["embedding"], validate=True)
-        if len(blob) % 4 or len(blob) // 4 != int(item["dim"]):
-            raise ValueError(f"embedding holds {len(blob)} bytes, not dim {item['dim']} × 4")
-        captured_at = item["captured_at"]
-        if captured_at is not None:
-            datetime.fromisoformat(captured_at)
-        datetime.fromisoformat(item["created_at"])
-        template = NewTemplate(
-            embedder_version=str(item["embedder_version"]),
-            embedding=np.frombuffer(blob, dtype="<f4").astype(np.float32),
-            source=str(item["source"]),
-            quality=float(item["quality"]),
-            captured_at=captured_at,
-        )
-        _check_template(template)
-        templates.append((template, item["created_at"]))
-    return identity, templates
-
-
-def _is_hex(text: str) -> bool:
-    try:
-        int(text, 16)
-    except ValueError:
-        return False
-    return True

@@ -9,6 +9,10 @@ Index choice by size (``kind="auto"``): exact ``IndexFlatIP`` below
 ``IVF_MIN_TEMPLATES``, ``IndexIVFFlat`` above it (trained on the templates it is built
 from; ``nprobe`` from ``probes``). Both are wrapped in an id map, so templates are added
 and removed one by one without a rebuild.
+
+On a machine with a GPU and a GPU build of FAISS (the ``gpu`` extra), searches run on a
+GPU copy of the index (``device="auto"`` or ``"cuda"``); the CPU index stays the one that
+is edited, and the copy is refreshed on the next search after an edit.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from vigil.typing import Embeddings
 logger = logging.getLogger(__name__)
 
 IndexKind = Literal["auto", "flat", "ivf"]
+IndexDevice = Literal["auto", "cpu", "cuda"]
 # Below this many templates exact search is fast enough (~1 ms per query at 128-d on a
 # 2-core CPU), and an IVF index could not be trained well anyway.
 IVF_MIN_TEMPLATES = 50_000
@@ -85,6 +90,23 @@ def normalise(embeddings: Embeddings) -> Embeddings:
     return np.ascontiguousarray(vectors / np.maximum(norms, 1e-12), dtype=np.float32)
 
 
+def resolve_device(device: IndexDevice) -> Literal["cpu", "cuda"]:
+    """``auto`` → ``cuda`` when this FAISS build sees a GPU, else ``cpu``.
+
+    Raises:
+        GalleryError: ``cuda`` was asked for but FAISS has no GPU support or sees no GPU.
+    """
+    gpus = int(faiss.get_num_gpus()) if hasattr(faiss, "get_num_gpus") else 0
+    if device == "cuda" and gpus == 0:
+        raise GalleryError(
+            "indexer.faiss_device is cuda, but FAISS sees no GPU; install the gpu extra "
+            "(faiss-gpu-cu12 instead of faiss-cpu) on a CUDA machine, or use auto"
+        )
+    if device == "auto":
+        return "cuda" if gpus > 0 else "cpu"
+    return device
+
+
 def decide(candidates: Sequence[IdentityMatch], threshold: float, margin: float) -> Decision:
     """Accept the best identity only if it clears ``threshold`` *and* beats the runner-up by ``margin``.
 
@@ -111,13 +133,17 @@ class TemplateIndex:
         'alice'
     """
 
-    def __init__(self, dim: int, kind: IndexKind = "auto", probes: int = 32) -> None:
+    def __init__(
+        self, dim: int, kind: IndexKind = "auto", probes: int = 32, device: IndexDevice = "auto"
+    ) -> None:
         if dim <= 0:
             raise ValueError(f"dim must be positive, got {dim}")
         self.dim = dim
         self.kind: IndexKind = kind
         self.probes = probes
+        self.device = resolve_device(device)
         self._index: faiss.Index = faiss.IndexIDMap2(faiss.IndexFlatIP(dim))
+        self._gpu_copy: faiss.Index | None = None
         self._identity_of: dict[int, str] = {}
 
     def __len__(self) -> int:
@@ -148,6 +174,7 @@ class TemplateIndex:
             index = faiss.IndexIDMap2(faiss.IndexFlatIP(self.dim))
         index.add_with_ids(vectors, np.asarray(template_ids, dtype=np.int64))
         self._index = index
+        self._gpu_copy = None
         self._identity_of = dict(zip((int(t) for t in template_ids), identity_ids, strict=True))
         logger.info("built %s index of %d templates", self.index_type, count)
 
@@ -158,12 +185,14 @@ class TemplateIndex:
         if clashes:
             raise GalleryError(f"template ids already indexed: {clashes[:5]}; remove them first")
         self._index.add_with_ids(normalise(templates), np.asarray(template_ids, dtype=np.int64))
+        self._gpu_copy = None
         self._identity_of.update(zip((int(t) for t in template_ids), identity_ids, strict=True))
 
     def remove(self, template_ids: TemplateIds) -> int:
         """Remove templates by id; returns how many were present."""
         ids = np.asarray(template_ids, dtype=np.int64)
         removed = int(self._index.remove_ids(ids))  # type: ignore[arg-type]  # the SWIG wrapper takes arrays
+        self._gpu_copy = None
         for template_id in ids:
             self._identity_of.pop(int(template_id), None)
         return removed
@@ -181,8 +210,15 @@ class TemplateIndex:
         if len(self) == 0:
             return [[] for _ in range(len(vectors))]
         depth = min(len(self), k * TEMPLATE_CANDIDATES_PER_IDENTITY)
-        scores, ids = self._index.search(vectors, depth)
+        scores, ids = self._searchable().search(vectors, depth)
         return [self._fold(row_scores, row_ids, k) for row_scores, row_ids in zip(scores, ids, strict=True)]
+
+    def _searchable(self) -> faiss.Index:
+        if self.device == "cpu":
+            return self._index
+        if self._gpu_copy is None:
+            self._gpu_copy = faiss.index_cpu_to_all_gpus(self._index)
+        return self._gpu_copy
 
     def _fold(self, scores: npt.NDArray[np.float32], ids: TemplateIds, k: int) -> list[IdentityMatch]:
         best: dict[str, IdentityMatch] = {}

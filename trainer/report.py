@@ -49,6 +49,7 @@ def plot_roc(
     title: str = "ROC",
     far_min: float | None = None,
     dpi: int = 120,
+    axis_labels: tuple[str, str] = ("False accept rate (FAR)", "True accept rate (TAR)"),
 ) -> None:
     """Write a ROC curve as a PNG with a logarithmic FAR axis.
 
@@ -64,6 +65,7 @@ def plot_roc(
         far_min: Left end of the FAR axis; defaults to the smallest non-zero FAR (for LFW,
             1 / 3000 impostor pairs).
         dpi: Resolution of the PNG.
+        axis_labels: x and y axis titles (e.g. FPIR and DIR for open-set identification).
 
     Raises:
         ValueError: ``far`` and ``tar`` differ in shape, are empty, or ``far`` has no
@@ -96,8 +98,8 @@ def plot_roc(
     axes.set_xscale("log")
     axes.set_xlim(far_min, 1.0)
     axes.set_ylim(0.0, 1.01)
-    axes.set_xlabel("False accept rate (FAR)")
-    axes.set_ylabel("True accept rate (TAR)")
+    axes.set_xlabel(axis_labels[0])
+    axes.set_ylabel(axis_labels[1])
     axes.set_title(title)
     axes.grid(True, which="both", alpha=0.3)
     axes.legend(loc="lower right")

@@ -21,7 +21,8 @@ from vigil.config import Settings, load_settings
 from vigil.errors import VigilError
 
 if TYPE_CHECKING:
-    from indexer.gallery import Gallery, Identity
+    from indexer.gallery import Gallery
+    from indexer.records import Identity
 
 logger = logging.getLogger(__name__)
 
@@ -67,6 +68,16 @@ def _writable_json(text: str) -> Path:
     if not os.access(path.parent, os.W_OK):
         raise argparse.ArgumentTypeError(f"{path.parent} is not writable")
     return path
+
+
+def _probability(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0.0 < value < 1.0:
+        raise argparse.ArgumentTypeError(f"{text} is not between 0 and 1 (exclusive)")
+    return value
 
 
 def _positive_int(text: str) -> int:
@@ -129,6 +140,11 @@ def _build_parser() -> argparse.ArgumentParser:
     restore.add_argument("file", type=Path)
     restore.set_defaults(handler=_cmd_gallery_import)
 
+    reembed = gallery_cmd.add_parser(
+        "reembed", help="add templates for the current embedder from kept enrolment photos"
+    )
+    reembed.set_defaults(handler=_cmd_gallery_reembed)
+
     identify = commands.add_parser("identify", help="name every face in images (or say unknown)")
     identify.add_argument("images", nargs="+", type=Path, metavar="IMAGE")
     identify.add_argument("--json", action="store_true", help="one JSON object per image")
@@ -147,6 +163,20 @@ def _build_parser() -> argparse.ArgumentParser:
     lfw.add_argument("--no-cache", action="store_true", help="recompute embeddings even if cached")
     lfw.add_argument("--metric", choices=["euclidean", "cosine"], default="euclidean", help="pair score")
     lfw.set_defaults(handler=_cmd_bench_lfw)
+
+    identify_bench = bench.add_parser("identify", help="LFW open-set identification (DIR at FPIR, rank-1)")
+    identify_bench.add_argument("--data", type=Path, default=DEFAULT_LFW_DIR, help="LFW folder")
+    identify_bench.add_argument(
+        "--json", type=_writable_json, default="bench-results/identify.json", help="results JSON"
+    )
+    identify_bench.add_argument("--no-cache", action="store_true", help="recompute embeddings even if cached")
+    identify_bench.add_argument(
+        "--calibration-out", type=_writable_json, help="also fit the decision rule and write it here"
+    )
+    identify_bench.add_argument(
+        "--target-fpir", type=_probability, default=1e-3, help="FPIR the fitted rule must not exceed"
+    )
+    identify_bench.set_defaults(handler=_cmd_bench_identify)
 
     embed = bench.add_parser("embed", help="embedder faces/s vs dlib's own implementation")
     embed.add_argument("--json", type=_writable_json, default="bench-results/embed.json", help="results JSON")
@@ -266,6 +296,21 @@ def _cmd_bench_lfw(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _cmd_bench_identify(args: argparse.Namespace, settings: Settings) -> int:
+    from trainer.bench_identify import run_identify_bench
+
+    result = run_identify_bench(
+        settings,
+        args.data,
+        args.json,
+        use_cache=not args.no_cache,
+        calibration_out=args.calibration_out,
+        target_fpir=args.target_fpir,
+    )
+    print(result.summary)
+    return 0
+
+
 def _cmd_bench_embed(args: argparse.Namespace, settings: Settings) -> int:
     from trainer.bench_embed import make_bench_chips, run_embed_bench
     from trainer.report import write_json
@@ -330,6 +375,8 @@ def _cmd_enroll(args: argparse.Namespace, settings: Settings) -> int:
     from tqdm import tqdm
 
     from indexer.enroll import enroll_person
+    from indexer.identify import Identifier
+    from indexer.sources import SourceStore
     from vigil.errors import GalleryError
     from vigil.models.pipeline import FacePipeline
 
@@ -349,8 +396,10 @@ def _cmd_enroll(args: argparse.Namespace, settings: Settings) -> int:
         if not args.name or not args.images:
             raise GalleryError("usage: vigil enroll NAME IMAGE... (or vigil enroll --from-dir DIR)")
         people = {args.name: _image_files(args.images)}
-    gallery = _open_gallery(settings)
-    pipeline = FacePipeline.from_settings(settings)
+    identifier = Identifier.from_settings(
+        _open_gallery(settings), FacePipeline.from_settings(settings), settings
+    )
+    sources = SourceStore.from_settings(settings) if settings.indexer.keep_sources else None
     failures = 0
     for name, photos in tqdm(people.items(), desc="enrolling", unit="person", disable=len(people) < 2):
         if not photos:
@@ -359,7 +408,7 @@ def _cmd_enroll(args: argparse.Namespace, settings: Settings) -> int:
             continue
         try:
             report = enroll_person(
-                gallery, pipeline, settings.indexer, name, photos, add_to_existing=args.add
+                identifier, settings.indexer, name, photos, add_to_existing=args.add, sources=sources
             )
         except VigilError as exc:
             print(f"vigil: error: {exc}", file=sys.stderr)
@@ -411,9 +460,17 @@ def _cmd_people_rename(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _cmd_people_delete(args: argparse.Namespace, settings: Settings) -> int:
+    from indexer.erase import erase_person
+    from indexer.sources import SourceStore
+
     gallery = _open_gallery(settings)
-    removed = gallery.delete_identity(_find_person(gallery, args.name).identity_id)
-    print(f"deleted {args.name}: the person and {removed} template(s) are erased from the gallery")
+    erased = erase_person(
+        gallery, SourceStore.from_settings(settings), _find_person(gallery, args.name).identity_id
+    )
+    print(
+        f"deleted {erased.name}: the person, {erased.templates} template(s) and "
+        f"{erased.photos} kept photo(s) are erased; running services drop them on their next search"
+    )
     return 0
 
 
@@ -422,7 +479,9 @@ def _cmd_identify(args: argparse.Namespace, settings: Settings) -> int:
     from vigil.image import load_image
     from vigil.models.pipeline import FacePipeline
 
-    identifier = Identifier(_open_gallery(settings), FacePipeline.from_settings(settings), settings.indexer)
+    identifier = Identifier.from_settings(
+        _open_gallery(settings), FacePipeline.from_settings(settings), settings
+    )
     failures = 0
     for path in args.images:
         try:
@@ -460,6 +519,38 @@ def _cmd_gallery_export(args: argparse.Namespace, settings: Settings) -> int:
     count = _open_gallery(settings).export(args.file)
     print(f"exported {count} people to {args.file}")
     return 0
+
+
+def _cmd_gallery_reembed(args: argparse.Namespace, settings: Settings) -> int:
+    from tqdm import tqdm
+
+    from indexer.reembed import reembed_gallery
+    from indexer.sources import SourceStore
+    from vigil.models.pipeline import FacePipeline
+
+    gallery = _open_gallery(settings)
+    pipeline = FacePipeline.from_settings(settings)
+    with tqdm(total=len(gallery.list_identities()), desc="re-embedding", unit="person") as progress:
+        report = reembed_gallery(
+            gallery,
+            SourceStore.from_settings(settings),
+            pipeline,
+            settings.indexer,
+            lambda: progress.update(),
+        )
+    print(
+        f"{report.added} template(s) added for {pipeline.embedder.version}, {report.up_to_date} already there"
+    )
+    for photo, reason in report.failed:
+        print(f"  failed {photo}: {reason}")
+    if report.without_photo:
+        print(
+            f"  {report.without_photo} template(s) have no kept photo: re-enrol those people "
+            "(set indexer.keep_sources to keep photos from now on)"
+        )
+    if report.orphans_removed:
+        print(f"  removed {report.orphans_removed} kept photo(s) of people no longer enrolled")
+    return EXIT_USAGE if report.failed else 0
 
 
 def _cmd_gallery_import(args: argparse.Namespace, settings: Settings) -> int:

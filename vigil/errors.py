@@ -48,6 +48,10 @@ class GalleryError(VigilError):
     """The gallery store rejected an operation."""
 
 
+class CalibrationError(VigilError):
+    """A calibration file is missing, corrupt or for another embedder."""
+
+
 class RedisUnavailableError(VigilError):
     """Redis cannot be reached, or the embedded Redis server cannot be started."""
 

@@ -30,7 +30,7 @@ def test_enroll_identify_delete_round_trip(tmp_path: Path) -> None:
     assert [face["name"] for face in json.loads(found.stdout)["faces"]] == ["Barack Obama"]
     # when Obama is deleted, then the same photo is unknown, in a new process
     deleted = run_vigil("people", "delete", "Barack Obama", home=tmp_path)
-    assert "1 template(s) are erased" in deleted.stdout, deleted.stderr
+    assert "1 template(s) and 0 kept photo(s) are erased" in deleted.stdout, deleted.stderr
     after = run_vigil("identify", "--json", str(probe), home=tmp_path)
     assert [face["name"] for face in json.loads(after.stdout)["faces"]] == [None]
     listing = run_vigil("people", "list", home=tmp_path)
@@ -74,3 +74,31 @@ def test_gallery_export_and_import_between_homes(tmp_path: Path) -> None:
     # and a corrupt backup is refused in one line
     backup.write_text("not a gallery\n")
     assert_one_line_error(run_vigil("gallery", "import", str(backup), home=second), str(backup))
+
+
+def test_kept_photos_are_reembedded_and_erased_from_the_command_line(tmp_path: Path) -> None:
+    keep = tmp_path / "keep.yaml"
+    keep.write_text("indexer:\n  keep_sources: true\n", encoding="utf-8")
+    new_embedder = tmp_path / "new-embedder.yaml"
+    new_embedder.write_text(
+        "indexer:\n  keep_sources: true\nembedder:\n  flip_average: false\n", encoding="utf-8"
+    )
+    # given Obama enrolled by a user who opted in to keeping enrolment photos
+    photo = require(PEOPLE / "obama.jpg")
+    assert (
+        run_vigil("--config", str(keep), "enroll", "Barack Obama", str(photo), home=tmp_path).returncode == 0
+    )
+    # when the embedder changes and the gallery is re-embedded
+    reembedded = run_vigil("--config", str(new_embedder), "gallery", "reembed", home=tmp_path)
+    # then Obama gets a template for the new embedder from his kept photo
+    assert reembedded.returncode == 0, reembedded.stderr
+    assert "1 template(s) added for dlib_resnet_v1," in reembedded.stdout
+    # when he is deleted, then his templates in both spaces and both kept photos are erased
+    deleted = run_vigil("people", "delete", "Barack Obama", home=tmp_path)
+    assert "2 template(s) and 2 kept photo(s) are erased" in deleted.stdout, deleted.stderr
+    assert not any((tmp_path / "sources").iterdir())
+
+
+def test_bench_identify_without_lfw_is_a_one_line_error(tmp_path: Path) -> None:
+    result = run_vigil("bench", "identify", "--data", str(tmp_path / "nowhere"), home=tmp_path)
+    assert_one_line_error(result, "is not a folder")

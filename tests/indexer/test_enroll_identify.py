@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from indexer.calibration import CalibrationSource
 from indexer.enroll import enroll_person, sharpness
 from indexer.gallery import Gallery
 from indexer.identify import Identifier
@@ -19,6 +20,13 @@ from vigil.models.pipeline import FacePipeline
 pytestmark = pytest.mark.redis
 
 CONFIG = IndexerConfig()
+# A data directory without calibration/current.json: identifiers use the shipped default calibration.
+HOME_WITHOUT_CALIBRATION = Path(__file__).parent
+
+
+def _identifier(gallery: Gallery, pipeline: FacePipeline) -> Identifier:
+    calibration = CalibrationSource(CONFIG, HOME_WITHOUT_CALIBRATION, pipeline.embedder.version)
+    return Identifier(gallery, pipeline, calibration)
 
 
 def _photo(name: str) -> Path:
@@ -27,13 +35,13 @@ def _photo(name: str) -> Path:
 
 @pytest.fixture
 def enrolled(gallery: Gallery, pipeline: FacePipeline) -> Gallery:
-    enroll_person(gallery, pipeline, CONFIG, "Barack Obama", [_photo("obama.jpg")])
-    enroll_person(gallery, pipeline, CONFIG, "Joe Biden", [_photo("biden.jpg")])
+    enroll_person(_identifier(gallery, pipeline), CONFIG, "Barack Obama", [_photo("obama.jpg")])
+    enroll_person(_identifier(gallery, pipeline), CONFIG, "Joe Biden", [_photo("biden.jpg")])
     return gallery
 
 
 def test_known_people_are_named_and_strangers_are_unknown(enrolled: Gallery, pipeline: FacePipeline) -> None:
-    identifier = Identifier(enrolled, pipeline, CONFIG)
+    identifier = _identifier(enrolled, pipeline)
     # a different photo of Obama is Obama
     [obama] = identifier.identify(people_image("obama2.jpg"))
     assert obama.label == "Barack Obama", obama.decision
@@ -49,8 +57,8 @@ def test_known_people_are_named_and_strangers_are_unknown(enrolled: Gallery, pip
 
 def test_deleted_person_is_never_returned_again(backend: RedisBackend, pipeline: FacePipeline) -> None:
     gallery = backend.gallery()
-    enroll_person(gallery, pipeline, CONFIG, "Barack Obama", [_photo("obama.jpg")])
-    identifier = Identifier(gallery, pipeline, CONFIG)
+    enroll_person(_identifier(gallery, pipeline), CONFIG, "Barack Obama", [_photo("obama.jpg")])
+    identifier = _identifier(gallery, pipeline)
     assert identifier.identify(people_image("obama2.jpg"))[0].label == "Barack Obama"
     # when Obama is deleted (the identifier sees the change through the version counter)
     removed = gallery.delete_identity(gallery.find_by_name("Barack Obama").identity_id)  # type: ignore[union-attr]
@@ -58,7 +66,7 @@ def test_deleted_person_is_never_returned_again(backend: RedisBackend, pipeline:
     assert identifier.identify(people_image("obama2.jpg"))[0].label == "unknown"
     # and also after reconnecting (restarting the embedded server)
     reopened = backend.reconnect()
-    assert Identifier(reopened, pipeline, CONFIG).identify(people_image("obama2.jpg"))[0].label == "unknown"
+    assert _identifier(reopened, pipeline).identify(people_image("obama2.jpg"))[0].label == "unknown"
 
 
 def test_enrolment_reports_rejected_photos(gallery: Gallery, pipeline: FacePipeline, tmp_path: Path) -> None:
@@ -72,7 +80,9 @@ def test_enrolment_reports_rejected_photos(gallery: Gallery, pipeline: FacePipel
     tiny = tmp_path / "tiny.jpg"
     cv2.imwrite(str(tiny), cv2.resize(cv2.imread(str(_photo("obama.jpg"))), None, fx=0.06, fy=0.06))
     # when enrolled together
-    report = enroll_person(gallery, pipeline, CONFIG, "Obama", [_photo("obama.jpg"), not_image, blank, tiny])
+    report = enroll_person(
+        _identifier(gallery, pipeline), CONFIG, "Obama", [_photo("obama.jpg"), not_image, blank, tiny]
+    )
     # then only the good photo becomes a template and each rejection says why
     assert report.accepted == [_photo("obama.jpg")]
     reasons = {r.path.name: r.reason for r in report.rejected}
@@ -83,13 +93,13 @@ def test_enrolment_reports_rejected_photos(gallery: Gallery, pipeline: FacePipel
 
 
 def test_several_faces_warns_and_takes_the_largest(gallery: Gallery, pipeline: FacePipeline) -> None:
-    report = enroll_person(gallery, pipeline, CONFIG, "Someone", [_photo("two_people.jpg")])
+    report = enroll_person(_identifier(gallery, pipeline), CONFIG, "Someone", [_photo("two_people.jpg")])
     assert any("2 faces found" in warning for warning in report.warnings)
 
 
 def test_lookalike_is_warned(enrolled: Gallery, pipeline: FacePipeline) -> None:
     # enrolling Obama again under another name warns that he looks like the enrolled Obama
-    report = enroll_person(enrolled, pipeline, CONFIG, "B. Obama", [_photo("obama2.jpg")])
+    report = enroll_person(_identifier(enrolled, pipeline), CONFIG, "B. Obama", [_photo("obama2.jpg")])
     assert any("Barack Obama" in warning for warning in report.warnings), report.warnings
 
 
@@ -106,7 +116,9 @@ def test_bad_enrolments_write_nothing(
 ) -> None:
     before = enrolled.version()
     with pytest.raises(GalleryError, match=message):
-        enroll_person(enrolled, pipeline, CONFIG, name, [_photo(p) for p in photos], add_to_existing=add)
+        enroll_person(
+            _identifier(enrolled, pipeline), CONFIG, name, [_photo(p) for p in photos], add_to_existing=add
+        )
     assert enrolled.version() == before, "nothing was written"
 
 
@@ -114,7 +126,7 @@ def test_no_usable_photo_writes_nothing(gallery: Gallery, pipeline: FacePipeline
     empty = tmp_path / "empty.jpg"
     empty.write_bytes(b"")
     with pytest.raises(GalleryError, match="no usable face"):
-        enroll_person(gallery, pipeline, CONFIG, "Ghost", [empty])
+        enroll_person(_identifier(gallery, pipeline), CONFIG, "Ghost", [empty])
     assert gallery.find_by_name("Ghost") is None
 
 
@@ -135,7 +147,7 @@ def test_enrolment_in_another_process_is_seen_without_restart(tmp_path: Path, pi
     # given an identifier in this process, on the embedded server in tmp_path, with an empty gallery
     backend = RedisBackend("embedded", tmp_path)
     try:
-        identifier = Identifier(Gallery(backend.client()), pipeline, CONFIG)  # the CLI's default namespace
+        identifier = _identifier(Gallery(backend.client()), pipeline)  # the CLI's default namespace
         probe = people_image("obama2.jpg")
         assert identifier.identify(probe)[0].label == "unknown"
         # when another process enrols Obama into the same gallery

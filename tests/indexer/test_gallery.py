@@ -15,7 +15,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from indexer.gallery import Gallery, NewTemplate
+from indexer.gallery import Gallery
+from indexer.records import NewTemplate
 from tests.indexer.conftest import RedisBackend, is_alive, stop_embedded
 from vigil.config import load_settings
 from vigil.config.redis import RedisConfig
@@ -348,7 +349,8 @@ _WRITER = textwrap.dedent(
 
     import numpy as np
 
-    from indexer.gallery import Gallery, NewTemplate
+    from indexer.gallery import Gallery
+    from indexer.records import NewTemplate
     from vigil.config.redis import RedisConfig
     from vigil.streams import connect_redis
 

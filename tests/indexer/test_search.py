@@ -129,3 +129,31 @@ def test_open_set_decision(candidates, threshold: float, margin: float, expected
     assert decision.is_unknown == (expected is None)
     if not candidates:
         assert math.isnan(decision.score)
+
+
+def test_device_auto_uses_the_cpu_when_faiss_sees_no_gpu() -> None:
+    import faiss
+
+    from indexer.search import resolve_device
+
+    expected = "cuda" if faiss.get_num_gpus() > 0 else "cpu"
+    assert resolve_device("auto") == expected
+    assert TemplateIndex(dim=4).device == expected
+    if expected == "cpu":
+        with pytest.raises(GalleryError, match="FAISS sees no GPU"):
+            resolve_device("cuda")
+
+
+@pytest.mark.gpu
+def test_gpu_search_finds_what_cpu_search_finds() -> None:
+    import faiss
+
+    if faiss.get_num_gpus() == 0:
+        pytest.skip("FAISS sees no GPU (install the gpu extra on a CUDA machine)")
+    templates, owners, centres, _ = synthetic_gallery(600, 128, templates_per_identity=3)
+    ids = np.arange(len(templates), dtype=np.int64)
+    cpu, gpu = TemplateIndex(128, device="cpu"), TemplateIndex(128, device="cuda")
+    for index in (cpu, gpu):
+        index.build(ids, [str(owner) for owner in owners], templates)
+    queries, _ = make_queries(centres, count=50)
+    assert [m[0].identity_id for m in cpu.search(queries)] == [m[0].identity_id for m in gpu.search(queries)]

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Literal
+
 from pydantic import Field
 
 from vigil.config.base import VigilModel
@@ -10,21 +13,45 @@ from vigil.config.base import VigilModel
 class IndexerConfig(VigilModel):
     """How faces are enrolled and matched against the gallery."""
 
-    match_threshold: float = Field(
-        0.92,
+    match_threshold: float | None = Field(
+        None,
         ge=-1.0,
         le=1.0,
         description=(
-            "Minimum cosine similarity (higher = stricter) to name a face. Default: the threshold at a "
-            "false-accept rate of 1e-3 on LFW View 2 (3,000 impostor pairs, dlib ResNet with mirror "
-            "averaging), where 98.1 % of genuine pairs pass."
+            "Minimum cosine similarity (higher = stricter) to name a face. Unset: taken from the "
+            "calibration file (see calibration_file), whose shipped default was fitted on LFW."
         ),
     )
-    match_margin: float = Field(
-        0.02,
+    match_margin: float | None = Field(
+        None,
         ge=0.0,
         le=2.0,
-        description="Minimum lead in cosine similarity over the second-best person (higher = stricter).",
+        description=(
+            "Minimum lead in cosine similarity over the second-best person (higher = stricter). "
+            "Unset: taken from the calibration file."
+        ),
+    )
+    calibration_file: Path | None = Field(
+        None,
+        description=(
+            "Calibration JSON to take the thresholds from. Unset: $VIGIL_HOME/calibration/current.json "
+            "(written by the trainer) when present, else the default shipped for the embedder. "
+            "Re-read when it changes, without a restart."
+        ),
+    )
+    keep_sources: bool = Field(
+        False,
+        description=(
+            "Keep a copy of each accepted enrolment photo under $VIGIL_HOME/sources, so `vigil gallery "
+            "reembed` can build templates for a new embedder. Off: only embeddings are stored (privacy)."
+        ),
+    )
+    faiss_device: Literal["auto", "cpu", "cuda"] = Field(
+        "auto",
+        description=(
+            "Where searches run: `auto` uses a GPU when FAISS was built with GPU support (the `gpu` "
+            "extra) and sees one, else the CPU."
+        ),
     )
     top_k: int = Field(5, ge=1, le=100, description="Candidate people returned per face.")
     min_face_size_px: int = Field(

@@ -1,0 +1,104 @@
+"""Re-embedding the gallery for a new embedder, from kept enrolment photos.
+
+Templates of different embedders live in different spaces and are never compared, so a
+new embedder starts with no templates. When enrolment photos were kept (opt-in,
+``indexer.keep_sources``), ``reembed_gallery`` embeds each one again with the current
+embedder and adds the result as a new template; the old templates stay (a rollback to the
+old embedder keeps working). Running it twice adds nothing the second time.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from indexer.enroll import usable_face
+from indexer.gallery import Gallery
+from indexer.records import NewTemplate
+from indexer.sources import SourceStore
+from vigil.config.indexer import IndexerConfig
+from vigil.errors import GalleryError, VigilError
+from vigil.models.pipeline import FacePipeline
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class ReembedReport:
+    """What a re-embedding did.
+
+    Attributes:
+        added: New templates for the current embedder.
+        up_to_date: Old templates that already had a current one from the same photo.
+        without_photo: Old templates whose photo was not kept (re-enrol those people).
+        failed: ``(photo, reason)`` for kept photos that no longer give a usable face.
+        orphans_removed: Kept photos of people no longer in the gallery, now deleted.
+    """
+
+    added: int = 0
+    up_to_date: int = 0
+    without_photo: int = 0
+    failed: list[tuple[Path, str]] = field(default_factory=list)
+    orphans_removed: int = 0
+
+
+def reembed_gallery(
+    gallery: Gallery,
+    sources: SourceStore,
+    pipeline: FacePipeline,
+    config: IndexerConfig,
+    on_person_done: Callable[[], object] | None = None,
+) -> ReembedReport:
+    """Add a current-embedder template for every old template whose photo was kept.
+
+    Also deletes kept photos of people no longer in the gallery (left by a crash during
+    an erasure). ``on_person_done`` is called after each person, e.g. to advance a progress bar.
+    """
+    version = pipeline.embedder.version
+    report = ReembedReport()
+    identities = gallery.list_identities()
+    for identity in identities:
+        templates = gallery.identity_templates(identity.identity_id)
+        current_sources = {t.source for t in templates if t.embedder_version == version}
+        for template in templates:
+            if template.embedder_version == version:
+                continue
+            if template.source in current_sources:
+                report.up_to_date += 1
+                continue
+            photo = sources.find(identity.identity_id, template.template_id)
+            if photo is None:
+                report.without_photo += 1
+                continue
+            try:
+                face, quality, _ = usable_face(pipeline, config, photo)
+            except VigilError as exc:
+                report.failed.append((photo, str(exc)))
+                continue
+            new = NewTemplate(version, face.embedding, template.source, quality, template.captured_at)
+            try:
+                [template_id] = gallery.add_templates(identity.identity_id, [new])
+            except GalleryError:  # the person was deleted meanwhile
+                break
+            sources.keep(identity.identity_id, template_id, photo)
+            current_sources.add(template.source)
+            report.added += 1
+        if on_person_done is not None:
+            on_person_done()
+    report.orphans_removed = _remove_orphans(gallery, sources)
+    logger.info("re-embedded the gallery for %s: %s", version, report)
+    return report
+
+
+def _remove_orphans(gallery: Gallery, sources: SourceStore) -> int:
+    removed = 0
+    for folder in sorted(sources.root.iterdir()) if sources.root.is_dir() else []:
+        if not folder.is_dir():
+            continue
+        try:
+            gallery.get_identity(folder.name)  # asked now: someone may have enrolled meanwhile
+        except GalleryError:
+            removed += sources.erase(folder.name)
+    return removed
