@@ -140,8 +140,6 @@ def test_sharpness_drops_with_blur() -> None:
 
 
 def test_enrolment_in_another_process_is_seen_without_restart(tmp_path: Path, pipeline: FacePipeline) -> None:
-    import time
-
     from tests.test_cli import run_vigil
 
     # given an identifier in this process, on the embedded server in tmp_path, with an empty gallery
@@ -153,9 +151,9 @@ def test_enrolment_in_another_process_is_seen_without_restart(tmp_path: Path, pi
         # when another process enrols Obama into the same gallery
         result = run_vigil("enroll", "Barack Obama", str(_photo("obama.jpg")), home=tmp_path)
         assert result.returncode == 0, result.stderr
-        enrolled_at = time.monotonic()
-        # then this process names him on its next call, well within a second, without a restart
+        # then this process names him on its very next call, without a restart: every query
+        # checks the gallery version (one GET), so the delay is one query, not a polling period.
+        # (Timing it here would measure the machine's load, not the reload.)
         assert identifier.identify(probe)[0].label == "Barack Obama"
-        assert time.monotonic() - enrolled_at < 1.0
     finally:
         backend.close()
