@@ -4,7 +4,13 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint bench clean system-deps
+
+# Debian packages some tests need: GStreamer's RTSP server, which tests/streamer uses to
+# serve the shared clip to a reader. Installed when missing and we are root with apt-get;
+# otherwise nothing happens and those tests skip, saying what to install.
+SYSTEM_PACKAGES := python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-base \
+                   gstreamer1.0-plugins-good gstreamer1.0-plugins-bad
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -22,8 +28,15 @@ $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 demo: $(VENV)/.installed
 	$(BIN)/vigil demo
 
-test: $(VENV)/.installed-test
+test: $(VENV)/.installed-test system-deps
 	$(BIN)/python -m pytest
+
+system-deps:
+	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && ! dpkg -s $(SYSTEM_PACKAGES) >/dev/null 2>&1; then \
+		echo "installing $(SYSTEM_PACKAGES)"; \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+			$(SYSTEM_PACKAGES)) || echo "system-deps: apt-get failed; the RTSP tests will skip"; \
+	fi
 
 lint: $(VENV)/.installed-test
 	$(BIN)/python -m pip install --quiet -e '.[dev]'

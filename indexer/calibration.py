@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -105,11 +106,28 @@ class Calibration(_Record):
     created_at: str
     embedder_version: str = Field(min_length=1)
     metric: Literal["cosine"] = "cosine"
-    identification: IdentificationCalibration
+    identification: list[IdentificationCalibration] = Field(
+        min_length=1, description="One rule set per target FPIR (distinct targets)."
+    )
     verification: VerificationCalibration | None = None
     data: dict[str, str | int | float] = Field(
         default_factory=dict, description="Dataset, protocol and counts behind the figures."
     )
+
+    def for_target(self, target_fpir: float) -> IdentificationCalibration:
+        """The rule set fitted to ``target_fpir``.
+
+        Raises:
+            CalibrationError: This calibration has no rules for that target.
+        """
+        for rules in self.identification:
+            if math.isclose(rules.target_fpir, target_fpir, rel_tol=1e-6):
+                return rules
+        available = ", ".join(f"{rules.target_fpir:g}" for rules in self.identification)
+        raise CalibrationError(
+            f"calibration {self.calibration_id} has no rules for target FPIR {target_fpir:g} "
+            f"(it has {available}); set indexer.target_fpir to one of those or recalibrate"
+        )
 
 
 @dataclass(frozen=True)
@@ -201,7 +219,8 @@ class CalibrationSource:
             self._calibration = self._load(path)
             self._stamp = stamp
             logger.info("calibration %s loaded from %s", self._calibration.calibration_id, path)
-        threshold, margin = self._calibration.identification.rule_for(gallery_identities)
+        rules = self._calibration.for_target(self.config.target_fpir)
+        threshold, margin = rules.rule_for(gallery_identities)
         if self.config.match_threshold is not None:
             threshold = self.config.match_threshold
         if self.config.match_margin is not None:

@@ -45,8 +45,9 @@ from indexer.records import (
     check_name,
     check_template,
 )
-from vigil.errors import GalleryError, RedisUnavailableError
+from vigil.errors import GalleryError
 from vigil.files import write_text_atomically
+from vigil.streams import redis_errors
 from vigil.typing import Embedding, Embeddings
 
 logger = logging.getLogger(__name__)
@@ -529,13 +530,8 @@ class Gallery:
 
     def _call(self, operation: Callable[[], _T]) -> _T:
         try:
-            return operation()
-        except redis.ConnectionError as exc:
-            raise RedisUnavailableError(
-                f"lost the connection to Redis: {exc}; check REDIS_URL and that the server is running"
-            ) from exc
-        except redis.TimeoutError as exc:
-            raise RedisUnavailableError(f"Redis timed out: {exc}; check that the server is healthy") from exc
+            with redis_errors():
+                return operation()
         except redis.ResponseError as exc:
             raise GalleryError(f"Redis rejected a gallery operation: {exc}") from exc
 

@@ -9,6 +9,7 @@ from a ``CalibrationSource``, which likewise follows changes to the calibration 
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -105,8 +106,11 @@ class Identifier:
 
     def identify(self, image: ImageRGB) -> list[Identification]:
         """Every face in ``image`` with its identity or *unknown*."""
+        return self.name_faces(self.pipeline.analyze([image])[0])
+
+    def name_faces(self, faces: Sequence[Face]) -> list[Identification]:
+        """The identity (or *unknown*) of faces the pipeline found, searched in one batch."""
         self.refresh()
-        faces = self.pipeline.analyze([image])[0]
         if not faces:
             return []
         rule = self.thresholds()  # after refresh(): for the gallery as it is now
@@ -117,3 +121,12 @@ class Identifier:
             name = self._names.get(decision.identity_id) if decision.identity_id else None
             results.append(Identification(face, decision, name))
         return results
+
+    @property
+    def gallery_version(self) -> int | None:
+        """The gallery version the index was built from (None before the first search)."""
+        return self._version
+
+    @property
+    def indexed_templates(self) -> int:
+        return len(self._index)

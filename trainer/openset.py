@@ -129,11 +129,23 @@ def dir_at_fpir(scores: OpenSetScores, target_fpir: float, margin: float = 0.0) 
 
 
 def fit_operating_point(
-    scores: OpenSetScores, target_fpir: float, margins: Sequence[float] = (0.0, 0.01, 0.02, 0.03, 0.05)
+    scores: OpenSetScores,
+    target_fpir: float,
+    max_misidentification: float = 1e-3,
+    margins: Sequence[float] = (0.0, 0.01, 0.02, 0.03, 0.05),
 ) -> OperatingPoint:
-    """The threshold and margin (from ``margins``) with the highest DIR at FPIR ≤ ``target_fpir``."""
+    """A threshold for strangers and a margin for look-alikes.
+
+    The threshold keeps FPIR (strangers taken for someone enrolled) at ``target_fpir``.
+    The margin guards against the other error, naming the wrong enrolled person: the
+    smallest margin (from ``margins``) whose misidentification rate is at most
+    ``max_misidentification`` is used, because every bit of margin also turns away some
+    right answers. When no margin gets there, the one with the fewest misidentifications.
+    """
     if not margins:
         raise ValueError("give at least one margin to try")
-    points = [dir_at_fpir(scores, target_fpir, margin) for margin in margins]
-    # Highest DIR; on a tie the smaller margin (the simpler rule) wins.
-    return max(points, key=lambda point: (point.dir, -point.margin))
+    points = [dir_at_fpir(scores, target_fpir, margin) for margin in sorted(margins)]
+    good_enough = [point for point in points if point.misidentification_rate <= max_misidentification]
+    if good_enough:
+        return good_enough[0]
+    return min(points, key=lambda point: (point.misidentification_rate, point.margin))

@@ -1,6 +1,7 @@
 """The ``vigil`` command line.
 
-Only this module reads argv, configures logging and prints. Every ``VigilError`` ends as
+Only this module reads argv and configures logging; the service's commands
+(``run``, ``events``, ``status``) are added from ``streamer.commands``. Every ``VigilError`` ends as
 one line on stderr (``vigil: error: ...``) and exit status 2, never as a traceback.
 """
 
@@ -16,6 +17,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from streamer.commands import add_commands as add_streamer_commands
 from vigil import __version__
 from vigil.config import Settings, load_settings
 from vigil.errors import VigilError
@@ -101,6 +103,8 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     demo.set_defaults(handler=_cmd_demo)
 
+    add_streamer_commands(commands)
+
     detect = commands.add_parser("detect", help="find and embed the faces in images")
     detect.add_argument("images", nargs="+", type=Path, metavar="IMAGE")
     detect.add_argument("--json", action="store_true", help="one JSON object per image")
@@ -174,7 +178,11 @@ def _build_parser() -> argparse.ArgumentParser:
         "--calibration-out", type=_writable_json, help="also fit the decision rule and write it here"
     )
     identify_bench.add_argument(
-        "--target-fpir", type=_probability, default=1e-3, help="FPIR the fitted rule must not exceed"
+        "--target-fpir",
+        type=_probability,
+        nargs="+",
+        default=[1e-2, 1e-3],
+        help="FPIRs to fit rules for (one rule set each)",
     )
     identify_bench.set_defaults(handler=_cmd_bench_identify)
 
@@ -305,7 +313,7 @@ def _cmd_bench_identify(args: argparse.Namespace, settings: Settings) -> int:
         args.json,
         use_cache=not args.no_cache,
         calibration_out=args.calibration_out,
-        target_fpir=args.target_fpir,
+        target_fpirs=tuple(args.target_fpir),
     )
     print(result.summary)
     return 0

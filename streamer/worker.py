@@ -1,0 +1,194 @@
+"""Workers: batches of frames from the bus → detect → align → embed → search → results.
+
+A worker is stateless: any number of them, on any machine, join the bus's consumer group.
+It batches frames across cameras (up to ``workers.max_batch``, waiting at most
+``workers.max_wait_ms`` for a batch to fill), runs the face pipeline and the gallery
+search on the whole batch, and writes one ``FrameResult`` per frame to the results stream
+*in the same transaction* that acknowledges the frames. So a frame's result is written
+exactly once: a worker killed mid-batch leaves its frames pending, and another worker
+re-claims them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import socket
+import time
+from collections.abc import Sequence
+
+import redis
+
+from indexer.gallery import Gallery
+from indexer.identify import Identification, Identifier
+from streamer import metrics
+from streamer.analysis import FaceResult, FrameResult
+from streamer.bus import BusFrame, FrameBus
+from vigil.config import Settings
+from vigil.errors import VigilError
+from vigil.models.pipeline import FacePipeline
+from vigil.stop import StopFlag
+from vigil.streams import redis_errors
+
+logger = logging.getLogger(__name__)
+
+# How long one read waits for the first frame of a batch; also how often stop() is noticed.
+_IDLE_BLOCK_MS = 500
+WORKERS_KEY = "vigil:workers"
+HEARTBEAT_EVERY_S = 2.0
+
+
+def consumer_name() -> str:
+    """Unique per process and machine, so pending frames can be traced to their worker."""
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+class Worker:
+    """One worker's loop over the frame bus.
+
+    Example:
+        >>> worker = Worker(client, settings, FacePipeline.from_settings(settings))
+        >>> worker.run(stop_event)
+    """
+
+    def __init__(self, client: redis.Redis, settings: Settings, pipeline: FacePipeline) -> None:
+        self._client = client
+        self.config = settings.streamer
+        self.bus = FrameBus(client, settings.streamer.bus)
+        self.pipeline = pipeline
+        self.identifier = Identifier.from_settings(Gallery(client), pipeline, settings)
+        self.consumer = consumer_name()
+        self._last_reclaim = 0.0
+        self._last_heartbeat = 0.0
+        self.frames_done = 0
+
+    def run(self, stop: StopFlag) -> None:
+        """Process batches until ``stop`` is set."""
+        self.pipeline.load()
+        self.bus.ensure_group()
+        logger.info("worker %s ready", self.consumer)
+        try:
+            while not stop.is_set():
+                self.step()
+                self._heartbeat()
+        finally:
+            with contextlib.suppress(VigilError), redis_errors():
+                self._client.hdel(WORKERS_KEY, self.consumer)
+
+    def _heartbeat(self) -> None:
+        """Say who is working and on what gallery, for `vigil status` (entries of dead workers go stale)."""
+        now = time.time()
+        if now - self._last_heartbeat < HEARTBEAT_EVERY_S:
+            return
+        self._last_heartbeat = now
+        beat = {
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "seen_at": now,
+            "frames": self.frames_done,
+            "gallery_version": self.identifier.gallery_version,
+            "templates": self.identifier.indexed_templates,
+        }
+        with redis_errors():
+            self._client.hset(WORKERS_KEY, self.consumer, json.dumps(beat))
+
+    def step(self) -> int:
+        """Process one batch; returns how many frames (and end markers) it held."""
+        frames = self._next_batch()
+        if frames:
+            self._process(frames)
+            self.frames_done += len(frames)
+        return len(frames)
+
+    def _next_batch(self) -> list[BusFrame]:
+        config = self.config.workers
+        frames: list[BusFrame] = []
+        now = time.monotonic()
+        if now - self._last_reclaim > self.config.bus.claim_idle_ms / 2000:
+            self._last_reclaim = now
+            frames, stale = self.bus.reclaim(self.consumer, config.max_batch)
+            for _ in range(stale):
+                metrics.FRAMES_DROPPED.labels(camera="unknown", reason="stale").inc()
+        if not frames:
+            frames = self.bus.read(self.consumer, config.max_batch, block_ms=_IDLE_BLOCK_MS)
+        deadline = time.monotonic() + config.max_wait_ms / 1000
+        while frames and len(frames) < config.max_batch:
+            remaining_ms = int((deadline - time.monotonic()) * 1000)
+            if remaining_ms <= 0:
+                break
+            more = self.bus.read(self.consumer, config.max_batch - len(frames), block_ms=remaining_ms)
+            if not more:
+                break
+            frames += more
+        return frames
+
+    def _process(self, frames: list[BusFrame]) -> None:
+        pictures = [frame for frame in frames if frame.image is not None]
+        started = time.perf_counter()
+        detections = self.pipeline.detector.detect(
+            [frame.image for frame in pictures if frame.image is not None]
+        )
+        detected = time.perf_counter()
+        faces = self.pipeline.embed_detections([f.image for f in pictures if f.image is not None], detections)
+        embedded = time.perf_counter()
+        named = self.identifier.name_faces([face for frame_faces in faces for face in frame_faces])
+        searched = time.perf_counter()
+        results = self._results(frames, pictures, [len(frame_faces) for frame_faces in faces], named)
+        self._publish(results, [frame.entry_id for frame in frames])
+        published = time.perf_counter()
+        metrics.STAGE_SECONDS.labels(stage="detect").observe(detected - started)
+        metrics.STAGE_SECONDS.labels(stage="embed").observe(embedded - detected)
+        metrics.STAGE_SECONDS.labels(stage="search").observe(searched - embedded)
+        metrics.STAGE_SECONDS.labels(stage="publish").observe(published - searched)
+        metrics.BATCH_SIZE.observe(len(pictures))
+        metrics.INDEX_TEMPLATES.set(self.identifier.indexed_templates)
+        metrics.GALLERY_VERSION.set(self.identifier.gallery_version or 0)
+        for result in results:
+            if not result.end_of_stream:
+                metrics.FRAMES_PROCESSED.labels(camera=result.camera).inc()
+                metrics.FACES_DETECTED.labels(camera=result.camera).inc(len(result.faces))
+
+    def _results(
+        self,
+        frames: Sequence[BusFrame],
+        pictures: Sequence[BusFrame],
+        counts: Sequence[int],
+        named: Sequence[Identification],
+    ) -> list[FrameResult]:
+        rule = self.identifier.thresholds()
+        faces_of: dict[str, list[FaceResult]] = {}
+        offset = 0
+        for frame, count in zip(pictures, counts, strict=True):
+            faces_of[frame.entry_id] = [
+                FaceResult.from_identification(n) for n in named[offset : offset + count]
+            ]
+            offset += count
+        return [
+            FrameResult(
+                camera=frame.camera,
+                number=frame.number,
+                captured_at=frame.captured_at,
+                faces=faces_of.get(frame.entry_id, []),
+                end_of_stream=frame.end_of_stream,
+                threshold=rule.threshold,
+                margin=rule.margin,
+                calibration=rule.source,
+                embedder_version=self.pipeline.embedder.version,
+                read_at=frame.read_at,
+            )
+            for frame in frames
+        ]
+
+    def _publish(self, results: list[FrameResult], entry_ids: list[str]) -> None:
+        with redis_errors(), self._client.pipeline(transaction=True) as pipe:
+            for result in results:
+                pipe.xadd(
+                    self.config.bus.faces_stream,
+                    result.to_fields(),  # type: ignore[arg-type]
+                    maxlen=self.config.bus.max_results,
+                    approximate=True,
+                )
+            self.bus.ack_in(pipe, entry_ids)
+            pipe.execute()

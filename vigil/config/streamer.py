@@ -1,0 +1,214 @@
+"""Streamer settings: cameras, the frame bus, workers, tracks, events and metrics."""
+
+from __future__ import annotations
+
+from pydantic import Field, field_validator, model_validator
+
+from vigil.config.base import VigilModel
+
+# Camera names appear in Redis keys, channel names and metric labels.
+CAMERA_NAME_PATTERN = r"^[A-Za-z0-9_.-]+$"
+
+
+class CameraConfig(VigilModel):
+    """One video source."""
+
+    name: str = Field(
+        pattern=CAMERA_NAME_PATTERN,
+        max_length=64,
+        description="Unique camera name (letters, digits, `_`, `-`, `.`); used in events, keys, metrics.",
+    )
+    source: str = Field(
+        min_length=1,
+        description=(
+            "What to read: an RTSP/HTTP(S) URL, a video file path, or a webcam index (`0`, `1`, ...)."
+        ),
+    )
+    fps: float = Field(
+        5.0,
+        gt=0.0,
+        le=120.0,
+        description=(
+            "Frames per second to analyse. Frames are sampled down to this rate, never queued: "
+            "live video wants the newest frame."
+        ),
+    )
+    realtime: bool = Field(
+        True,
+        description=(
+            "Files only: play at the file's native rate, like a camera. Off (`--as-fast-as-possible`): "
+            "read as fast as the workers keep up, for batch jobs. Live sources are always real time."
+        ),
+    )
+    open_timeout_s: float = Field(
+        10.0, gt=0.0, le=300.0, description="Give up opening the source after this."
+    )
+    read_timeout_s: float = Field(
+        10.0, gt=0.0, le=300.0, description="A source that delivers no frame for this long is reconnected."
+    )
+    reconnect_initial_s: float = Field(
+        0.5, gt=0.0, le=60.0, description="First back-off before reconnecting a lost source."
+    )
+    reconnect_max_s: float = Field(
+        30.0, gt=0.0, le=3600.0, description="Longest back-off; the delay doubles up to this, with jitter."
+    )
+    max_reconnects: int | None = Field(
+        None,
+        ge=0,
+        description=(
+            "Consecutive failed attempts after which the source is marked failed. Unset: keep trying "
+            "(live sources). A file that cannot be opened or decoded fails at once."
+        ),
+    )
+
+    @model_validator(mode="after")
+    def _backoff_order(self) -> CameraConfig:
+        if self.reconnect_max_s < self.reconnect_initial_s:
+            raise ValueError("reconnect_max_s must be at least reconnect_initial_s")
+        return self
+
+
+class BusConfig(VigilModel):
+    """The frame bus: a Redis Stream read by a consumer group of workers."""
+
+    stream: str = Field("vigil:frames", min_length=1, description="Redis Stream the readers write frames to.")
+    group: str = Field("workers", min_length=1, description="Consumer group of the workers.")
+    max_frames: int = Field(
+        64,
+        ge=1,
+        le=100_000,
+        description=(
+            "Bound on the stream's length. Under back-pressure the oldest frames are dropped (and "
+            "counted): live video wants the newest frame."
+        ),
+    )
+    jpeg_quality: int = Field(90, ge=10, le=100, description="JPEG quality of frames on the bus.")
+    stale_after_s: float = Field(
+        10.0,
+        gt=0.0,
+        description=(
+            "A frame left pending by a crashed worker is re-claimed by another one if it is younger "
+            "than this, else dropped as stale."
+        ),
+    )
+    claim_idle_ms: int = Field(
+        3000, ge=100, description="How long a frame may sit pending with a worker before others re-claim it."
+    )
+    faces_stream: str = Field(
+        "vigil:faces",
+        min_length=1,
+        description="Redis Stream of the workers' per-frame results, read by the tracker in frame order.",
+    )
+    max_results: int = Field(
+        10_000, ge=100, description="Bound on the results stream's length (approximate)."
+    )
+
+
+class WorkerConfig(VigilModel):
+    """Detection + embedding + search workers."""
+
+    count: int = Field(1, ge=1, le=64, description="Worker processes on this machine (`--workers`).")
+    max_batch: int = Field(8, ge=1, le=256, description="Most frames analysed in one batch (across cameras).")
+    max_wait_ms: int = Field(
+        20, ge=0, le=5000, description="Longest wait for a batch to fill once its first frame has arrived."
+    )
+
+
+class TrackerConfig(VigilModel):
+    """Associating faces across frames into tracks, and deciding one identity per visit."""
+
+    min_iou: float = Field(
+        0.2,
+        ge=0.0,
+        le=1.0,
+        description="Box overlap (IoU) that counts as the same place; other faces must be within two widths.",
+    )
+    min_similarity: float = Field(
+        0.93,
+        ge=-1.0,
+        le=1.0,
+        description=(
+            "Smallest cosine similarity to the track's recent faces for a face to continue it. The same "
+            "face in consecutive frames scores 0.95-0.99 with dlib embeddings; different people often "
+            "reach 0.85-0.9, so keep this above that."
+        ),
+    )
+    max_gap_s: float = Field(
+        1.5, gt=0.0, le=60.0, description="A track not seen for this long (capture time) has ended."
+    )
+    min_votes: int = Field(
+        2,
+        ge=1,
+        le=100,
+        description=(
+            "Frames that must name the same person (above threshold) before a `recognized` event; "
+            "1 reports on the first frame."
+        ),
+    )
+    unknown_after_frames: int = Field(
+        8, ge=1, le=1000, description="Frames a track must stay unmatched before an `unknown` event."
+    )
+    cooldown_s: float = Field(
+        30.0,
+        ge=0.0,
+        description=(
+            "After a `recognized` event for a person on a camera, new tracks of the same person on "
+            "that camera within this time are the same visit and publish no new event."
+        ),
+    )
+    reorder_window_ms: int = Field(
+        500,
+        ge=0,
+        le=60_000,
+        description=(
+            "Frames of a camera are tracked in order; a missing frame (dropped under back-pressure) is "
+            "waited for at most this long."
+        ),
+    )
+
+
+class EventsConfig(VigilModel):
+    """Where recognition events go."""
+
+    stream: str = Field("vigil:events", min_length=1, description="Redis Stream of all events.")
+    max_events: int = Field(
+        100_000, ge=100, description="Events kept in the stream (approximate; the oldest are trimmed)."
+    )
+    max_age_s: float | None = Field(
+        7 * 24 * 3600.0, gt=0.0, description="Events older than this are trimmed. Unset: by length only."
+    )
+    channel_prefix: str = Field(
+        "vigil:events",
+        min_length=1,
+        description="Pub/sub channels: `{prefix}:camera:{camera}` and `{prefix}:identity:{identity_id}`.",
+    )
+
+
+class MetricsConfig(VigilModel):
+    """Prometheus metrics."""
+
+    enabled: bool = Field(True, description="Serve Prometheus metrics.")
+    host: str = Field("127.0.0.1", description="Address to listen on (`0.0.0.0` to scrape from elsewhere).")
+    port: int = Field(
+        9108, ge=0, le=65535, description="Port of `/metrics` (all processes of the service, aggregated)."
+    )
+
+
+class StreamerConfig(VigilModel):
+    """The recognition service (`vigil run`)."""
+
+    cameras: list[CameraConfig] = Field(default_factory=list, description="Video sources to watch.")
+    bus: BusConfig = Field(default_factory=BusConfig)
+    workers: WorkerConfig = Field(default_factory=WorkerConfig)
+    tracker: TrackerConfig = Field(default_factory=TrackerConfig)
+    events: EventsConfig = Field(default_factory=EventsConfig)
+    metrics: MetricsConfig = Field(default_factory=MetricsConfig)
+
+    @field_validator("cameras")
+    @classmethod
+    def _unique_names(cls, cameras: list[CameraConfig]) -> list[CameraConfig]:
+        names = [camera.name for camera in cameras]
+        duplicates = sorted({name for name in names if names.count(name) > 1})
+        if duplicates:
+            raise ValueError(f"camera names must be unique; repeated: {', '.join(duplicates)}")
+        return cameras
