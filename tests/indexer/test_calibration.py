@@ -134,8 +134,8 @@ def test_smaller_galleries_get_the_rule_fitted_for_their_size() -> None:
         GallerySizeRule(gallery_identities=10, threshold=0.90, margin=0.0, fpir=1e-3, dir=0.9),
         GallerySizeRule(gallery_identities=100, threshold=0.93, margin=0.02, fpir=1e-3, dir=0.8),
     ]
-    identification = _calibration(0.96, margin=0.03).identification[0].model_copy(
-        update={"by_gallery_size": rules}
+    identification = (
+        _calibration(0.96, margin=0.03).identification[0].model_copy(update={"by_gallery_size": rules})
     )
     assert identification.rule_for(3) == (0.90, 0.0)
     assert identification.rule_for(10) == (0.90, 0.0)
