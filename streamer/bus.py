@@ -78,7 +78,10 @@ class FrameBus:
     def publish(
         self, camera: str, number: int, captured_at: float, image: ImageRGB, read_at: float | None = None
     ) -> str:
-        """Append a frame, JPEG-encoded; the oldest frames beyond ``max_frames`` are trimmed."""
+        """Append a frame, JPEG-encoded; the oldest frames beyond ``max_frames`` are trimmed.
+
+        ``read_at`` (when the reader got the frame) defaults to now.
+        """
         ok, jpeg = cv2.imencode(
             ".jpg",
             cv2.cvtColor(image, cv2.COLOR_RGB2BGR),
@@ -90,6 +93,7 @@ class FrameBus:
             "camera": camera,
             "number": number,
             "captured_at": repr(captured_at),
+            "read_at": repr(time.time() if read_at is None else read_at),
             "jpeg": jpeg.tobytes(),
         }
         return self._add(fields)
@@ -108,7 +112,7 @@ class FrameBus:
                     self.config.group, consumer, {self.config.stream: ">"}, count=count, block=block_ms
                 ),
             )
-        return [_decode(entry_id, fields) for _, entries in response or [] for entry_id, fields in entries]
+        return self._decode_all([entry for _, entries in response or [] for entry in entries])
 
     def reclaim(self, consumer: str, count: int) -> tuple[list[BusFrame], int]:
         """Take over frames a dead worker left pending: the fresh ones, and how many stale were dropped."""
@@ -122,7 +126,7 @@ class FrameBus:
                 count=count,
             )
         entries = cast(list[StreamEntry], claimed[1])
-        frames = [_decode(entry_id, fields) for entry_id, fields in entries if fields]
+        frames = self._decode_all([(entry_id, fields) for entry_id, fields in entries if fields])
         now = time.time()
         stale = [f for f in frames if not f.end_of_stream and now - f.read_at > self.config.stale_after_s]
         if stale:
@@ -133,6 +137,20 @@ class FrameBus:
         if fresh:
             logger.info("re-claimed %d frames left by a stopped worker", len(fresh))
         return fresh, len(stale)
+
+    def _decode_all(self, entries: list[StreamEntry]) -> list[BusFrame]:
+        """Decode entries; one that cannot be decoded is acknowledged and skipped, never retried forever."""
+        frames, broken = [], []
+        for entry_id, fields in entries:
+            try:
+                frames.append(_decode(entry_id, fields))
+            except (KeyError, ValueError) as exc:
+                broken.append(_text(entry_id))
+                logger.warning("dropping unreadable bus entry %s: %s", _text(entry_id), exc)
+        if broken:
+            with redis_errors():
+                self._client.xack(self.config.stream, self.config.group, *broken)
+        return frames
 
     def ack_in(self, pipe: Pipeline, entry_ids: list[str]) -> None:
         """Queue the acknowledgement of frames on ``pipe`` (the transaction that stores their results)."""

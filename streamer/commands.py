@@ -14,9 +14,14 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from vigil.config import CameraConfig, Settings
+
+if TYPE_CHECKING:
+    from streamer.events import Event
+    from streamer.service import RunSummary
+
 from vigil.errors import ConfigError, VigilError
 
 _EXIT_ERROR = 2
@@ -24,6 +29,12 @@ POLL_EVENTS_S = 0.2
 
 
 def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    demo = commands.add_parser(
+        "demo", help="the whole service on a generated video of two people (photos ship in PyPI packages)"
+    )
+    demo.add_argument("--json", action="store_true", help="print events as JSON lines")
+    demo.set_defaults(handler=cmd_demo)
+
     run = commands.add_parser("run", help="watch camera streams and publish who is seen (the service)")
     run.add_argument(
         "sources",
@@ -114,31 +125,56 @@ def _run_settings(args: argparse.Namespace, settings: Settings) -> Settings:
 
 
 def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
-    from streamer.service import Supervisor
-    from vigil.streams import connect_redis
-
-    settings = _run_settings(args, settings)
-    supervisor = Supervisor(settings, on_ready=lambda url: _announce(settings, url))
-    for number in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(number, lambda *_: supervisor.stop())
-    client = connect_redis(settings.redis, settings.home)
-    printer = _EventPrinter(client, settings, args, after=_newest_event_id(client, settings))
-    if not args.quiet:
-        printer.start()
-    summary = supervisor.run()
-    printer.finish()
+    summary, _ = serve(_run_settings(args, settings), json_lines=args.json, quiet=args.quiet)
     for camera in summary.failed_sources:
         print(f"vigil: error: camera {camera} failed; see the log above", file=sys.stderr)
     return _EXIT_ERROR if summary.failed_sources else 0
 
 
+def serve(
+    settings: Settings, *, json_lines: bool = False, quiet: bool = False
+) -> tuple[RunSummary, list[Event]]:
+    """Run the service until its files end or it is stopped, printing events as they come."""
+    from streamer.service import Supervisor
+    from vigil.streams import connect_redis
+
+    supervisor = Supervisor(settings, on_ready=lambda url: _announce(settings, url))
+    for number in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(number, lambda *_: supervisor.stop())
+    client = connect_redis(settings.redis, settings.home)
+    printer = _EventPrinter(client, settings, json_lines, quiet, after=_newest_event_id(client, settings))
+    printer.start()
+    summary = supervisor.run()
+    printer.finish()
+    return summary, printer.events
+
+
+def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
+    from streamer.demo import prepare
+
+    print("Vigil demo: the service on a generated video of two people whose photos ship with")
+    print("scikit-image (Eileen Collins) and matplotlib (Grace Hopper); nothing is downloaded.")
+    demo, people = prepare(settings)
+    print(f"enrolled {' and '.join(people)} in {demo.home}; the video is {demo.streamer.cameras[0].source}")
+    summary, events = serve(demo, json_lines=args.json)
+    recognized = {event.name for event in events if event.type.value == "recognized"}
+    for person in people:
+        print(f"  {person}: {'recognized' if person in recognized else 'NOT recognized'}")
+    wrong = recognized - set(people)
+    if wrong or summary.failed_sources:
+        print(f"vigil: error: unexpected results: {sorted(str(w) for w in wrong) or summary.failed_sources}")
+    return 0 if set(people) <= recognized and not wrong and not summary.failed_sources else 1
+
+
 class _EventPrinter(threading.Thread):
     """Prints the run's events as they are published, and the last ones once the run ends."""
 
-    def __init__(self, client: Any, settings: Settings, args: argparse.Namespace, after: str) -> None:
+    def __init__(self, client: Any, settings: Settings, json_lines: bool, quiet: bool, after: str) -> None:
         super().__init__(daemon=True)
-        self.client, self.settings, self.args, self.last = client, settings, args, after
+        self.client, self.settings, self.last = client, settings, after
+        self.json_lines, self.quiet = json_lines, quiet
         self.done = threading.Event()
+        self.events: list[Event] = []
 
     def run(self) -> None:
         # Polling, not a blocking XREAD: this thread must stop promptly when the run ends.
@@ -161,7 +197,9 @@ class _EventPrinter(threading.Thread):
         for stream_id, event in read_events(
             self.client, self.settings.streamer.events, since=_after(self.last)
         ):
-            _print_event(event, self.args)
+            if not self.quiet:
+                _print_event(event, self.json_lines)
+            self.events.append(event)
             self.last = stream_id
 
 
@@ -182,8 +220,8 @@ def _after(stream_id: str) -> str:
     return f"{milliseconds}-{int(sequence) + 1}"
 
 
-def _print_event(event: Any, args: argparse.Namespace) -> None:
-    if args.json:
+def _print_event(event: Any, json_lines: bool) -> None:
+    if json_lines:
         print(event.to_json(), flush=True)
         return
     who = event.name or "unknown"
@@ -209,11 +247,11 @@ def cmd_events(args: argparse.Namespace, settings: Settings) -> int:
     if args.since is not None or not args.follow:
         last = "0-0"
         for stream_id, event in read_events(client, config, args.since or "0", args.camera, args.identity):
-            _print_event(event, args)
+            _print_event(event, args.json)
             last = stream_id
     if args.follow:
         for _, event in follow_events(client, config, after=last, camera=args.camera, identity=args.identity):
-            _print_event(event, args)
+            _print_event(event, args.json)
     return 0
 
 

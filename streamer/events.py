@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import enum
 import logging
+import re
 import time
 import uuid
 from collections.abc import Iterator
@@ -32,6 +33,7 @@ logger = logging.getLogger(__name__)
 EVENT_SCHEMA_VERSION = 1
 # Redis stream ids are "<milliseconds>-<sequence>".
 _FIRST_ID = "0-0"
+_STREAM_ID = re.compile(r"\d+-\d+")
 
 
 class EventType(enum.StrEnum):
@@ -142,7 +144,7 @@ def stream_id_since(since: str) -> str:
     """
     if since == "0":
         return _FIRST_ID
-    if "-" in since and since.replace("-", "").isdigit():
+    if _STREAM_ID.fullmatch(since):  # not a date such as 2026-11-22, which has two dashes
         return since
     try:
         moment = datetime.fromisoformat(since)

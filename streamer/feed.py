@@ -66,7 +66,24 @@ def feed_camera(settings: Settings, camera: CameraConfig, stop: StopFlag) -> Non
     status = SourceStatus(camera.name)
     reader = CameraReader(camera, on_state=status.update)
     threading.Thread(target=_stop_when_set, args=(stop, reader), daemon=True).start()
-    bus: FrameBus | None = None
+    # Connect first, so that even a source that fails at once shows its state in Redis.
+    bus = _connect(settings, status, wait_s=10.0)
+    sent = 0
+    try:
+        sent = _feed(settings, camera, reader, status, bus)
+    finally:
+        # A file that ended, or a source that failed for good: the tracker closes its tracks.
+        if reader.state in (SourceState.FINISHED, SourceState.FAILED):
+            bus = _connect(settings, status, wait_s=30.0)
+            if bus is not None:
+                bus.publish_end(camera.name, sent)
+        status.save()
+
+
+def _feed(
+    settings: Settings, camera: CameraConfig, reader: CameraReader, status: SourceStatus, bus: FrameBus | None
+) -> int:
+    """Put the reader's frames on the bus; returns how many frame numbers were used."""
     sent = 0
     last_saved = 0.0
     # A file's frames carry media time (reading start + position), so tracks keep their real
@@ -78,6 +95,7 @@ def feed_camera(settings: Settings, camera: CameraConfig, stop: StopFlag) -> Non
             if media_start is None:
                 media_start = frame.captured_at - frame.position_s
             captured_at = media_start + frame.position_s
+        sent = frame.number + 1
         if bus is None:
             bus = _connect(settings, status)
             if bus is None:
@@ -91,17 +109,12 @@ def feed_camera(settings: Settings, camera: CameraConfig, stop: StopFlag) -> Non
             metrics.FRAMES_DROPPED.labels(camera=camera.name, reason="redis").inc()
             bus = None
             continue
-        sent = frame.number + 1
         metrics.FRAMES_READ.labels(camera=camera.name).inc()
         status.count_frame()
         if time.monotonic() - last_saved > 1.0:
             last_saved = time.monotonic()
             status.save()
-    if reader.state is SourceState.FINISHED:
-        bus = bus or _connect(settings, status, wait_s=30.0)
-        if bus is not None:
-            bus.publish_end(camera.name, sent)
-    status.save()
+    return sent
 
 
 def _stop_when_set(stop: StopFlag, reader: CameraReader) -> None:

@@ -180,7 +180,8 @@ class Supervisor:
             tracker = children[0]
             if tracker.done:  # every file has ended and its events are out
                 return
-            if all(child.done for child in children if child.role == "reader") and not self.files_only:
+            readers = [child for child in children if child.role == "reader"]
+            if all(child.done for child in readers) and len(self.summary.failed_sources) == len(readers):
                 logger.error("every source has failed; stopping")
                 return
             if time.monotonic() - last_backlog > 1.0:

@@ -22,8 +22,8 @@ import torch
 from trainer.bench_embed import cpu_model, time_round_robin
 from trainer.report import JsonValue, markdown_table
 from vigil.config import DetectorConfig
-from vigil.demo import sample_images
 from vigil.models.detector import FaceDetector
+from vigil.samples import sample_images
 from vigil.typing import ImageRGB
 
 

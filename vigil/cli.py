@@ -98,11 +98,6 @@ def _build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv for debug)")
     commands = parser.add_subparsers(title="commands", metavar="COMMAND")
 
-    demo = commands.add_parser(
-        "demo", help="run the face core on photos that ship with scikit-image/matplotlib"
-    )
-    demo.set_defaults(handler=_cmd_demo)
-
     add_streamer_commands(commands)
 
     detect = commands.add_parser("detect", help="find and embed the faces in images")
@@ -217,34 +212,6 @@ def _build_parser() -> argparse.ArgumentParser:
 def _configure_logging(verbosity: int) -> None:
     level = logging.WARNING if verbosity == 0 else logging.INFO if verbosity == 1 else logging.DEBUG
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-
-
-def _cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
-    from vigil.demo import DLIB_SAME_PERSON_DISTANCE, run_demo
-
-    print("Vigil demo: the face core on photos that ship inside scikit-image and matplotlib")
-    report = run_demo(settings)
-    print(
-        f"models loaded in {report.load_seconds:.1f} s; "
-        f"{len(report.faces)} faces analysed in {report.run_seconds:.1f} s"
-    )
-    for face in report.faces:
-        print(
-            f"  found {face.person:<15} ({face.view}): box {face.box_xyxy}, detector score {face.score:.3f}"
-        )
-    print(
-        "\nmatching each altered view against the originals "
-        f"(same person when distance < {DLIB_SAME_PERSON_DISTANCE}):"
-    )
-    for comparison in report.comparisons:
-        distances = ", ".join(f"{name} {value:.3f}" for name, value in comparison.distances.items())
-        verdict = "ok" if comparison.best_match == comparison.person else "WRONG"
-        print(
-            f"  {comparison.person:<15} {comparison.view:<38} → {comparison.best_match or 'unknown':<15} "
-            f"[{verdict}] ({distances or 'no face found'})"
-        )
-    print("\nall views recognised correctly" if report.all_correct else "\nsome views were not recognised")
-    return 0 if report.all_correct else 1
 
 
 def _cmd_detect(args: argparse.Namespace, settings: Settings) -> int:

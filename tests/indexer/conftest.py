@@ -1,118 +1,22 @@
-"""Real Redis servers for the gallery tests: the embedded one, and the machine's when it answers.
+"""The gallery fixture, on the real Redis servers of ``tests/conftest.py`` (``backend``).
 
-The machine's server comes from ``REDIS_URL`` (default ``redis://127.0.0.1:6379/0``); the
-tests use a namespace of their own there and delete its keys on teardown.
+``RedisBackend`` and the embedded-server helpers live in ``tests/conftest.py`` (the streamer
+tests use them too); they are re-exported here for the gallery tests.
 """
 
 from __future__ import annotations
 
-import os
-import shutil
-import signal
-import time
-import uuid
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 
 import pytest
-import redis
 
 from indexer.gallery import Gallery
-from vigil.config.redis import RedisConfig
-from vigil.streams import connect_redis
-
-DEFAULT_SERVER_URL = "redis://127.0.0.1:6379/0"
+from tests.conftest import DEFAULT_SERVER_URL as DEFAULT_SERVER_URL
+from tests.conftest import RedisBackend as RedisBackend
+from tests.conftest import is_alive as is_alive
+from tests.conftest import stop_embedded as stop_embedded
 
 Reconnect = Callable[[], Gallery]
-
-
-def stop_embedded(client: redis.Redis) -> None:
-    """Stop the embedded server (SIGTERM: it flushes and exits) and remove its socket dir.
-
-    ``client.shutdown()`` would do too, but redis-py retries the dropped connection for
-    seconds first.
-    """
-    server_pid = int(getattr(client, "pid", 0) or 0)
-    if server_pid:
-        os.kill(server_pid, signal.SIGTERM)
-        deadline = time.monotonic() + 10
-        while is_alive(server_pid) and time.monotonic() < deadline:
-            time.sleep(0.02)
-    client.close()
-    socket_dir = getattr(client, "redis_dir", None)
-    if socket_dir:
-        shutil.rmtree(socket_dir, ignore_errors=True)
-
-
-def is_alive(pid: int) -> bool:
-    """False once ``pid`` has exited (a zombie counts as exited: it holds no files or sockets)."""
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().rsplit(")", 1)[-1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
-
-
-class RedisBackend:
-    """One real server for a test: clients to it, and a way to drop and re-open the connection."""
-
-    def __init__(self, kind: str, home: Path) -> None:
-        self.kind = kind
-        self.home = home
-        self.namespace = f"test{uuid.uuid4().hex[:12]}"
-        self._url = os.environ.get("REDIS_URL", DEFAULT_SERVER_URL)
-        self._clients: list[redis.Redis] = []
-
-    def client(self) -> redis.Redis:
-        """Another client to the same server (for the embedded one, attaching to it)."""
-        config = RedisConfig(url=None if self.kind == "embedded" else self._url)
-        client = connect_redis(config, self.home)
-        self._clients.append(client)
-        return client
-
-    def gallery(self) -> Gallery:
-        return Gallery(self.client(), namespace=self.namespace)
-
-    def reconnect(self) -> Gallery:
-        """Close every client (stopping the embedded server), then open a new gallery."""
-        if self.kind == "embedded":
-            for client in self._clients[:1]:
-                stop_embedded(client)
-        for client in self._clients:
-            client.close()
-        self._clients.clear()
-        return self.gallery()
-
-    def close(self) -> None:
-        if self._clients and self.kind == "server":
-            cleaner = self._clients[0]
-            keys = list(cleaner.scan_iter(match=f"{self.namespace}:*", count=1000))
-            if keys:
-                cleaner.delete(*keys)
-        if self._clients and self.kind == "embedded":
-            stop_embedded(self._clients[0])
-        for client in self._clients:
-            client.close()
-
-
-def _server_reachable() -> bool:
-    probe = redis.Redis.from_url(os.environ.get("REDIS_URL", DEFAULT_SERVER_URL), socket_connect_timeout=1)
-    try:
-        return bool(probe.ping())
-    except redis.RedisError:
-        return False
-    finally:
-        probe.close()
-
-
-@pytest.fixture(params=["embedded", "server"])
-def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[RedisBackend]:
-    """The embedded server in a tmp home, then the machine's server (skipped when unreachable)."""
-    if request.param == "server" and not _server_reachable():
-        pytest.skip("no Redis server at REDIS_URL (default redis://127.0.0.1:6379/0)")
-    redis_backend = RedisBackend(request.param, tmp_path)
-    yield redis_backend
-    redis_backend.close()
 
 
 @pytest.fixture

@@ -1,0 +1,798 @@
+"""``vigil bench stream``: Vigil's worker path against the face_recognition recipe, on one clip.
+
+Method, in one run:
+
+1. Every frame of the clip is decoded once (OpenCV's FFmpeg backend, RGB) and kept in memory;
+   both sides analyse the same arrays, and neither is timed for decoding.
+2. The same people are enrolled for both sides from one photo each: dlib encodings for the
+   recipe (:func:`~streamer.bench_recipe.encode_people`), and for Vigil a gallery in a
+   temporary ``VIGIL_HOME`` (embedded Redis, :func:`~indexer.enroll.enroll_person`) that is
+   removed afterwards. Everything else comes from the caller's settings.
+3. Throughput: the frames are cut into consecutive slices (rounds); on each slice the recipe
+   (full resolution, one core, as its users run it) and then Vigil's worker path (batches of
+   ``streamer.workers.max_batch`` frames: ``detector.detect`` → ``embed_detections`` →
+   ``Identifier.name_faces``, torch on its default threads) run on the same frames, so load
+   from elsewhere on the machine hits both alike. Each side warms up first, untimed. Wall
+   seconds (``perf_counter``) and process CPU seconds (``process_time``: every thread, so it
+   exceeds wall time when torch uses several) are summed over the analysis calls.
+4. Latency: the real service (``vigil run CLIP``: the :class:`~streamer.service.Supervisor`
+   with one camera playing the file in real time at the camera's default fps, the configured
+   workers, the tracker) runs on the clip in the temporary home, in a process of its own.
+   Afterwards the results stream gives, per analysed frame, capture → result: the reader's
+   ``read_at`` (when the frame was due and read) to the millisecond time of the stream id
+   the worker wrote the result under. The events stream gives the events' own ``latency_ms``
+   (``read_at`` → publication by the tracker). Model loading delays the first frames, so the
+   frame figures are also given for the frames read after the first result was written.
+
+Throughput leaves out what the service adds around the analysis (JPEG on the bus, Redis,
+tracking); latency includes all of it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import itertools
+import json
+import logging
+import math
+import multiprocessing
+import os
+import platform
+import shutil
+import signal
+import tempfile
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, cast
+
+import numpy as np
+
+from vigil.config import CameraConfig, Settings, load_settings
+from vigil.errors import DatasetError, StreamError
+from vigil.files import write_text_atomically
+from vigil.typing import ImageRGB
+
+if TYPE_CHECKING:
+    import redis
+
+    from indexer.identify import Identifier
+    from streamer.bench_recipe import RecipeResult
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_CLIP = Path("../shared/data/clips/hamilton.mp4")
+DEFAULT_PEOPLE_DIR = Path("../shared/data/people/face_recognition")
+DEFAULT_JSON = Path("bench-results/stream.json")
+PEOPLE: Mapping[str, str] = {
+    "Lin-Manuel Miranda": "lin-manuel-miranda.png",
+    "Barack Obama": "obama.jpg",
+    "Joe Biden": "biden.jpg",
+}
+"""Who is enrolled, from which photo of the people folder (face_recognition's example photos)."""
+MUST_FIND = "Barack Obama"
+"""Whom Vigil must find besides the recipe's people: he is in the audience at the clip's end."""
+TARGET_SPEEDUP = 3.0
+"""The issue's target: Vigil's frames per second over the full-resolution recipe's."""
+DEFAULT_ROUNDS = 5
+SERVICE_TIMEOUT_S = 300.0
+"""Longest the service may take over the clip (9 s of video, plus start-up and drain)."""
+_SERVICE_STOP_S = 90.0
+_SERVER_STOP_S = 10.0
+
+
+@dataclass(frozen=True)
+class SideResult:
+    """What one contender found on the frames, and what it cost.
+
+    Attributes:
+        label: Which contender, and how it runs (library, threads).
+        frames: Frames analysed (timed).
+        seconds: Wall-clock seconds of the analysis.
+        cpu_seconds: Process CPU seconds over the same spans, every thread counted.
+        names: For every enrolled name, the frames on which some face was named so (0: never).
+        faces: Faces detected, over all frames.
+        unknown_faces: Detected faces named nobody.
+    """
+
+    label: str
+    frames: int
+    seconds: float
+    cpu_seconds: float
+    names: dict[str, int]
+    faces: int
+    unknown_faces: int
+
+    @property
+    def fps(self) -> float:
+        """Frames per wall-clock second (0 when nothing was timed)."""
+        return self.frames / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def cpu_seconds_per_frame(self) -> float:
+        return self.cpu_seconds / self.frames if self.frames else 0.0
+
+    @property
+    def found(self) -> frozenset[str]:
+        """The names found on at least one frame."""
+        return frozenset(name for name, frames in self.names.items() if frames > 0)
+
+    def plus(self, other: SideResult) -> SideResult:
+        """This result and ``other`` (more frames of the same contender) together."""
+        names = {
+            name: self.names.get(name, 0) + other.names.get(name, 0) for name in {*self.names, *other.names}
+        }
+        return SideResult(
+            self.label,
+            self.frames + other.frames,
+            self.seconds + other.seconds,
+            self.cpu_seconds + other.cpu_seconds,
+            dict(sorted(names.items())),
+            self.faces + other.faces,
+            self.unknown_faces + other.unknown_faces,
+        )
+
+    def to_dict(self) -> dict[str, object]:
+        derived = {"fps": self.fps, "cpu_seconds_per_frame": self.cpu_seconds_per_frame}
+        return {**dataclasses.asdict(self), **derived}
+
+
+@dataclass(frozen=True)
+class Percentiles:
+    """A latency distribution: how many values, the median and the 99th percentile."""
+
+    count: int
+    p50_ms: float | None
+    p99_ms: float | None
+
+    def text(self) -> str:
+        if self.p50_ms is None or self.p99_ms is None:
+            return "n/a"
+        return f"p50 {self.p50_ms:.0f} ms / p99 {self.p99_ms:.0f} ms (n={self.count})"
+
+
+@dataclass(frozen=True)
+class EventLatency:
+    """One ``recognized``/``unknown`` event of the service run."""
+
+    type: str
+    name: str | None
+    frame: int
+    latency_ms: float
+
+
+@dataclass(frozen=True)
+class ServiceLatency:
+    """Capture → result and capture → event latency of the real service on the clip.
+
+    Attributes:
+        camera_fps: Frames per second the reader sampled from the clip.
+        workers: Worker processes.
+        wall_s: The whole run, from starting the service to its exit (model loading included).
+        frames_analysed: Results the workers wrote (the end-of-stream marker excluded).
+        startup_s: From the first frame read to its result (the workers were loading models).
+        frames: Capture → result over every analysed frame.
+        warm_frames: The same over the frames read after the first result was written.
+        events: ``latency_ms`` of the ``recognized`` and ``unknown`` events.
+        event_list: Those events, in publication order.
+    """
+
+    camera_fps: float
+    workers: int
+    wall_s: float
+    frames_analysed: int
+    startup_s: float | None
+    frames: Percentiles
+    warm_frames: Percentiles
+    events: Percentiles
+    event_list: tuple[EventLatency, ...]
+
+
+@dataclass(frozen=True)
+class StreamBenchResult:
+    """Everything ``vigil bench stream`` measured, and the conditions it measured under.
+
+    Attributes:
+        clip: The video file.
+        frame_size: Width and height of its frames, in pixels.
+        recipe: The face_recognition recipe at full resolution.
+        vigil: Vigil's worker path.
+        rounds: Interleaved slices the frames were cut into.
+        batch_size: Frames per Vigil batch (``streamer.workers.max_batch``).
+        torch_threads: ``torch.get_num_threads()`` on Vigil's side.
+        rule: Vigil's open-set rule in force: cosine threshold, margin, and where it came from.
+        embedder_version: Vigil's embedding space.
+        min_face_size_px: Vigil's detector's smallest face.
+        cpu_model: From ``/proc/cpuinfo``.
+        cpu_count: Logical CPUs this process may use.
+        load_average: One-minute load average before the benchmark started and after the rounds.
+        other_cpu_s: CPU seconds other processes used during the rounds (None where
+            ``/proc/stat`` is unreadable): how shared the machine was.
+        latency: The service run, or None when skipped.
+    """
+
+    clip: str
+    frame_size: tuple[int, int]
+    recipe: SideResult
+    vigil: SideResult
+    rounds: int
+    batch_size: int
+    torch_threads: int
+    rule: tuple[float, float, str]
+    embedder_version: str
+    min_face_size_px: int
+    cpu_model: str
+    cpu_count: int
+    load_average: tuple[float, float]
+    other_cpu_s: float | None
+    latency: ServiceLatency | None
+
+    @property
+    def speedup(self) -> float:
+        """Vigil's frames per second over the recipe's (0 when the recipe was not timed)."""
+        return self.vigil.fps / self.recipe.fps if self.recipe.fps > 0 else 0.0
+
+    @property
+    def missed(self) -> frozenset[str]:
+        """Whom the target needs Vigil to find and it did not: the recipe's people, and Obama."""
+        return (self.recipe.found | {MUST_FIND}) - self.vigil.found
+
+    @property
+    def target_met(self) -> bool:
+        return self.speedup >= TARGET_SPEEDUP and not self.missed
+
+    @property
+    def camera_fps(self) -> float:
+        """Analysed frames per second of one camera in the service (the camera default)."""
+        return self.latency.camera_fps if self.latency is not None else _default_camera_fps()
+
+    def cameras(self, side: SideResult) -> float:
+        """Cameras at ``camera_fps`` that ``side``'s throughput covers (readers' decoding aside)."""
+        return side.fps / self.camera_fps
+
+    def to_dict(self) -> dict[str, object]:
+        derived = {
+            "method": "same decoded frames, interleaved rounds; wall perf_counter, CPU process_time",
+            "python": platform.python_version(),
+            "speedup": self.speedup,
+            "target": {
+                "speedup_at_least": TARGET_SPEEDUP,
+                "must_find": sorted(self.recipe.found | {MUST_FIND}),
+                "missed": sorted(self.missed),
+                "met": self.target_met,
+            },
+            "camera_fps": self.camera_fps,
+            "cameras_per_cpu": {"vigil": self.cameras(self.vigil), "recipe": self.cameras(self.recipe)},
+            "recipe": self.recipe.to_dict(),
+            "vigil": self.vigil.to_dict(),
+        }
+        return {**dataclasses.asdict(self), **derived}
+
+    def to_markdown(self) -> str:
+        """The report: conditions, the side-by-side table, the target, then latency."""
+        recipe, vigil = self.recipe, self.vigil
+        rows = [
+            ("frames", str(recipe.frames), str(vigil.frames)),
+            ("**frames/s**", f"{recipe.fps:.2f}", f"**{vigil.fps:.2f}**"),
+            ("wall s", f"{recipe.seconds:.1f}", f"{vigil.seconds:.1f}"),
+            ("CPU s (all threads)", f"{recipe.cpu_seconds:.1f}", f"{vigil.cpu_seconds:.1f}"),
+            ("CPU s per frame", f"{recipe.cpu_seconds_per_frame:.3f}", f"{vigil.cpu_seconds_per_frame:.3f}"),
+            ("faces detected", str(recipe.faces), str(vigil.faces)),
+            ("unknown faces", str(recipe.unknown_faces), str(vigil.unknown_faces)),
+            *[
+                (f"frames naming {name}", str(recipe.names.get(name, 0)), str(vigil.names.get(name, 0)))
+                for name in sorted({*recipe.names, *vigil.names})
+            ],
+            (
+                f"cameras at {self.camera_fps:g} fps",
+                f"{self.cameras(recipe):.2f}",
+                f"{self.cameras(vigil):.2f}",
+            ),
+        ]
+        missed = f"; missed {', '.join(sorted(self.missed))}" if self.missed else ""
+        lines = [
+            "## Stream: face_recognition recipe vs Vigil",
+            "",
+            *self._conditions(),
+            "",
+            _table(("", recipe.label, vigil.label), rows),
+            "",
+            f"Speed-up **{self.speedup:.2f}×**; target (≥ {TARGET_SPEEDUP:g}×, finding the recipe's people "
+            f"plus {MUST_FIND}): **{'met' if self.target_met else 'not met'}**{missed}.",
+        ]
+        if self.latency is not None:
+            lines += ["", *_latency_markdown(self.latency)]
+        return "\n".join(lines) + "\n"
+
+    def summary(self) -> str:
+        """A few lines for the terminal."""
+        missed = f" (missed {', '.join(sorted(self.missed))})" if self.missed else ""
+        lines = [
+            *self._conditions(),
+            _side_line(self.recipe),
+            _side_line(self.vigil),
+            f"speed-up {self.speedup:.2f}×: target (≥ {TARGET_SPEEDUP:g}×, the recipe's people + "
+            f"{MUST_FIND}) {'met' if self.target_met else 'NOT met'}{missed}; this CPU covers "
+            f"{self.cameras(self.vigil):.1f} cameras at {self.camera_fps:g} analysed frames/s",
+        ]
+        if self.latency is not None:
+            latency = self.latency
+            lines.append(
+                f"service in real time at {latency.camera_fps:g} fps: capture→result "
+                f"{latency.warm_frames.text()} once warm, {latency.frames.text()} over all frames; "
+                f"capture→event {latency.events.text()}"
+            )
+        return "\n".join(lines)
+
+    def _conditions(self) -> list[str]:
+        width, height = self.frame_size
+        threshold, margin, source = self.rule
+        others = "" if self.other_cpu_s is None else f", other processes used {self.other_cpu_s:.0f} CPU s"
+        return [
+            f"- clip {self.clip}: {self.vigil.frames} frames at {width}×{height}, the same frames for both "
+            f"sides, interleaved in {self.rounds} rounds",
+            f"- CPU {self.cpu_model}, {self.cpu_count} logical CPUs; load average {self.load_average[0]:.2f} "
+            f"before, {self.load_average[1]:.2f} after the rounds{others}",
+            f"- Vigil: batch {self.batch_size}, {self.embedder_version}, MTCNN min face "
+            f"{self.min_face_size_px} px, rule cosine ≥ {threshold:.4f} with margin {margin:.2f} ({source})",
+        ]
+
+
+def run_stream_bench(
+    clip: Path,
+    people_dir: Path,
+    settings: Settings | None = None,
+    *,
+    rounds: int = DEFAULT_ROUNDS,
+    measure_latency: bool = True,
+    frame_range: tuple[int, int] | None = None,
+) -> StreamBenchResult:
+    """Run the recipe and Vigil side by side on the clip, then (optionally) the service.
+
+    Args:
+        clip: A video file OpenCV can read.
+        people_dir: Folder with the photos named in :data:`PEOPLE`.
+        settings: Vigil's settings (``load_settings()`` when None); ``home`` is replaced by a
+            temporary one, and Redis by the embedded server there.
+        rounds: Interleaved slices (fewer when the frames hold fewer batches).
+        measure_latency: Also run the service in real time on the whole clip (about 30 s).
+        frame_range: Analyse only frames ``[start, stop)`` (None: all), for quick checks.
+
+    Raises:
+        ValueError: ``rounds`` below 1, or an empty ``frame_range``.
+        DatasetError: The clip or a photo is missing, or the range holds no frame.
+        ModelLoadError: dlib (the ``reference`` extra) or Vigil's models are missing.
+        StreamError: The clip cannot be decoded, or the service run failed.
+    """
+    if rounds < 1:
+        raise ValueError(f"rounds must be at least 1, got {rounds}")
+    if frame_range is not None and not 0 <= frame_range[0] < frame_range[1]:
+        raise ValueError(f"frame_range must be [start, stop) with 0 <= start < stop, got {frame_range}")
+    photos = check_data(clip, people_dir)
+    settings = load_settings() if settings is None else settings
+    load_before = os.getloadavg()[0]
+
+    import torch
+
+    from indexer.gallery import Gallery
+    from indexer.identify import Identifier
+    from streamer.bench_recipe import encode_people, run_recipe
+    from vigil.models.pipeline import FacePipeline
+
+    frames = _decode(clip, frame_range)
+    encodings = encode_people(photos)
+    with temporary_home(settings) as (bench_settings, client):
+        pipeline = FacePipeline.from_settings(bench_settings)
+        identifier = Identifier.from_settings(Gallery(client), pipeline, bench_settings)
+        enroll_people(identifier, bench_settings, photos)
+        batch_size = bench_settings.streamer.workers.max_batch
+        run_recipe(frames[:1], encodings)  # warm-up, untimed: first calls allocate
+        run_vigil_frames(frames[:batch_size], identifier, batch_size)
+        slices = interleaved_slices(len(frames), rounds, batch_size)
+        busy_before, cpu_before = _machine_busy_s(), time.process_time()
+        sides: list[SideResult] = []
+        for part in slices:
+            logger.info("round: frames %d to %d", part.start, part.stop - 1)
+            round_sides = [_from_recipe(run_recipe(frames[part], encodings))]
+            round_sides.append(run_vigil_frames(frames[part], identifier, batch_size))
+            sides = round_sides if not sides else [a.plus(b) for a, b in zip(sides, round_sides, strict=True)]
+        busy_after, cpu_after = _machine_busy_s(), time.process_time()
+        load_after = os.getloadavg()[0]
+        rule = identifier.thresholds()
+        latency = measure_service_latency(bench_settings, client, clip) if measure_latency else None
+    other_cpu_s = None
+    if busy_before is not None and busy_after is not None:
+        other_cpu_s = max(busy_after - busy_before - (cpu_after - cpu_before), 0.0)
+    height, width = frames[0].shape[:2]
+    return StreamBenchResult(
+        clip=str(clip),
+        frame_size=(width, height),
+        recipe=sides[0],
+        vigil=sides[1],
+        rounds=len(slices),
+        batch_size=batch_size,
+        torch_threads=torch.get_num_threads(),
+        rule=(rule.threshold, rule.margin, rule.source),
+        embedder_version=pipeline.embedder.version,
+        min_face_size_px=bench_settings.detector.min_face_size_px,
+        cpu_model=cpu_model(),
+        cpu_count=len(os.sched_getaffinity(0)),
+        load_average=(load_before, load_after),
+        other_cpu_s=other_cpu_s,
+        latency=latency,
+    )
+
+
+def run_vigil_frames(frames: Sequence[ImageRGB], identifier: Identifier, batch_size: int) -> SideResult:
+    """Analyse frames as a worker does, and count who was named on how many frames.
+
+    Each batch goes through ``pipeline.detector.detect``, ``pipeline.embed_detections`` and
+    ``identifier.name_faces`` (which checks the gallery's version, as a worker's does); a
+    person counts on a frame when some face's open-set decision named them.
+
+    Args:
+        frames: ``(H, W, 3)`` uint8 RGB frames.
+        identifier: Over the enrolled gallery; its models are loaded before the clock starts.
+        batch_size: Frames per batch (a worker's ``streamer.workers.max_batch``).
+
+    Raises:
+        ValueError: ``batch_size`` is below 1.
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+    import torch
+
+    pipeline = identifier.pipeline
+    pipeline.load()
+    identifier.refresh()
+    names = {identity.name: 0 for identity in identifier.gallery.list_identities()}
+    faces_count = unknown = 0
+    seconds = cpu_seconds = 0.0
+    for start in range(0, len(frames), batch_size):
+        batch = list(frames[start : start + batch_size])
+        started, cpu_started = time.perf_counter(), time.process_time()
+        faces = pipeline.embed_detections(batch, pipeline.detector.detect(batch))
+        named = identifier.name_faces([face for frame_faces in faces for face in frame_faces])
+        seconds += time.perf_counter() - started
+        cpu_seconds += time.process_time() - cpu_started
+        offset = 0
+        for frame_faces in faces:
+            answers = named[offset : offset + len(frame_faces)]
+            offset += len(frame_faces)
+            faces_count += len(answers)
+            unknown += sum(answer.name is None for answer in answers)
+            for name in {answer.name for answer in answers if answer.name is not None}:
+                names[name] = names.get(name, 0) + 1
+    label = f"Vigil worker path (torch, {torch.get_num_threads()} threads)"
+    return SideResult(label, len(frames), seconds, cpu_seconds, names, faces_count, unknown)
+
+
+def check_data(clip: Path, people_dir: Path) -> dict[str, Path]:
+    """The enrolment photos by name, once the clip and every photo are known to exist.
+
+    Raises:
+        DatasetError: Something is missing (one line, naming the option to pass).
+    """
+    if not clip.is_file():
+        raise DatasetError(
+            f"clip {clip} not found; pass --clip VIDEO (the benchmark is defined on hamilton.mp4)"
+        )
+    photos = {name: people_dir / file for name, file in PEOPLE.items()}
+    missing = [path.name for path in photos.values() if not path.is_file()]
+    if missing:
+        raise DatasetError(
+            f"{people_dir} lacks {', '.join(missing)}; pass --people FOLDER with face_recognition's "
+            "example photos"
+        )
+    return photos
+
+
+@contextlib.contextmanager
+def temporary_home(settings: Settings) -> Iterator[tuple[Settings, redis.Redis]]:
+    """The settings moved to a fresh temporary ``VIGIL_HOME``, with its embedded Redis running.
+
+    On exit the server is stopped and the folder removed, whatever happened.
+
+    Yields:
+        The settings (``home`` replaced, ``redis.url`` unset) and a client of that server.
+
+    Raises:
+        RedisUnavailableError: The embedded server cannot start.
+    """
+    from vigil.streams import connect_redis
+
+    with tempfile.TemporaryDirectory(prefix="vigil-bench-stream-") as folder:
+        redis_config = settings.redis.model_copy(update={"url": None})
+        moved = settings.model_copy(update={"home": Path(folder), "redis": redis_config})
+        client = connect_redis(moved.redis, moved.home)
+        try:
+            yield moved, client
+        finally:
+            _stop_embedded(client)
+
+
+def enroll_people(identifier: Identifier, settings: Settings, photos: Mapping[str, Path]) -> None:
+    """Enrol each person from their photo, as ``vigil enroll NAME PHOTO`` does.
+
+    Raises:
+        GalleryError: A photo holds no usable face.
+    """
+    from indexer.enroll import enroll_person
+
+    for name, photo in photos.items():
+        for warning in enroll_person(identifier, settings.indexer, name, [photo]).warnings:
+            logger.warning("enrolling %s: %s", name, warning)
+
+
+def measure_service_latency(settings: Settings, client: redis.Redis, clip: Path) -> ServiceLatency:
+    """Run ``vigil run CLIP`` (real time, the camera's default fps) and read back its latencies.
+
+    The service runs in a process of its own (it sets process-wide state for its metrics),
+    with metrics serving off, against the Redis server ``client`` talks to.
+
+    Args:
+        settings: The home and Redis of ``client``, with the gallery enrolled.
+        client: Reads the results and events streams afterwards.
+        clip: The video file.
+
+    Raises:
+        StreamError: The service failed, or did not finish within ``SERVICE_TIMEOUT_S``.
+    """
+    from streamer.commands import cameras_from_sources
+    from streamer.events import EventType, read_events
+    from vigil.streams import StreamEntry, redis_errors
+
+    [camera] = cameras_from_sources([str(clip)], fps=None, realtime=True)
+    metrics = settings.streamer.metrics.model_copy(update={"enabled": False})
+    streamer = settings.streamer.model_copy(update={"cameras": [camera], "metrics": metrics})
+    process = multiprocessing.get_context("spawn").Process(
+        target=_serve, args=(settings.model_copy(update={"streamer": streamer}),), name="vigil.bench:service"
+    )
+    started = time.monotonic()
+    process.start()
+    process.join(SERVICE_TIMEOUT_S)
+    timed_out = process.is_alive()
+    if timed_out:
+        process.terminate()  # the service drains on SIGTERM
+        process.join(_SERVICE_STOP_S)
+        if process.is_alive():
+            process.kill()
+            process.join()
+    wall_s = time.monotonic() - started
+    if timed_out or process.exitcode != 0:
+        reason = (
+            f"took over {SERVICE_TIMEOUT_S:g} s" if timed_out else f"exited with status {process.exitcode}"
+        )
+        raise StreamError(f"the service run on {clip} {reason}; try `vigil run {clip}` to see why")
+    with redis_errors():
+        entries = cast(list[StreamEntry], client.xrange(settings.streamer.bus.faces_stream))
+    timings = result_timings(entries)
+    all_ms, warm_ms, startup_s = frame_latencies(timings)
+    events = tuple(
+        EventLatency(event.type.value, event.name, event.frame, event.latency_ms)
+        for _, event in read_events(client, settings.streamer.events)
+        if event.type in (EventType.RECOGNIZED, EventType.UNKNOWN)
+    )
+    return ServiceLatency(
+        camera_fps=camera.fps,
+        workers=settings.streamer.workers.count,
+        wall_s=wall_s,
+        frames_analysed=len(timings),
+        startup_s=startup_s,
+        frames=percentiles(all_ms),
+        warm_frames=percentiles(warm_ms),
+        events=percentiles([event.latency_ms for event in events]),
+        event_list=events,
+    )
+
+
+def result_timings(entries: Sequence[tuple[bytes, dict[bytes, bytes]]]) -> list[tuple[float, int]]:
+    """``(read_at, written_ms)`` of every frame result of a results stream, in stream order.
+
+    ``read_at`` is the reader's Unix time for the frame in seconds; ``written_ms`` the
+    millisecond part of the entry's id, Redis's clock when the worker added it. End-of-stream
+    markers are skipped.
+    """
+    from streamer.analysis import FrameResult
+
+    timings = []
+    for raw_id, fields in entries:
+        result = FrameResult.from_fields(fields)
+        if not result.end_of_stream and not math.isnan(result.read_at):
+            timings.append((result.read_at, int(raw_id.decode().split("-", 1)[0])))
+    return timings
+
+
+def frame_latencies(timings: Sequence[tuple[float, int]]) -> tuple[list[float], list[float], float | None]:
+    """Capture → result latencies from :func:`result_timings`.
+
+    Returns:
+        Milliseconds for every frame; milliseconds for the frames read after the first result
+        was written (the workers were up); and the start-up delay in seconds (the first frame
+        read to its result), None without frames.
+    """
+    if not timings:
+        return [], [], None
+    first_written_ms = min(written_ms for _, written_ms in timings)
+    all_ms = [written_ms - read_at * 1000 for read_at, written_ms in timings]
+    warm_ms = [
+        latency
+        for latency, (read_at, _) in zip(all_ms, timings, strict=True)
+        if read_at * 1000 >= first_written_ms
+    ]
+    first_read_at, first_written = min(timings)
+    return all_ms, warm_ms, (first_written - first_read_at * 1000) / 1000
+
+
+def percentiles(values_ms: Sequence[float]) -> Percentiles:
+    """Count, median and 99th percentile (numpy's linear interpolation), to 0.1 ms."""
+    if not values_ms:
+        return Percentiles(0, None, None)
+    p50, p99 = np.percentile(np.asarray(values_ms, dtype=np.float64), [50, 99])
+    return Percentiles(len(values_ms), round(float(p50), 1), round(float(p99), 1))
+
+
+def interleaved_slices(count: int, rounds: int, batch_size: int) -> list[slice]:
+    """At most ``rounds`` consecutive slices of ``count`` frames, whole batches each but the last."""
+    batches = math.ceil(count / batch_size)
+    per_round = math.ceil(batches / max(min(rounds, batches), 1)) * batch_size
+    return [slice(start, min(start + per_round, count)) for start in range(0, count, per_round)]
+
+
+def write_reports(result: StreamBenchResult, json_path: Path) -> Path:
+    """Write the JSON report and the Markdown one beside it (``.md``), atomically; returns the latter."""
+    write_text_atomically(json_path, json.dumps(result.to_dict(), indent=2, allow_nan=False) + "\n")
+    markdown_path = json_path.with_suffix(".md")
+    write_text_atomically(markdown_path, result.to_markdown())
+    return markdown_path
+
+
+def cpu_model() -> str:
+    """The CPU's model name from ``/proc/cpuinfo`` (``platform.processor()`` elsewhere)."""
+    with contextlib.suppress(OSError), open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
+        for line in cpuinfo:
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or "unknown"
+
+
+def add_command(bench: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add ``stream`` to the ``vigil bench`` sub-commands."""
+    stream = bench.add_parser(
+        "stream", help="frames/s and capture→event latency on a clip, vs the face_recognition recipe"
+    )
+    stream.add_argument("--clip", type=Path, default=DEFAULT_CLIP, help="video file (default: %(default)s)")
+    stream.add_argument(
+        "--people", type=Path, default=DEFAULT_PEOPLE_DIR, help=f"folder with {', '.join(PEOPLE.values())}"
+    )
+    stream.add_argument("--json", type=Path, default=DEFAULT_JSON, help="results JSON, Markdown beside it")
+    stream.add_argument("--skip-latency", action="store_true", help="do not run the service for latency")
+    stream.set_defaults(handler=cmd_bench_stream)
+
+
+def cmd_bench_stream(args: argparse.Namespace, settings: Settings) -> int:
+    """``vigil bench stream``: check the inputs, run, write the reports, print the summary."""
+    check_data(args.clip, args.people)
+    args.json.parent.mkdir(parents=True, exist_ok=True)  # an unwritable place fails now, not after
+    result = run_stream_bench(args.clip, args.people, settings, measure_latency=not args.skip_latency)
+    markdown_path = write_reports(result, args.json)
+    print(result.summary())
+    print(f"reports: {args.json}, {markdown_path}")
+    return 0
+
+
+# ----------------------------------------------------------------------------- private helpers
+
+
+def _serve(settings: Settings) -> None:
+    """The service's process: ``vigil run`` without the printing; SIGTERM drains it."""
+    from streamer.service import Supervisor
+
+    supervisor = Supervisor(settings)
+    signal.signal(signal.SIGTERM, lambda *_: supervisor.stop())
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C stops the parent, which terminates us
+    if supervisor.run().failed_sources:
+        raise SystemExit(2)
+
+
+def _default_camera_fps() -> float:
+    fps: float = CameraConfig.model_fields["fps"].default
+    return fps
+
+
+def _decode(clip: Path, frame_range: tuple[int, int] | None) -> list[ImageRGB]:
+    from streamer.bench_recipe import video_frames
+
+    start, stop = frame_range if frame_range is not None else (0, None)
+    frames = list(itertools.islice(video_frames(clip, limit=stop), start, None))
+    if not frames:
+        raise DatasetError(f"{clip} has no frame in {frame_range}; pass a range inside the clip")
+    return frames
+
+
+def _from_recipe(result: RecipeResult) -> SideResult:
+    label = "face_recognition recipe (dlib, 1 thread, full resolution)"
+    fields = (result.frames, result.seconds, result.cpu_seconds, dict(result.names))
+    return SideResult(label, *fields, result.faces, result.unknown_faces)
+
+
+def _machine_busy_s() -> float | None:
+    """CPU seconds the whole machine has spent busy (``/proc/stat``), or None where unreadable."""
+    try:
+        with open("/proc/stat", encoding="utf-8") as stat:
+            ticks = [int(value) for value in stat.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    idle = ticks[3] + (ticks[4] if len(ticks) > 4 else 0)  # idle + iowait
+    return (sum(ticks[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+def _stop_embedded(client: redis.Redis) -> None:
+    """Stop the embedded server (SIGTERM: it exits at once) and remove its socket folder."""
+    server_pid = int(getattr(client, "pid", 0) or 0)
+    socket_dir = getattr(client, "redis_dir", None)
+    client.close()
+    if server_pid:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(server_pid, signal.SIGTERM)
+        deadline = time.monotonic() + _SERVER_STOP_S
+        while time.monotonic() < deadline and _exists(server_pid):
+            time.sleep(0.02)
+    if socket_dir:
+        shutil.rmtree(socket_dir, ignore_errors=True)
+
+
+def _exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def _side_line(side: SideResult) -> str:
+    found = ", ".join(f"{name} on {count}" for name, count in sorted(side.names.items()) if count) or "nobody"
+    return (
+        f"{side.label}: {side.fps:.2f} frames/s, {side.cpu_seconds_per_frame:.3f} CPU s/frame "
+        f"({side.seconds:.1f} s wall, {side.cpu_seconds:.1f} s CPU); named {found} frames, "
+        f"{side.unknown_faces} unknown faces"
+    )
+
+
+def _latency_markdown(latency: ServiceLatency) -> list[str]:
+    startup = "n/a" if latency.startup_s is None else f"{latency.startup_s:.1f} s"
+    rows = [
+        ("capture → result, frames read after the first result", latency.warm_frames),
+        ("capture → result, every analysed frame", latency.frames),
+        ("capture → event (`latency_ms` of recognized/unknown)", latency.events),
+    ]
+    events = "; ".join(
+        f"{event.type} {event.name or '-'} (frame {event.frame}, {event.latency_ms:.0f} ms)"
+        for event in latency.event_list
+    )
+    return [
+        f"Service: `vigil run CLIP` in real time at {latency.camera_fps:g} analysed frames/s, "
+        f"{latency.workers} worker(s); {latency.frames_analysed} frames analysed in a {latency.wall_s:.1f} s "
+        f"run; the first result came {startup} after the first frame (model loading).",
+        "",
+        _table(
+            ("latency", "n", "p50 ms", "p99 ms"),
+            [(what, str(value.count), _ms(value.p50_ms), _ms(value.p99_ms)) for what, value in rows],
+        ),
+        "",
+        f"Events: {events or 'none'}.",
+    ]
+
+
+def _ms(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.0f}"
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """A GitHub Markdown table, the first column left-aligned and the others right-aligned."""
+    lines = ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in [header, *rows]]
+    lines.insert(1, "| --- |" + " ---: |" * (len(header) - 1))
+    return "\n".join(lines)
