@@ -179,10 +179,7 @@ class _EventPrinter(threading.Thread):
     def run(self) -> None:
         # Polling, not a blocking XREAD: this thread must stop promptly when the run ends.
         while not self.done.wait(POLL_EVENTS_S):
-            try:
-                self._print_new()
-            except VigilError:  # Redis restarting: the service logs it; keep printing after
-                continue
+            self._print_new()
 
     def finish(self) -> None:
         """Stop polling and print whatever was published after the last event printed."""
@@ -192,6 +189,19 @@ class _EventPrinter(threading.Thread):
             self._print_new()
 
     def _print_new(self) -> None:
+        """Print new events; while Redis is down, say nothing (the service logs it) and reconnect."""
+        from vigil.streams import connect_redis
+
+        try:
+            self._read_new()
+        except VigilError:
+            try:  # the embedded server restarts on a new socket: a new connection finds it
+                self.client = connect_redis(self.settings.redis, self.settings.home)
+                self._read_new()
+            except VigilError:
+                return
+
+    def _read_new(self) -> None:
         from streamer.events import read_events
 
         for stream_id, event in read_events(

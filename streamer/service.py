@@ -14,6 +14,7 @@ events are published.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import multiprocessing
 import os
@@ -115,12 +116,14 @@ class Supervisor:
         metrics_dir = prepare_metrics_dir(self.settings.home, self.run_id)
         from streamer import metrics  # after prepare_metrics_dir: see streamer.metrics
         from streamer.bus import FrameBus
+        from streamer.feed import SOURCES_KEY
         from streamer.tracker import TrackerService
         from vigil.streams import connect_redis
 
         client = connect_redis(self.settings.redis, self.settings.home)
         FrameBus(client, self.settings.streamer.bus).ensure_group()
         TrackerService(client, self.settings, self.run_id).ensure_group()
+        client.hdel(SOURCES_KEY, *(camera.name for camera in self.settings.streamer.cameras))
         url = self._serve_metrics(metrics)
         children = self._children()
         for child in children:
@@ -128,9 +131,9 @@ class Supervisor:
         if self.on_ready is not None:
             self.on_ready(url)
         try:
-            self._supervise(children, client, metrics)
+            self._supervise(children, metrics)
         finally:
-            self._shutdown(children, client)
+            self._shutdown(children)
             client.close()
             logger.info("service stopped (metrics files in %s)", metrics_dir)
         return self.summary
@@ -168,10 +171,15 @@ class Supervisor:
         child.started_at = time.monotonic()
         logger.info("started %s (pid %s)", child.name, process.pid)
 
-    def _supervise(self, children: list[_Child], client: Any, metrics: Any) -> None:
+    def _bus(self) -> Any:
+        """A bus on a fresh connection: after a Redis outage the embedded server has a new socket."""
         from streamer.bus import FrameBus
+        from vigil.streams import connect_redis
 
-        bus = FrameBus(client, self.settings.streamer.bus)
+        return FrameBus(connect_redis(self.settings.redis, self.settings.home), self.settings.streamer.bus)
+
+    def _supervise(self, children: list[_Child], metrics: Any) -> None:
+        bus = self._bus()
         last_backlog = 0.0
         while not self._stopping.is_set():
             time.sleep(SUPERVISE_INTERVAL_S)
@@ -188,7 +196,10 @@ class Supervisor:
                 last_backlog = time.monotonic()
                 try:
                     waiting, pending = bus.backlog()
-                except VigilError:
+                except VigilError as exc:
+                    logger.warning("cannot read the bus backlog: %s", exc)
+                    with contextlib.suppress(VigilError):
+                        bus = self._bus()
                     continue
                 metrics.BUS_BACKLOG.labels(state="waiting").set(waiting)
                 metrics.BUS_BACKLOG.labels(state="pending").set(pending)
@@ -220,20 +231,18 @@ class Supervisor:
         time.sleep(RESTART_DELAY_S)
         self._start(child)
 
-    def _shutdown(self, children: list[_Child], client: Any) -> None:
-        from streamer.bus import FrameBus
-
+    def _shutdown(self, children: list[_Child]) -> None:
         self._stop_readers.set()
         self._join([c for c in children if c.role == "reader"], timeout_s=15)
-        bus = FrameBus(client, self.settings.streamer.bus)
         deadline = time.monotonic() + DRAIN_TIMEOUT_S
-        while time.monotonic() < deadline and any(c.role == "worker" and _alive(c) for c in children):
-            try:
+        try:
+            bus = self._bus()
+            while time.monotonic() < deadline and any(c.role == "worker" and _alive(c) for c in children):
                 if sum(bus.backlog()) == 0:
                     break
-            except VigilError:
-                break
-            time.sleep(SUPERVISE_INTERVAL_S)
+                time.sleep(SUPERVISE_INTERVAL_S)
+        except VigilError as exc:  # Redis is down: nothing to drain from
+            logger.warning("not waiting for the bus to drain: %s", exc)
         self._stop_workers.set()
         self._join([c for c in children if c.role == "worker"], timeout_s=30)
         self._stop_tracker.set()
