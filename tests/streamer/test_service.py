@@ -22,9 +22,14 @@ ENROLLED = {
 
 
 @pytest.fixture(scope="module")
-def hamilton_events(tmp_path_factory: pytest.TempPathFactory) -> list[dict[str, object]]:
+def hamilton_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("hamilton")
+
+
+@pytest.fixture(scope="module")
+def hamilton_events(hamilton_home: Path) -> list[dict[str, object]]:
     """The events of one run over hamilton.mp4 with three people enrolled."""
-    home = tmp_path_factory.mktemp("hamilton")
+    home = hamilton_home
     clip = require(HAMILTON)
     for name, photo in ENROLLED.items():
         enrolled = run_vigil("enroll", name, str(require(PEOPLE / photo)), home=home)
@@ -63,6 +68,21 @@ def test_every_track_ends_and_events_carry_the_decision_context(
         assert event["embedder_version"] == "dlib_resnet_v1+flip"
         assert "calibration" in str(event["calibration"])
         assert float(str(event["latency_ms"])) >= 0
+
+
+def test_status_and_events_commands_show_the_finished_run(
+    hamilton_home: Path, hamilton_events: list[dict[str, object]]
+) -> None:
+    status = run_vigil("status", "--json", home=hamilton_home)
+    assert status.returncode == 0, status.stderr
+    report = json.loads(status.stdout)
+    assert report["sources"]["hamilton"]["state"] == "finished"
+    assert report["gallery_version"] >= 3  # three enrolments
+    assert report["bus"] == {"waiting": 0, "pending": 0}
+    # the stored events, filtered by person name, are the run's events for that person
+    stored = run_vigil("events", "--json", "--identity", "Barack Obama", home=hamilton_home)
+    kept = [json.loads(line) for line in stored.stdout.splitlines()]
+    assert kept == [e for e in hamilton_events if e["name"] == "Barack Obama"]
 
 
 def test_events_are_kept_and_filtered_by_vigil_events(tmp_path: Path) -> None:
