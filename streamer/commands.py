@@ -52,6 +52,13 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     run.add_argument("--quiet", action="store_true", help="do not print events")
     run.set_defaults(handler=cmd_run)
 
+    worker = commands.add_parser(
+        "worker", help="only analysis workers, joining a service on a shared Redis (REDIS_URL) to scale out"
+    )
+    worker.add_argument("--workers", type=int, help="worker processes (default: streamer.workers.count)")
+    worker.add_argument("--metrics-port", type=int, help="port of /metrics (default: streamer.metrics.port)")
+    worker.set_defaults(handler=cmd_worker, sources=[], fps=None, as_fast_as_possible=False)
+
     events = commands.add_parser("events", help="past and live recognition events")
     events.add_argument("--since", default=None, help="0 (everything), an ISO time, or a stream id")
     events.add_argument("--follow", action="store_true", help="keep printing new events")
@@ -149,6 +156,22 @@ def serve(
     return summary, printer.events
 
 
+def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
+    from streamer.service import Supervisor
+
+    settings = _run_settings(args, settings)
+    if settings.redis.url is None:
+        print(
+            "vigil: note: no REDIS_URL: these workers serve the embedded Redis of this data directory only",
+            file=sys.stderr,
+        )
+    supervisor = Supervisor(settings, on_ready=lambda url: _announce(settings, url), workers_only=True)
+    for number in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(number, lambda *_: supervisor.stop())
+    supervisor.run()
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     from streamer.demo import prepare
 
@@ -215,7 +238,8 @@ class _EventPrinter(threading.Thread):
 
 def _announce(settings: Settings, url: str | None) -> None:
     cameras = ", ".join(f"{camera.name} ({camera.source})" for camera in settings.streamer.cameras)
-    print(f"vigil: watching {cameras} with {settings.streamer.workers.count} worker(s)", file=sys.stderr)
+    watching = f"watching {cameras}" if cameras else "serving the frame bus"
+    print(f"vigil: {watching} with {settings.streamer.workers.count} worker(s)", file=sys.stderr)
     if url:
         print(f"vigil: metrics at {url}", file=sys.stderr)
 

@@ -83,16 +83,26 @@ class Supervisor:
     """Runs the service until the sources are done or a stop is requested.
 
     Args:
-        settings: With ``streamer.cameras`` set.
+        settings: With ``streamer.cameras`` set (unless ``workers_only``).
         on_ready: Called with the metrics URL (or None) once every process is started.
+        workers_only: Start only workers (``vigil worker``); run until stopped.
     """
 
-    def __init__(self, settings: Settings, on_ready: Callable[[str | None], None] | None = None) -> None:
-        if not settings.streamer.cameras:
+    def __init__(
+        self,
+        settings: Settings,
+        on_ready: Callable[[str | None], None] | None = None,
+        *,
+        workers_only: bool = False,
+    ) -> None:
+        if not settings.streamer.cameras and not workers_only:
             raise VigilError(
                 "no cameras: pass a SOURCE to `vigil run` or list streamer.cameras in the config"
             )
         self.settings = settings
+        # A workers-only node (`vigil worker`) adds analysis capacity to a service whose
+        # readers and tracker run elsewhere, through the shared Redis.
+        self.workers_only = workers_only
         self.on_ready = on_ready
         # Children log at the level the command line asked for.
         self.log_level = logging.getLogger().getEffectiveLevel()
@@ -123,7 +133,8 @@ class Supervisor:
         client = connect_redis(self.settings.redis, self.settings.home)
         FrameBus(client, self.settings.streamer.bus).ensure_group()
         TrackerService(client, self.settings, self.run_id).ensure_group()
-        client.hdel(SOURCES_KEY, *(camera.name for camera in self.settings.streamer.cameras))
+        if self.settings.streamer.cameras and not self.workers_only:
+            client.hdel(SOURCES_KEY, *(camera.name for camera in self.settings.streamer.cameras))
         url = self._serve_metrics(metrics)
         children = self._children()
         for child in children:
@@ -140,6 +151,12 @@ class Supervisor:
 
     def _children(self) -> list[_Child]:
         settings = self.settings
+        workers = [
+            _Child("worker", f"worker-{index}", worker_main, (self.log_level, settings, self._stop_workers))
+            for index in range(settings.streamer.workers.count)
+        ]
+        if self.workers_only:
+            return workers
         finish_after = {camera.name for camera in settings.streamer.cameras} if self.files_only else None
         children = [
             _Child(
@@ -149,10 +166,7 @@ class Supervisor:
                 (self.log_level, settings, self.run_id, finish_after, self._stop_tracker),
             )
         ]
-        children += [
-            _Child("worker", f"worker-{index}", worker_main, (self.log_level, settings, self._stop_workers))
-            for index in range(settings.streamer.workers.count)
-        ]
+        children += workers
         children += [
             _Child(
                 "reader",
@@ -185,11 +199,14 @@ class Supervisor:
             time.sleep(SUPERVISE_INTERVAL_S)
             for child in children:
                 self._check(child, metrics)
-            tracker = children[0]
-            if tracker.done:  # every file has ended and its events are out
-                return
+            if any(child.role == "tracker" and child.done for child in children):
+                return  # every file has ended and its events are out
             readers = [child for child in children if child.role == "reader"]
-            if all(child.done for child in readers) and len(self.summary.failed_sources) == len(readers):
+            if (
+                readers
+                and all(child.done for child in readers)
+                and len(self.summary.failed_sources) == len(readers)
+            ):
                 logger.error("every source has failed; stopping")
                 return
             if time.monotonic() - last_backlog > 1.0:

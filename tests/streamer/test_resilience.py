@@ -147,3 +147,33 @@ def test_a_camera_whose_rtsp_server_dies_reconnects_and_the_others_carry_on(
     events = service.events()
     assert any(e["camera"] == "hamilton" and e["type"] == "recognized" for e in events)
     _no_duplicates(events)
+
+
+def test_a_worker_node_joins_the_service_through_redis(home: Path) -> None:
+    # given a workers-only node on the service's Redis (here the same embedded server; on
+    # several machines, the same REDIS_URL)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VIGIL_")}
+    env["VIGIL_HOME"] = str(home)
+    with (home / "worker-node.log").open("wb") as log:
+        node = subprocess.Popen(
+            [sys.executable, "-m", "vigil", "-v", "worker", "--metrics-port", "0"], stderr=log, env=env
+        )
+    try:
+        client = connect_redis(RedisConfig(), home)
+        assert wait_for(lambda: bool(client.hgetall("vigil:workers")), 60)
+        [node_worker] = [k.decode() for k in client.hgetall("vigil:workers")]
+        # when the service runs a clip with its own worker as well
+        result = run_vigil(
+            "run", str(require(CLIP)), "--as-fast-as-possible", "--json", "--metrics-port", "0", home=home
+        )
+        assert result.returncode == 0, result.stderr[-2000:]
+        # then the node's worker took part in the work, and the events are complete and single
+        assert wait_for(
+            lambda: json.loads(client.hget("vigil:workers", node_worker) or b"{}").get("frames", 0) > 0, 10
+        )
+        events = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+        assert any(e["type"] == "recognized" and e["name"] == "Barack Obama" for e in events)
+        _no_duplicates(events)
+    finally:
+        node.send_signal(signal.SIGTERM)
+        assert node.wait(timeout=60) == 0
