@@ -29,13 +29,20 @@ POLL_EVENTS_S = 0.2
 
 
 def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    # `vigil run --config vigil.yaml` reads naturally: accept the option after these commands too.
+    config = argparse.ArgumentParser(add_help=False)
+    config.add_argument("--config", type=Path, default=argparse.SUPPRESS, help="YAML settings file")
     demo = commands.add_parser(
-        "demo", help="the whole service on a generated video of two people (photos ship in PyPI packages)"
+        "demo",
+        parents=[config],
+        help="the whole service on a generated video of two people (photos ship in PyPI packages)",
     )
     demo.add_argument("--json", action="store_true", help="print events as JSON lines")
     demo.set_defaults(handler=cmd_demo)
 
-    run = commands.add_parser("run", help="watch camera streams and publish who is seen (the service)")
+    run = commands.add_parser(
+        "run", parents=[config], help="watch camera streams and publish who is seen (the service)"
+    )
     run.add_argument(
         "sources",
         nargs="*",
@@ -53,7 +60,9 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     run.set_defaults(handler=cmd_run)
 
     worker = commands.add_parser(
-        "worker", help="only analysis workers, joining a service on a shared Redis (REDIS_URL) to scale out"
+        "worker",
+        parents=[config],
+        help="only analysis workers, joining a service on a shared Redis (REDIS_URL) to scale out",
     )
     worker.add_argument("--workers", type=int, help="worker processes (default: streamer.workers.count)")
     worker.add_argument("--metrics-port", type=int, help="port of /metrics (default: streamer.metrics.port)")

@@ -47,6 +47,19 @@ class SourceStatus:
         self.fields.update(state=state.value, reason=reason, since=time.time())
         self.save()
 
+    def resume(self) -> int:
+        """The next frame number of this camera in this run (0 unless its reader was restarted)."""
+        if self.client is None:
+            return 0
+        try:
+            with redis_errors():
+                raw = self.client.hget(SOURCES_KEY, self.camera)
+        except RedisUnavailableError:
+            return 0
+        previous = json.loads(raw) if raw else {}
+        self.fields["frames"] = int(previous.get("frames", 0))
+        return int(previous.get("next_frame", 0))
+
     def count_frame(self) -> None:
         self.fields["frames"] = int(str(self.fields["frames"])) + 1
         self.fields["last_frame_at"] = time.time()
@@ -68,9 +81,11 @@ def feed_camera(settings: Settings, camera: CameraConfig, stop: StopFlag) -> Non
     threading.Thread(target=_stop_when_set, args=(stop, reader), daemon=True).start()
     # Connect first, so that even a source that fails at once shows its state in Redis.
     bus = _connect(settings, status, wait_s=10.0)
-    sent = 0
+    # A reader restarted after a crash carries on the camera's frame numbers: the tracker
+    # takes frames in number order and would discard a restart from 0 as late.
+    sent = status.resume()
     try:
-        sent = _feed(settings, camera, reader, status, bus)
+        sent = _feed(settings, camera, reader, status, bus, first_number=sent)
     finally:
         # A file that ended, or a source that failed for good: the tracker closes its tracks.
         if reader.state in (SourceState.FINISHED, SourceState.FAILED):
@@ -81,10 +96,15 @@ def feed_camera(settings: Settings, camera: CameraConfig, stop: StopFlag) -> Non
 
 
 def _feed(
-    settings: Settings, camera: CameraConfig, reader: CameraReader, status: SourceStatus, bus: FrameBus | None
+    settings: Settings,
+    camera: CameraConfig,
+    reader: CameraReader,
+    status: SourceStatus,
+    bus: FrameBus | None,
+    first_number: int,
 ) -> int:
-    """Put the reader's frames on the bus; returns how many frame numbers were used."""
-    sent = 0
+    """Put the reader's frames on the bus, numbered from ``first_number``; returns the next number."""
+    sent = first_number
     last_saved = 0.0
     # A file's frames carry media time (reading start + position), so tracks keep their real
     # durations even when the file is read faster than real time.
@@ -95,14 +115,16 @@ def _feed(
             if media_start is None:
                 media_start = frame.captured_at - frame.position_s
             captured_at = media_start + frame.position_s
-        sent = frame.number + 1
+        number = first_number + frame.number
+        sent = number + 1
+        status.fields["next_frame"] = sent
         if bus is None:
             bus = _connect(settings, status)
             if bus is None:
                 metrics.FRAMES_DROPPED.labels(camera=camera.name, reason="redis").inc()
                 continue
         try:
-            bus.publish(camera.name, frame.number, captured_at, frame.image, read_at=frame.captured_at)
+            bus.publish(camera.name, number, captured_at, frame.image, read_at=frame.captured_at)
         except RedisUnavailableError as exc:
             logger.warning("camera %s: cannot put frames on the bus (%s); reconnecting", camera.name, exc)
             metrics.REDIS_ERRORS.labels(component="reader").inc()

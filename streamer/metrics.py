@@ -52,7 +52,7 @@ EVENT_LATENCY = Histogram(
 )
 STAGE_SECONDS = Histogram(
     "vigil_stage_seconds",
-    "Time per batch in each worker stage: decode, detect, embed, search, publish.",
+    "Time per batch in each worker stage: detect, embed, search, publish.",
     ["stage"],
     buckets=STAGE_BUCKETS_S,
 )

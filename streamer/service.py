@@ -18,6 +18,7 @@ import contextlib
 import logging
 import multiprocessing
 import os
+import shutil
 import signal
 import threading
 import time
@@ -70,8 +71,6 @@ class RunSummary:
 
 def prepare_metrics_dir(home: Path, run_id: str) -> Path:
     """An empty folder for this run's metrics, named in the environment *before* prometheus_client loads."""
-    import shutil
-
     directory = home / "metrics" / run_id
     shutil.rmtree(directory, ignore_errors=True)
     directory.mkdir(parents=True)
@@ -146,7 +145,8 @@ class Supervisor:
         finally:
             self._shutdown(children)
             client.close()
-            logger.info("service stopped (metrics files in %s)", metrics_dir)
+            shutil.rmtree(metrics_dir, ignore_errors=True)  # nobody can scrape them any more
+            logger.info("service stopped")
         return self.summary
 
     def _children(self) -> list[_Child]:

@@ -97,8 +97,9 @@ def test_events_are_kept_and_filtered_by_vigil_events(tmp_path: Path) -> None:
         (["run"], "no cameras"),
         (["run", "/nonexistent/clip.mp4"], "does not exist"),
         (["events", "--since", "yesterday-ish"], "--since"),
+        (["run", "--config", "/nonexistent/vigil.yaml"], "cannot read config file"),
     ],
-    ids=["no-sources", "missing-file", "bad-since"],
+    ids=["no-sources", "missing-file", "bad-since", "config-after-run"],
 )
 def test_service_errors_are_one_line(tmp_path: Path, args: list[str], fragment: str) -> None:
     assert_one_line_error(run_vigil(*args, home=tmp_path), fragment)
