@@ -17,12 +17,13 @@ Method, in one run:
    exceeds wall time when torch uses several) are summed over the analysis calls.
 4. Latency: the real service (``vigil run CLIP``: the :class:`~streamer.service.Supervisor`
    with one camera playing the file in real time at the camera's default fps, the configured
-   workers, the tracker) runs on the clip in the temporary home, in a process of its own.
-   Afterwards the results stream gives, per analysed frame, capture → result: the reader's
-   ``read_at`` (when the frame was due and read) to the millisecond time of the stream id
-   the worker wrote the result under. The events stream gives the events' own ``latency_ms``
-   (``read_at`` → publication by the tracker). Model loading delays the first frames, so the
-   frame figures are also given for the frames read after the first result was written.
+   workers, the tracker) runs on the clip in the temporary home, in a process of its own. Its
+   reader starts once every worker has loaded its models, as a camera that was already
+   streaming when the service came up: otherwise the 9 s clip would be over before the first
+   frame is analysed. Afterwards the results stream gives, per analysed frame, capture →
+   result: the reader's ``read_at`` (when the frame was due and read) to the millisecond
+   time of the stream id the worker wrote the result under. The events stream gives the
+   events' own ``latency_ms`` (``read_at`` → publication by the tracker).
 
 Throughput leaves out what the service adds around the analysis (JPEG on the bus, Redis,
 tracking); latency includes all of it.
@@ -47,18 +48,20 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
 from vigil.config import CameraConfig, Settings, load_settings
 from vigil.errors import DatasetError, StreamError
 from vigil.files import write_text_atomically
+from vigil.machine import cpu_model
 from vigil.typing import ImageRGB
 
 if TYPE_CHECKING:
     import redis
 
+    from indexer.calibration import Thresholds
     from indexer.identify import Identifier
     from streamer.bench_recipe import RecipeResult
 
@@ -81,6 +84,7 @@ DEFAULT_ROUNDS = 5
 SERVICE_TIMEOUT_S = 300.0
 """Longest the service may take over the clip (9 s of video, plus start-up and drain)."""
 _SERVICE_STOP_S = 90.0
+_WORKERS_READY_S = 120.0
 _SERVER_STOP_S = 10.0
 
 
@@ -148,11 +152,6 @@ class Percentiles:
     p50_ms: float | None
     p99_ms: float | None
 
-    def text(self) -> str:
-        if self.p50_ms is None or self.p99_ms is None:
-            return "n/a"
-        return f"p50 {self.p50_ms:.0f} ms / p99 {self.p99_ms:.0f} ms (n={self.count})"
-
 
 @dataclass(frozen=True)
 class EventLatency:
@@ -173,9 +172,10 @@ class ServiceLatency:
         workers: Worker processes.
         wall_s: The whole run, from starting the service to its exit (model loading included).
         frames_analysed: Results the workers wrote (the end-of-stream marker excluded).
-        startup_s: From the first frame read to its result (the workers were loading models).
+        startup_s: From starting the service to its first frame read: spawning the processes
+            and loading the models (the reader waits for the workers).
         frames: Capture → result over every analysed frame.
-        warm_frames: The same over the frames read after the first result was written.
+        frame_ms: Those latencies, frame by frame in the order the results were written.
         events: ``latency_ms`` of the ``recognized`` and ``unknown`` events.
         event_list: Those events, in publication order.
     """
@@ -186,7 +186,7 @@ class ServiceLatency:
     frames_analysed: int
     startup_s: float | None
     frames: Percentiles
-    warm_frames: Percentiles
+    frame_ms: tuple[float, ...]
     events: Percentiles
     event_list: tuple[EventLatency, ...]
 
@@ -221,7 +221,7 @@ class StreamBenchResult:
     rounds: int
     batch_size: int
     torch_threads: int
-    rule: tuple[float, float, str]
+    rule: Thresholds
     embedder_version: str
     min_face_size_px: int
     cpu_model: str
@@ -301,35 +301,17 @@ class StreamBenchResult:
             _table(("", recipe.label, vigil.label), rows),
             "",
             f"Speed-up **{self.speedup:.2f}×**; target (≥ {TARGET_SPEEDUP:g}×, finding the recipe's people "
-            f"plus {MUST_FIND}): **{'met' if self.target_met else 'not met'}**{missed}.",
+            f"plus {MUST_FIND}): **{'met' if self.target_met else 'not met'}**{missed}. Cameras = frames/s "
+            f"÷ {self.camera_fps:g}, an upper bound: in the service each camera's reader also decodes "
+            "every frame, and the tracker needs CPU too.",
         ]
         if self.latency is not None:
             lines += ["", *_latency_markdown(self.latency)]
         return "\n".join(lines) + "\n"
 
-    def summary(self) -> str:
-        """A few lines for the terminal."""
-        missed = f" (missed {', '.join(sorted(self.missed))})" if self.missed else ""
-        lines = [
-            *self._conditions(),
-            _side_line(self.recipe),
-            _side_line(self.vigil),
-            f"speed-up {self.speedup:.2f}×: target (≥ {TARGET_SPEEDUP:g}×, the recipe's people + "
-            f"{MUST_FIND}) {'met' if self.target_met else 'NOT met'}{missed}; this CPU covers "
-            f"{self.cameras(self.vigil):.1f} cameras at {self.camera_fps:g} analysed frames/s",
-        ]
-        if self.latency is not None:
-            latency = self.latency
-            lines.append(
-                f"service in real time at {latency.camera_fps:g} fps: capture→result "
-                f"{latency.warm_frames.text()} once warm, {latency.frames.text()} over all frames; "
-                f"capture→event {latency.events.text()}"
-            )
-        return "\n".join(lines)
-
     def _conditions(self) -> list[str]:
         width, height = self.frame_size
-        threshold, margin, source = self.rule
+        rule = self.rule
         others = "" if self.other_cpu_s is None else f", other processes used {self.other_cpu_s:.0f} CPU s"
         return [
             f"- clip {self.clip}: {self.vigil.frames} frames at {width}×{height}, the same frames for both "
@@ -337,7 +319,8 @@ class StreamBenchResult:
             f"- CPU {self.cpu_model}, {self.cpu_count} logical CPUs; load average {self.load_average[0]:.2f} "
             f"before, {self.load_average[1]:.2f} after the rounds{others}",
             f"- Vigil: batch {self.batch_size}, {self.embedder_version}, MTCNN min face "
-            f"{self.min_face_size_px} px, rule cosine ≥ {threshold:.4f} with margin {margin:.2f} ({source})",
+            f"{self.min_face_size_px} px, rule cosine ≥ {rule.threshold:.4f} with margin {rule.margin:.2f} "
+            f"({rule.source})",
         ]
 
 
@@ -401,7 +384,7 @@ def run_stream_bench(
             sides = round_sides if not sides else [a.plus(b) for a, b in zip(sides, round_sides, strict=True)]
         busy_after, cpu_after = _machine_busy_s(), time.process_time()
         load_after = os.getloadavg()[0]
-        rule = identifier.thresholds()
+        rule = identifier.thresholds()  # for the gallery as enrolled
         latency = measure_service_latency(bench_settings, client, clip) if measure_latency else None
     other_cpu_s = None
     if busy_before is not None and busy_after is not None:
@@ -415,7 +398,7 @@ def run_stream_bench(
         rounds=len(slices),
         batch_size=batch_size,
         torch_threads=torch.get_num_threads(),
-        rule=(rule.threshold, rule.margin, rule.source),
+        rule=rule,
         embedder_version=pipeline.embedder.version,
         min_face_size_px=bench_settings.detector.min_face_size_px,
         cpu_model=cpu_model(),
@@ -551,16 +534,18 @@ def measure_service_latency(settings: Settings, client: redis.Redis, clip: Path)
     process = multiprocessing.get_context("spawn").Process(
         target=_serve, args=(settings.model_copy(update={"streamer": streamer}),), name="vigil.bench:service"
     )
-    started = time.monotonic()
+    started, started_at = time.monotonic(), time.time()
     process.start()
-    process.join(SERVICE_TIMEOUT_S)
-    timed_out = process.is_alive()
-    if timed_out:
-        process.terminate()  # the service drains on SIGTERM
-        process.join(_SERVICE_STOP_S)
-        if process.is_alive():
-            process.kill()
-            process.join()
+    try:
+        process.join(SERVICE_TIMEOUT_S)
+    finally:  # also on Ctrl-C: never leave the service running on a Redis about to go
+        timed_out = process.is_alive()
+        if timed_out:
+            process.terminate()  # the service drains on SIGTERM
+            process.join(_SERVICE_STOP_S)
+            if process.is_alive():
+                process.kill()
+                process.join()
     wall_s = time.monotonic() - started
     if timed_out or process.exitcode != 0:
         reason = (
@@ -570,7 +555,6 @@ def measure_service_latency(settings: Settings, client: redis.Redis, clip: Path)
     with redis_errors():
         entries = cast(list[StreamEntry], client.xrange(settings.streamer.bus.faces_stream))
     timings = result_timings(entries)
-    all_ms, warm_ms, startup_s = frame_latencies(timings)
     events = tuple(
         EventLatency(event.type.value, event.name, event.frame, event.latency_ms)
         for _, event in read_events(client, settings.streamer.events)
@@ -581,9 +565,9 @@ def measure_service_latency(settings: Settings, client: redis.Redis, clip: Path)
         workers=settings.streamer.workers.count,
         wall_s=wall_s,
         frames_analysed=len(timings),
-        startup_s=startup_s,
-        frames=percentiles(all_ms),
-        warm_frames=percentiles(warm_ms),
+        startup_s=min(read_at for read_at, _ in timings) - started_at if timings else None,
+        frames=percentiles(frame_latencies(timings)),
+        frame_ms=tuple(round(latency, 1) for latency in frame_latencies(timings)),
         events=percentiles([event.latency_ms for event in events]),
         event_list=events,
     )
@@ -606,25 +590,9 @@ def result_timings(entries: Sequence[tuple[bytes, dict[bytes, bytes]]]) -> list[
     return timings
 
 
-def frame_latencies(timings: Sequence[tuple[float, int]]) -> tuple[list[float], list[float], float | None]:
-    """Capture → result latencies from :func:`result_timings`.
-
-    Returns:
-        Milliseconds for every frame; milliseconds for the frames read after the first result
-        was written (the workers were up); and the start-up delay in seconds (the first frame
-        read to its result), None without frames.
-    """
-    if not timings:
-        return [], [], None
-    first_written_ms = min(written_ms for _, written_ms in timings)
-    all_ms = [written_ms - read_at * 1000 for read_at, written_ms in timings]
-    warm_ms = [
-        latency
-        for latency, (read_at, _) in zip(all_ms, timings, strict=True)
-        if read_at * 1000 >= first_written_ms
-    ]
-    first_read_at, first_written = min(timings)
-    return all_ms, warm_ms, (first_written - first_read_at * 1000) / 1000
+def frame_latencies(timings: Sequence[tuple[float, int]]) -> list[float]:
+    """Capture → result milliseconds of every frame from :func:`result_timings`, in the same order."""
+    return [written_ms - read_at * 1000 for read_at, written_ms in timings]
 
 
 def percentiles(values_ms: Sequence[float]) -> Percentiles:
@@ -650,15 +618,6 @@ def write_reports(result: StreamBenchResult, json_path: Path) -> Path:
     return markdown_path
 
 
-def cpu_model() -> str:
-    """The CPU's model name from ``/proc/cpuinfo`` (``platform.processor()`` elsewhere)."""
-    with contextlib.suppress(OSError), open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
-        for line in cpuinfo:
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or "unknown"
-
-
 def add_command(bench: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add ``stream`` to the ``vigil bench`` sub-commands."""
     stream = bench.add_parser(
@@ -679,7 +638,7 @@ def cmd_bench_stream(args: argparse.Namespace, settings: Settings) -> int:
     args.json.parent.mkdir(parents=True, exist_ok=True)  # an unwritable place fails now, not after
     result = run_stream_bench(args.clip, args.people, settings, measure_latency=not args.skip_latency)
     markdown_path = write_reports(result, args.json)
-    print(result.summary())
+    print(result.to_markdown())
     print(f"reports: {args.json}, {markdown_path}")
     return 0
 
@@ -688,14 +647,33 @@ def cmd_bench_stream(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _serve(settings: Settings) -> None:
-    """The service's process: ``vigil run`` without the printing; SIGTERM drains it."""
+    """The service's process: ``vigil run`` without the printing, readers held for the workers."""
     from streamer.service import Supervisor
 
-    supervisor = Supervisor(settings)
+    class ReadersAfterWorkers(Supervisor):
+        def _start(self, child: Any) -> None:
+            if child.role == "reader":
+                _wait_for_workers(self.settings)
+            super()._start(child)
+
+    supervisor = ReadersAfterWorkers(settings)
     signal.signal(signal.SIGTERM, lambda *_: supervisor.stop())
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C stops the parent, which terminates us
     if supervisor.run().failed_sources:
         raise SystemExit(2)
+
+
+def _wait_for_workers(settings: Settings) -> None:
+    """Return once every worker has sent its first heartbeat (models loaded), or after a while."""
+    from streamer.worker import WORKERS_KEY
+    from vigil.streams import connect_redis, redis_errors
+
+    client = connect_redis(settings.redis, settings.home)
+    deadline = time.monotonic() + _WORKERS_READY_S
+    with redis_errors():
+        while client.hlen(WORKERS_KEY) < settings.streamer.workers.count and time.monotonic() < deadline:
+            time.sleep(0.05)
+    client.close()
 
 
 def _default_camera_fps() -> float:
@@ -739,34 +717,18 @@ def _stop_embedded(client: redis.Redis) -> None:
         with contextlib.suppress(ProcessLookupError):
             os.kill(server_pid, signal.SIGTERM)
         deadline = time.monotonic() + _SERVER_STOP_S
-        while time.monotonic() < deadline and _exists(server_pid):
-            time.sleep(0.02)
+        with contextlib.suppress(ProcessLookupError):
+            while time.monotonic() < deadline:
+                os.kill(server_pid, 0)  # raises once the server has exited
+                time.sleep(0.02)
     if socket_dir:
         shutil.rmtree(socket_dir, ignore_errors=True)
-
-
-def _exists(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
-
-
-def _side_line(side: SideResult) -> str:
-    found = ", ".join(f"{name} on {count}" for name, count in sorted(side.names.items()) if count) or "nobody"
-    return (
-        f"{side.label}: {side.fps:.2f} frames/s, {side.cpu_seconds_per_frame:.3f} CPU s/frame "
-        f"({side.seconds:.1f} s wall, {side.cpu_seconds:.1f} s CPU); named {found} frames, "
-        f"{side.unknown_faces} unknown faces"
-    )
 
 
 def _latency_markdown(latency: ServiceLatency) -> list[str]:
     startup = "n/a" if latency.startup_s is None else f"{latency.startup_s:.1f} s"
     rows = [
-        ("capture → result, frames read after the first result", latency.warm_frames),
-        ("capture → result, every analysed frame", latency.frames),
+        ("capture → result (worker's write to `vigil:faces`), every analysed frame", latency.frames),
         ("capture → event (`latency_ms` of recognized/unknown)", latency.events),
     ]
     events = "; ".join(
@@ -776,7 +738,7 @@ def _latency_markdown(latency: ServiceLatency) -> list[str]:
     return [
         f"Service: `vigil run CLIP` in real time at {latency.camera_fps:g} analysed frames/s, "
         f"{latency.workers} worker(s); {latency.frames_analysed} frames analysed in a {latency.wall_s:.1f} s "
-        f"run; the first result came {startup} after the first frame (model loading).",
+        f"run; the reader started {startup} after the service, once the workers had loaded their models.",
         "",
         _table(
             ("latency", "n", "p50 ms", "p99 ms"),

@@ -19,9 +19,10 @@ import cv2
 import numpy as np
 import torch
 
-from trainer.bench_embed import cpu_model, time_round_robin
+from trainer.bench_embed import time_round_robin
 from trainer.report import JsonValue, markdown_table
 from vigil.config import DetectorConfig
+from vigil.machine import cpu_model
 from vigil.models.detector import FaceDetector
 from vigil.samples import sample_images
 from vigil.typing import ImageRGB

@@ -16,7 +16,6 @@ matplotlib's Grace Hopper), so the benchmark runs without ``../shared``. Both ne
 from __future__ import annotations
 
 import logging
-import platform
 import statistics
 import tempfile
 import time
@@ -31,6 +30,7 @@ import torch
 from trainer.report import JsonValue
 from vigil.config.detector import Device
 from vigil.errors import ImageError, ModelLoadError
+from vigil.machine import cpu_model
 from vigil.models.dlib_resnet import DlibEmbedder
 from vigil.typing import ImageRGB
 
@@ -251,18 +251,6 @@ def make_bench_chips(count: int = 64, seed: int = 0) -> ImageRGB:
         for index in range(count)
     ]
     return np.stack(chips)
-
-
-def cpu_model() -> str:
-    """The CPU's model name from ``/proc/cpuinfo`` (``platform.processor()`` elsewhere)."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
-            for line in cpuinfo:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        logger.debug("no /proc/cpuinfo; falling back to platform.processor()")
-    return platform.processor() or "unknown"
 
 
 # ----------------------------------------------------------------------------- private helpers

@@ -40,7 +40,6 @@ from indexer.calibration import (
     write_calibration,
 )
 from indexer.search import TemplateIndex
-from trainer.bench_embed import cpu_model
 from trainer.embedding_cache import cache_key, embed_images
 from trainer.lfw import PairsBenchResult
 from trainer.openset import (
@@ -56,6 +55,7 @@ from trainer.openset import (
 from trainer.report import JsonValue, markdown_table, plot_roc, write_json
 from vigil.config import Settings
 from vigil.errors import CalibrationError, DatasetError
+from vigil.machine import cpu_model
 from vigil.models.pipeline import FacePipeline
 from vigil.typing import Embeddings
 

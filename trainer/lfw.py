@@ -19,13 +19,13 @@ from typing import Literal, cast
 import numpy as np
 import torch
 
-from trainer.bench_embed import cpu_model
 from trainer.embedding_cache import EmbeddedImages, cache_key, embed_images
 from trainer.metrics import VerificationResult, kfold_verification, roc_curve
 from trainer.pairs import Pair, read_pairs
 from trainer.report import JsonValue, plot_roc, verification_markdown, write_json
 from vigil.config import Settings
 from vigil.errors import DatasetError
+from vigil.machine import cpu_model
 from vigil.models.pipeline import FacePipeline
 from vigil.typing import FloatArray
 

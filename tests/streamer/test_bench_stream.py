@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from indexer.calibration import Thresholds
 from streamer.analysis import FrameResult
 from streamer.bench_stream import (
     MUST_FIND,
@@ -59,7 +60,7 @@ def make_result(
         rounds=5,
         batch_size=8,
         torch_threads=2,
-        rule=(0.9195, 0.0, "calibration lfw-open-set"),
+        rule=Thresholds(0.9195, 0.0, "calibration lfw-open-set"),
         embedder_version="dlib_resnet_v1+flip",
         min_face_size_px=20,
         cpu_model="AMD EPYC",
@@ -77,8 +78,8 @@ def make_latency() -> ServiceLatency:
         wall_s=21.5,
         frames_analysed=46,
         startup_s=4.2,
-        frames=Percentiles(46, 210.0, 4100.0),
-        warm_frames=Percentiles(30, 180.0, 260.0),
+        frames=Percentiles(46, 180.0, 260.0),
+        frame_ms=(180.0,) * 45 + (260.0,),
         events=Percentiles(2, 500.0, 3900.0),
         event_list=(
             EventLatency("recognized", MIRANDA, 3, 3900.0),
@@ -128,8 +129,8 @@ def test_both_sides_name_lin_manuel_on_stage_and_nobody_else(stage_run: StreamBe
     assert vigil.seconds > 0 and vigil.cpu_seconds > 0 and recipe.seconds > 0, stage_run
     assert "threads" in vigil.label and stage_run.torch_threads >= 1
     # and the decision rule is the calibrated default, with no calibration of the caller's home
-    threshold, margin, source = stage_run.rule
-    assert 0.8 < threshold < 1.0 and margin >= 0 and "calibration" in source, stage_run.rule
+    rule = stage_run.rule
+    assert 0.8 < rule.threshold < 1.0 and rule.margin >= 0 and "calibration" in rule.source, rule
 
 
 @pytest.mark.slow
@@ -190,38 +191,38 @@ def test_target_needs_speed_and_the_recipes_people_plus_obama(
     assert result.speedup == pytest.approx(vigil_fps / recipe_fps)
 
 
-def test_report_and_summary_show_both_sides_the_target_and_latency(tmp_path: Path) -> None:
+def test_report_shows_both_sides_the_target_and_latency(tmp_path: Path) -> None:
     # given a result with a service run
     result = make_result(
         make_side("face_recognition recipe", 2.0, {MIRANDA: 139, MUST_FIND: 0}),
         make_side("Vigil worker path", 8.0, {MIRANDA: 200, MUST_FIND: 30}),
         make_latency(),
     )
-    # when its reports are written and its summary made
+    # when its reports are written
     markdown = write_reports(result, tmp_path / "out" / "stream.json").read_text(encoding="utf-8")
     report = json.loads((tmp_path / "out" / "stream.json").read_text(encoding="utf-8"))
-    summary = result.summary()
     # then the JSON has the figures the issue asks for, per side and for the run
     for side in ("recipe", "vigil"):
-        assert {"fps", "seconds", "cpu_seconds", "cpu_seconds_per_frame", "names", "unknown_faces"} <= set(
-            report[side]
-        ), report[side]
+        expected = {"fps", "seconds", "cpu_seconds", "cpu_seconds_per_frame", "names", "unknown_faces"}
+        assert expected <= set(report[side]), report[side]
     assert report["target"]["met"] is True and report["speedup"] == pytest.approx(4.0)
     assert report["cameras_per_cpu"]["vigil"] == pytest.approx(8.0 / 5.0), report["cameras_per_cpu"]
-    assert report["latency"]["warm_frames"]["p99_ms"] == 260.0, report["latency"]
+    assert report["latency"]["frames"]["p99_ms"] == 260.0, report["latency"]
     assert report["torch_threads"] == 2 and report["cpu_model"] == "AMD EPYC"
-    # and the Markdown and the summary show them side by side
-    for text in (markdown, summary):
-        assert "frames/s" in text and "CPU s" in text and "4.00×" in text and "met" in text, text
-    assert "| capture → result, frames read after the first result | 30 | 180 | 260 |" in markdown, markdown
-    assert "p50 180 ms / p99 260 ms (n=30) once warm" in summary, summary
+    assert report["rule"] == {"threshold": 0.9195, "margin": 0.0, "source": "calibration lfw-open-set"}
+    # and the Markdown shows them side by side, with the verdict and the latency table
+    assert "| **frames/s** | 2.00 | **8.00** |" in markdown, markdown
+    assert "| CPU s per frame | 1.000 | 0.250 |" in markdown, markdown
     assert "| frames naming Barack Obama | 0 | 30 |" in markdown, markdown
-    assert "cameras at 5 fps" in markdown and "1.6 cameras" in summary, summary
+    assert "| cameras at 5 fps | 0.40 | 1.60 |" in markdown, markdown
+    assert "Speed-up **4.00×**" in markdown and "**met**" in markdown, markdown
+    assert "every analysed frame | 46 | 180 | 260 |" in markdown, markdown
+    assert "recognized Barack Obama (frame 40, 500 ms)" in markdown, markdown
 
 
 def test_frame_latency_runs_from_read_to_the_result_entrys_time() -> None:
     # given results written at 900 ms, 950 ms and 1,100 ms after t = 1,000 s, for frames read
-    # at 0, 200 and 1,000 ms (the first two waited for the worker to load), and an end marker
+    # at 0, 200 and 1,000 ms, and an end-of-stream marker
     entries = [
         result_entry("1000900-0", 1000.0),
         result_entry("1000950-0", 1000.2),
@@ -229,14 +230,10 @@ def test_frame_latency_runs_from_read_to_the_result_entrys_time() -> None:
         result_entry("1001200-0", 1001.1, end_of_stream=True),
     ]
     # when the latencies are taken
-    all_ms, warm_ms, startup_s = frame_latencies(result_timings(entries))
+    timings = result_timings(entries)
     # then every frame counts once, the end marker not at all
-    assert all_ms == pytest.approx([900.0, 750.0, 100.0]), all_ms
-    # and only the frame read after the first result is warm
-    assert warm_ms == pytest.approx([100.0]), warm_ms
-    assert startup_s == pytest.approx(0.9)
-    # and with no result there is nothing to report
-    assert frame_latencies([]) == ([], [], None)
+    assert frame_latencies(timings) == pytest.approx([900.0, 750.0, 100.0]), timings
+    assert timings[0] == (1000.0, 1000900), timings
 
 
 @pytest.mark.parametrize(
