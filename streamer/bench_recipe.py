@@ -31,6 +31,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from streamer.tally import FramesTally
 from vigil.errors import ImageError, ModelLoadError, StreamError
 from vigil.image import load_image
 from vigil.typing import FloatArray, ImageRGB
@@ -46,44 +47,22 @@ NUM_JITTERS = 1
 
 
 @dataclass(frozen=True)
-class RecipeResult:
-    """What one run of the recipe over a sequence of frames found, and what it cost.
+class RecipeResult(FramesTally):
+    """One run of the recipe: its tally, and how it was run.
+
+    ``seconds`` covers resize, detect, landmarks, describe and match; ``cpu_seconds`` is
+    about ``seconds`` since the recipe runs on one core. ``unknown_faces`` are faces whose
+    nearest encoding was farther than ``tolerance``.
 
     Attributes:
-        frames: Frames processed.
-        seconds: Wall-clock time spent in the recipe (resize, detect, landmarks, describe,
-            match), not in producing the frames.
-        cpu_seconds: Process CPU time over the same spans (``time.process_time``); about
-            ``seconds`` when the recipe runs on one core, more if something spreads it over
-            several.
-        names: For every enrolled name, the number of frames on which at least one face was
-            matched to it (0 when never).
-        faces: Faces detected, over all frames.
-        unknown_faces: Detected faces whose nearest encoding was farther than ``tolerance``.
         scale: Resize factor applied to each frame before detection.
         upsample: Times dlib's detector upsampled each (resized) frame.
         tolerance: Largest Euclidean distance accepted as a match.
     """
 
-    frames: int
-    seconds: float
-    cpu_seconds: float
-    names: dict[str, int]
-    faces: int
-    unknown_faces: int
     scale: float
     upsample: int
     tolerance: float
-
-    @property
-    def fps(self) -> float:
-        """Frames per wall-clock second (0 when nothing was timed)."""
-        return self.frames / self.seconds if self.seconds > 0 else 0.0
-
-    @property
-    def cpu_seconds_per_frame(self) -> float:
-        """CPU seconds per frame (0 for an empty run): the cost that does not depend on load."""
-        return self.cpu_seconds / self.frames if self.frames else 0.0
 
 
 def encode_people(people: Mapping[str, Path]) -> dict[str, FloatArray]:

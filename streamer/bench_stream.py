@@ -52,6 +52,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
+from streamer.tally import FramesTally
 from vigil.config import CameraConfig, Settings, load_settings
 from vigil.errors import DatasetError, StreamError
 from vigil.files import write_text_atomically
@@ -89,40 +90,14 @@ _SERVER_STOP_S = 10.0
 
 
 @dataclass(frozen=True)
-class SideResult:
-    """What one contender found on the frames, and what it cost.
+class SideResult(FramesTally):
+    """One contender's tally over all rounds.
 
     Attributes:
         label: Which contender, and how it runs (library, threads).
-        frames: Frames analysed (timed).
-        seconds: Wall-clock seconds of the analysis.
-        cpu_seconds: Process CPU seconds over the same spans, every thread counted.
-        names: For every enrolled name, the frames on which some face was named so (0: never).
-        faces: Faces detected, over all frames.
-        unknown_faces: Detected faces named nobody.
     """
 
     label: str
-    frames: int
-    seconds: float
-    cpu_seconds: float
-    names: dict[str, int]
-    faces: int
-    unknown_faces: int
-
-    @property
-    def fps(self) -> float:
-        """Frames per wall-clock second (0 when nothing was timed)."""
-        return self.frames / self.seconds if self.seconds > 0 else 0.0
-
-    @property
-    def cpu_seconds_per_frame(self) -> float:
-        return self.cpu_seconds / self.frames if self.frames else 0.0
-
-    @property
-    def found(self) -> frozenset[str]:
-        """The names found on at least one frame."""
-        return frozenset(name for name, frames in self.names.items() if frames > 0)
 
     def plus(self, other: SideResult) -> SideResult:
         """This result and ``other`` (more frames of the same contender) together."""
@@ -130,13 +105,13 @@ class SideResult:
             name: self.names.get(name, 0) + other.names.get(name, 0) for name in {*self.names, *other.names}
         }
         return SideResult(
-            self.label,
-            self.frames + other.frames,
-            self.seconds + other.seconds,
-            self.cpu_seconds + other.cpu_seconds,
-            dict(sorted(names.items())),
-            self.faces + other.faces,
-            self.unknown_faces + other.unknown_faces,
+            frames=self.frames + other.frames,
+            seconds=self.seconds + other.seconds,
+            cpu_seconds=self.cpu_seconds + other.cpu_seconds,
+            names=dict(sorted(names.items())),
+            faces=self.faces + other.faces,
+            unknown_faces=self.unknown_faces + other.unknown_faces,
+            label=self.label,
         )
 
     def to_dict(self) -> dict[str, object]:
@@ -450,7 +425,15 @@ def run_vigil_frames(frames: Sequence[ImageRGB], identifier: Identifier, batch_s
             for name in {answer.name for answer in answers if answer.name is not None}:
                 names[name] = names.get(name, 0) + 1
     label = f"Vigil worker path (torch, {torch.get_num_threads()} threads)"
-    return SideResult(label, len(frames), seconds, cpu_seconds, names, faces_count, unknown)
+    return SideResult(
+        frames=len(frames),
+        seconds=seconds,
+        cpu_seconds=cpu_seconds,
+        names=names,
+        faces=faces_count,
+        unknown_faces=unknown,
+        label=label,
+    )
 
 
 def check_data(clip: Path, people_dir: Path) -> dict[str, Path]:
@@ -692,9 +675,8 @@ def _decode(clip: Path, frame_range: tuple[int, int] | None) -> list[ImageRGB]:
 
 
 def _from_recipe(result: RecipeResult) -> SideResult:
-    label = "face_recognition recipe (dlib, 1 thread, full resolution)"
-    fields = (result.frames, result.seconds, result.cpu_seconds, dict(result.names))
-    return SideResult(label, *fields, result.faces, result.unknown_faces)
+    tally = {field.name: getattr(result, field.name) for field in dataclasses.fields(FramesTally)}
+    return SideResult(**tally, label="face_recognition recipe (dlib, 1 thread, full resolution)")
 
 
 def _machine_busy_s() -> float | None:

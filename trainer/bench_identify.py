@@ -40,7 +40,7 @@ from indexer.calibration import (
     write_calibration,
 )
 from indexer.search import TemplateIndex
-from trainer.embedding_cache import cache_key, embed_images
+from trainer.embedding_cache import embed_dataset
 from trainer.lfw import PairsBenchResult
 from trainer.openset import (
     OpenSetScores,
@@ -205,21 +205,13 @@ def run_identify_bench(
         DatasetError: The images are missing or unreadable.
     """
     images_dir = data_dir / "lfw-deepfunneled"
-    split = open_set_split(images_dir if images_dir.is_dir() else data_dir)
+    root = images_dir if images_dir.is_dir() else data_dir
+    split = open_set_split(root)
     pipeline = FacePipeline.from_settings(settings)
     started = time.monotonic()
     pipeline.load()
-    root = images_dir if images_dir.is_dir() else data_dir
     paths = [image for _, image in split.gallery] + [image for _, image in split.known] + split.unknown
-    cache_file = (
-        settings.cache_dir / "embeddings" / f"{cache_key(settings, pipeline, root)}.npz"
-        if use_cache
-        else None
-    )
-    embedded = embed_images(pipeline, paths, cache_file, batch_size=settings.detector.batch_size)
-    if embedded.unreadable.any():
-        bad = [str(p) for p, flag in zip(embedded.paths, embedded.unreadable, strict=True) if flag]
-        raise DatasetError(f"{len(bad)} images could not be read (first: {bad[0]}); fix or remove them")
+    embedded = embed_dataset(settings, pipeline, paths, root, use_cache=use_cache)
     row = embedded.row()
 
     def rows(images: list[Path]) -> Embeddings:

@@ -20,7 +20,7 @@ import numpy as np
 from tqdm import tqdm
 
 from vigil.config import Settings
-from vigil.errors import VigilError
+from vigil.errors import DatasetError, VigilError
 from vigil.files import write_atomically
 from vigil.image import load_image
 from vigil.models.aligner import MTCNN_TEMPLATE_150
@@ -67,6 +67,27 @@ def cache_key(settings: Settings, pipeline: FacePipeline, images_root: Path) -> 
         "root": str(images_root.resolve()),
     }
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def embed_dataset(
+    settings: Settings, pipeline: FacePipeline, paths: Sequence[Path], images_root: Path, *, use_cache: bool
+) -> EmbeddedImages:
+    """``embed_images`` for a benchmark dataset: cached under ``settings.cache_dir`` unless
+    ``use_cache`` is off, and every image must be readable.
+
+    Raises:
+        DatasetError: Some images could not be read.
+    """
+    cache_file = (
+        settings.cache_dir / "embeddings" / f"{cache_key(settings, pipeline, images_root)}.npz"
+        if use_cache
+        else None
+    )
+    embedded = embed_images(pipeline, paths, cache_file, batch_size=settings.detector.batch_size)
+    if embedded.unreadable.any():
+        bad = [str(p) for p, flag in zip(embedded.paths, embedded.unreadable, strict=True) if flag]
+        raise DatasetError(f"{len(bad)} images could not be read (first: {bad[0]}); fix or remove them")
+    return embedded
 
 
 def embed_images(

@@ -19,7 +19,7 @@ from typing import Literal, cast
 import numpy as np
 import torch
 
-from trainer.embedding_cache import EmbeddedImages, cache_key, embed_images
+from trainer.embedding_cache import EmbeddedImages, embed_dataset
 from trainer.metrics import VerificationResult, kfold_verification, roc_curve
 from trainer.pairs import Pair, read_pairs
 from trainer.report import JsonValue, plot_roc, verification_markdown, write_json
@@ -90,15 +90,7 @@ def run_pairs_bench(
     started = time.monotonic()
     pipeline.load()
     paths = [path for pair in pairs for path in (pair.path_a, pair.path_b)]
-    cache_file = (
-        settings.cache_dir / "embeddings" / f"{cache_key(settings, pipeline, images_dir)}.npz"
-        if use_cache
-        else None
-    )
-    embedded = embed_images(pipeline, paths, cache_file, batch_size=settings.detector.batch_size)
-    if embedded.unreadable.any():
-        bad = [str(p) for p, flag in zip(embedded.paths, embedded.unreadable, strict=True) if flag]
-        raise DatasetError(f"{len(bad)} images could not be read (first: {bad[0]}); fix or remove them")
+    embedded = embed_dataset(settings, pipeline, paths, images_dir, use_cache=use_cache)
 
     labels = np.array([pair.same for pair in pairs])
     folds = np.array([pair.fold for pair in pairs])

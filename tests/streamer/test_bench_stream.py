@@ -46,7 +46,15 @@ MIRANDA = "Lin-Manuel Miranda"
 def make_side(label: str, fps: float, names: dict[str, int], frames: int = 100) -> SideResult:
     """A contender's result that ran at ``fps`` frames/s, on 2 threads' worth of CPU."""
     seconds = frames / fps
-    return SideResult(label, frames, seconds, 2 * seconds, names, faces=frames + 5, unknown_faces=5)
+    return SideResult(
+        frames=frames,
+        seconds=seconds,
+        cpu_seconds=2 * seconds,
+        names=names,
+        faces=frames + 5,
+        unknown_faces=5,
+        label=label,
+    )
 
 
 def make_result(
