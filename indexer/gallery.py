@@ -47,7 +47,7 @@ from indexer.records import (
 )
 from vigil.errors import GalleryError
 from vigil.files import write_text_atomically
-from vigil.streams import redis_errors
+from vigil.streams import redis_errors, text
 from vigil.typing import Embedding, Embeddings
 
 logger = logging.getLogger(__name__)
@@ -176,7 +176,7 @@ class Gallery:
         def work(pipe: Pipeline) -> Identity:
             identity = self._read_identity(pipe, identity_id)
             owner = pipe.hget(self._key("names"), new_name)
-            if owner is not None and _text(owner) != identity_id:
+            if owner is not None and text(owner) != identity_id:
                 raise GalleryError(f"an identity named {new_name!r} already exists; pick another name")
             renamed = Identity(identity_id, new_name, identity.metadata, identity.created_at, records.now())
             pipe.multi()
@@ -211,7 +211,7 @@ class Gallery:
             pipe.multi()
             for template_id, version in zip(template_ids, versions, strict=True):
                 if version is not None:
-                    pipe.zrem(self._version_key(_text(version)), template_id)
+                    pipe.zrem(self._version_key(text(version)), template_id)
                 pipe.delete(self._template_key(template_id))
             pipe.delete(self._templates_of_key(identity_id), self._identity_key(identity_id))
             pipe.hdel(self._key("names"), identity.name)
@@ -243,7 +243,7 @@ class Gallery:
         if identity_id is None:
             return None
         try:
-            return self.get_identity(_text(identity_id))
+            return self.get_identity(text(identity_id))
         except GalleryError:  # deleted between the two reads
             return None
 
@@ -251,7 +251,7 @@ class Gallery:
         """Every identity, sorted by name."""
 
         def work(pipe: Pipeline) -> list[str]:
-            identity_ids = sorted(_text(raw) for raw in pipe.smembers(self._key("identities")))
+            identity_ids = sorted(text(raw) for raw in pipe.smembers(self._key("identities")))
             pipe.multi()
             for identity_id in identity_ids:
                 pipe.hgetall(self._identity_key(identity_id))
@@ -312,10 +312,10 @@ class Gallery:
         owners: list[str] = []
         vectors: list[Embedding] = []
         for template_id, (owner, blob, version) in zip(template_ids, rows, strict=True):
-            if owner is None or blob is None or version is None or _text(version) != embedder_version:
+            if owner is None or blob is None or version is None or text(version) != embedder_version:
                 continue
             kept_ids.append(template_id)
-            owners.append(_text(owner))
+            owners.append(text(owner))
             vectors.append(np.frombuffer(blob, dtype=np.float32))
         if not vectors:
             return np.zeros(0, np.int64), [], np.zeros((0, 0), np.float32)
@@ -536,10 +536,6 @@ class Gallery:
             raise GalleryError(f"Redis rejected a gallery operation: {exc}") from exc
 
 
-def _text(raw: bytes | str) -> str:
-    return raw.decode("utf-8") if isinstance(raw, bytes) else raw
-
-
 def _blob(raw: bytes | str) -> bytes:
     if isinstance(raw, str):
         raise GalleryError("the Redis client decodes responses; connect with decode_responses off")
@@ -547,7 +543,7 @@ def _blob(raw: bytes | str) -> bytes:
 
 
 def _identity_from_hash(identity_id: str, raw: Mapping[bytes | str, bytes | str]) -> Identity:
-    fields = {_text(key): _text(value) for key, value in raw.items()}
+    fields = {text(key): text(value) for key, value in raw.items()}
     return Identity(
         identity_id=identity_id,
         name=fields["name"],
@@ -558,15 +554,15 @@ def _identity_from_hash(identity_id: str, raw: Mapping[bytes | str, bytes | str]
 
 
 def _template_from_hash(template_id: int, raw: Mapping[bytes | str, bytes | str]) -> Template:
-    fields = {_text(key): value for key, value in raw.items()}
+    fields = {text(key): value for key, value in raw.items()}
     captured_at = fields.get("captured_at")
     return Template(
         template_id=template_id,
-        identity_id=_text(fields["identity_id"]),
-        embedder_version=_text(fields["embedder_version"]),
+        identity_id=text(fields["identity_id"]),
+        embedder_version=text(fields["embedder_version"]),
         embedding=np.frombuffer(_blob(fields["embedding"]), dtype="<f4").astype(np.float32),
-        captured_at=None if captured_at is None else _text(captured_at),
-        source=_text(fields.get("source", b"")),
+        captured_at=None if captured_at is None else text(captured_at),
+        source=text(fields.get("source", b"")),
         quality=float(fields.get("quality", b"0")),
-        created_at=_text(fields["created_at"]),
+        created_at=text(fields["created_at"]),
     )

@@ -25,12 +25,10 @@ import redis
 from redis.client import Pipeline
 
 from vigil.config.streamer import BusConfig
-from vigil.streams import StreamEntry, StreamResponse, redis_errors
+from vigil.streams import StreamEntry, StreamResponse, ensure_group, redis_errors, text
 from vigil.typing import ImageRGB
 
 logger = logging.getLogger(__name__)
-
-_GROUP_EXISTS = "BUSYGROUP"
 
 
 @dataclass(frozen=True)
@@ -68,12 +66,7 @@ class FrameBus:
 
     def ensure_group(self) -> None:
         """Create the stream and the workers' group if missing (new groups start at new frames)."""
-        with redis_errors():
-            try:
-                self._client.xgroup_create(self.config.stream, self.config.group, id="$", mkstream=True)
-            except redis.ResponseError as exc:
-                if _GROUP_EXISTS not in str(exc):
-                    raise
+        ensure_group(self._client, self.config.stream, self.config.group)
 
     def publish(
         self, camera: str, number: int, captured_at: float, image: ImageRGB, read_at: float | None = None
@@ -145,8 +138,8 @@ class FrameBus:
             try:
                 frames.append(_decode(entry_id, fields))
             except (KeyError, ValueError) as exc:
-                broken.append(_text(entry_id))
-                logger.warning("dropping unreadable bus entry %s: %s", _text(entry_id), exc)
+                broken.append(text(entry_id))
+                logger.warning("dropping unreadable bus entry %s: %s", text(entry_id), exc)
         if broken:
             with redis_errors():
                 self._client.xack(self.config.stream, self.config.group, *broken)
@@ -161,10 +154,10 @@ class FrameBus:
         """``(waiting, pending)``: frames not yet delivered to a worker, and delivered but not done."""
         with redis_errors():
             groups = self._client.xinfo_groups(self.config.stream)
-            group = next((g for g in groups if _text(g["name"]) == self.config.group), None)
+            group = next((g for g in groups if text(g["name"]) == self.config.group), None)
             if group is None:
                 return 0, 0
-            last = _text(group["last-delivered-id"])
+            last = text(group["last-delivered-id"])
             waiting = len(
                 cast(list[StreamEntry], self._client.xrange(self.config.stream, min=f"({last}", max="+"))
             )
@@ -175,7 +168,7 @@ class FrameBus:
             entry_id = self._client.xadd(
                 self.config.stream, cast(Any, fields), maxlen=self.config.max_frames, approximate=False
             )
-        return _text(cast(bytes, entry_id))
+        return text(cast(bytes, entry_id))
 
 
 def _decode(entry_id: bytes | str, fields: dict[bytes, bytes]) -> BusFrame:
@@ -184,13 +177,9 @@ def _decode(entry_id: bytes | str, fields: dict[bytes, bytes]) -> BusFrame:
     captured_at = float(fields[b"captured_at"])
     read_at = float(fields.get(b"read_at", fields[b"captured_at"]))
     if b"end" in fields:
-        return BusFrame(_text(entry_id), camera, number, captured_at, None, read_at)
+        return BusFrame(text(entry_id), camera, number, captured_at, None, read_at)
     bgr = cv2.imdecode(np.frombuffer(fields[b"jpeg"], np.uint8), cv2.IMREAD_COLOR)
     if bgr is None:
         raise ValueError(f"frame {number} of camera {camera} is not a decodable JPEG")
     image = np.asarray(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), dtype=np.uint8)
-    return BusFrame(_text(entry_id), camera, number, captured_at, image, read_at)
-
-
-def _text(raw: bytes | str) -> str:
-    return raw.decode() if isinstance(raw, bytes) else raw
+    return BusFrame(text(entry_id), camera, number, captured_at, image, read_at)

@@ -151,6 +151,7 @@ def serve(
     settings: Settings, *, json_lines: bool = False, quiet: bool = False
 ) -> tuple[RunSummary, list[Event]]:
     """Run the service until its files end or it is stopped, printing events as they come."""
+    from streamer.events import newest_event_id
     from streamer.service import Supervisor
     from vigil.streams import connect_redis
 
@@ -158,7 +159,9 @@ def serve(
     for number in (signal.SIGTERM, signal.SIGINT):
         signal.signal(number, lambda *_: supervisor.stop())
     client = connect_redis(settings.redis, settings.home)
-    printer = _EventPrinter(client, settings, json_lines, quiet, after=_newest_event_id(client, settings))
+    printer = _EventPrinter(
+        client, settings, json_lines, quiet, after=newest_event_id(client, settings.streamer.events)
+    )
     printer.start()
     summary = supervisor.run()
     printer.finish()
@@ -253,11 +256,6 @@ def _announce(settings: Settings, url: str | None) -> None:
         print(f"vigil: metrics at {url}", file=sys.stderr)
 
 
-def _newest_event_id(client: Any, settings: Settings) -> str:
-    newest = client.xrevrange(settings.streamer.events.stream, count=1)
-    return newest[0][0].decode() if newest else "0-0"
-
-
 def _after(stream_id: str) -> str:
     milliseconds, sequence = stream_id.split("-")
     return f"{milliseconds}-{int(sequence) + 1}"
@@ -278,7 +276,7 @@ def _print_event(event: Any, json_lines: bool) -> None:
 
 
 def cmd_events(args: argparse.Namespace, settings: Settings) -> int:
-    from streamer.events import event_json_schema, follow_events, read_events
+    from streamer.events import event_json_schema, follow_events, newest_event_id, read_events
     from vigil.streams import connect_redis
 
     if args.schema:
@@ -286,7 +284,7 @@ def cmd_events(args: argparse.Namespace, settings: Settings) -> int:
         return 0
     client = connect_redis(settings.redis, settings.home)
     config = settings.streamer.events
-    last = _newest_event_id(client, settings)
+    last = newest_event_id(client, settings.streamer.events)
     if args.since is not None or not args.follow:
         last = "0-0"
         for stream_id, event in read_events(client, config, args.since or "0", args.camera, args.identity):
@@ -303,12 +301,12 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
     from streamer.bus import FrameBus
     from streamer.feed import SOURCES_KEY
     from streamer.worker import HEARTBEAT_EVERY_S, WORKERS_KEY
-    from vigil.streams import connect_redis, redis_errors
+    from vigil.streams import connect_redis, redis_errors, text
 
     client = connect_redis(settings.redis, settings.home)
     with redis_errors():
-        sources = {_text(k): json.loads(v) for k, v in client.hgetall(SOURCES_KEY).items()}
-        workers = {_text(k): json.loads(v) for k, v in client.hgetall(WORKERS_KEY).items()}
+        sources = {text(k): json.loads(v) for k, v in client.hgetall(SOURCES_KEY).items()}
+        workers = {text(k): json.loads(v) for k, v in client.hgetall(WORKERS_KEY).items()}
     try:
         waiting, pending = FrameBus(client, settings.streamer.bus).backlog()
     except (VigilError, Exception):  # no bus yet: the service never ran here
@@ -333,7 +331,3 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
     if not sources and not alive:
         print("  no service has run here yet (start one with `vigil run`)")
     return 0
-
-
-def _text(raw: bytes | str) -> str:
-    return raw.decode() if isinstance(raw, bytes) else raw

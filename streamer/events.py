@@ -26,7 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from vigil.config.streamer import EventsConfig
 from vigil.errors import VigilError
 from vigil.stop import StopFlag
-from vigil.streams import StreamEntry, StreamResponse, redis_errors
+from vigil.streams import StreamEntry, StreamResponse, redis_errors, text
 
 logger = logging.getLogger(__name__)
 
@@ -174,13 +174,13 @@ def read_events(
         with redis_errors():
             entries = cast(list[StreamEntry], client.xrange(config.stream, min=start, max="+", count=batch))
         for raw_id, fields in entries:
-            stream_id = _text(raw_id)
+            stream_id = text(raw_id)
             event = _parse(stream_id, fields)
             if event is not None and _matches(event, camera, identity):
                 yield stream_id, event
         if len(entries) < batch:
             return
-        start = "(" + _text(entries[-1][0])
+        start = "(" + text(entries[-1][0])
 
 
 def follow_events(
@@ -196,20 +196,24 @@ def follow_events(
 
     Reading the stream, not pub/sub, means a slow or reconnecting reader misses nothing.
     """
-    last = after
-    if last == "$":  # pin "now" to an id so that reconnects resume from it
-        with redis_errors():
-            newest = cast(list[StreamEntry], client.xrevrange(config.stream, count=1))
-        last = _text(newest[0][0]) if newest else _FIRST_ID
+    # Pin "now" to an id, so that reconnects resume from it.
+    last = newest_event_id(client, config) if after == "$" else after
     while stop is None or not stop.is_set():
         with redis_errors():
             response = cast(StreamResponse, client.xread({config.stream: last}, block=block_ms, count=100))
         for _, entries in response or []:
             for raw_id, fields in entries:
-                last = _text(raw_id)
+                last = text(raw_id)
                 event = _parse(last, fields)
                 if event is not None and _matches(event, camera, identity):
                     yield last, event
+
+
+def newest_event_id(client: redis.Redis, config: EventsConfig) -> str:
+    """The stream id of the newest event, or ``0-0`` when there is none yet."""
+    with redis_errors():
+        newest = cast(list[StreamEntry], client.xrevrange(config.stream, count=1))
+    return text(newest[0][0]) if newest else _FIRST_ID
 
 
 def subscribe(
@@ -249,7 +253,3 @@ def _parse(stream_id: str, fields: dict[bytes, bytes]) -> Event | None:
         # Written by a newer Vigil or by hand: skip it rather than stop every reader.
         logger.warning("skipping event %s: not a valid schema-%d event", stream_id, EVENT_SCHEMA_VERSION)
         return None
-
-
-def _text(raw: bytes | str) -> str:
-    return raw.decode() if isinstance(raw, bytes) else raw

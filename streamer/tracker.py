@@ -28,7 +28,7 @@ from streamer.events import Event, EventPublisher, EventType
 from streamer.tracking import CameraTracker
 from vigil.config import Settings
 from vigil.stop import StopFlag
-from vigil.streams import StreamResponse, redis_errors
+from vigil.streams import StreamResponse, ensure_group, redis_errors
 
 logger = logging.getLogger(__name__)
 
@@ -110,12 +110,7 @@ class TrackerService:
         self.publisher = EventPublisher(client, self.config.events)
 
     def ensure_group(self) -> None:
-        with redis_errors():
-            try:
-                self._client.xgroup_create(self.config.bus.faces_stream, TRACKER_GROUP, id="$", mkstream=True)
-            except redis.ResponseError as exc:
-                if "BUSYGROUP" not in str(exc):
-                    raise
+        ensure_group(self._client, self.config.bus.faces_stream, TRACKER_GROUP)
 
     def run(self, stop: StopFlag) -> None:
         """Track until ``stop`` is set (then end every track) or every awaited camera has ended."""

@@ -138,6 +138,21 @@ def _forget_dead_server(db_file: Path) -> None:
         probe.close()
 
 
+def text(raw: bytes | str) -> str:
+    """A Redis reply (bytes with decode_responses off) as text."""
+    return raw.decode("utf-8") if isinstance(raw, bytes) else raw
+
+
+def ensure_group(client: redis.Redis, stream: str, group: str) -> None:
+    """Create ``stream`` and its consumer ``group`` if missing; a new group starts at new entries."""
+    with redis_errors():
+        try:
+            client.xgroup_create(stream, group, id="$", mkstream=True)
+        except redis.ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):  # the group exists: nothing to do
+                raise
+
+
 @contextmanager
 def redis_errors() -> Iterator[None]:
     """Turn a lost connection or a timeout into ``RedisUnavailableError`` with advice."""
