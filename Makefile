@@ -11,6 +11,8 @@ BIN    := $(VENV)/bin
 # otherwise nothing happens and those tests skip, saying what to install.
 SYSTEM_PACKAGES := python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-base \
                    gstreamer1.0-plugins-good gstreamer1.0-plugins-bad
+# promtool (Debian package prometheus) unit-tests deploy/'s alert rules (tests/test_deploy.py).
+PROMETHEUS_PACKAGE := prometheus
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +38,11 @@ system-deps:
 		echo "installing $(SYSTEM_PACKAGES)"; \
 		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
 			$(SYSTEM_PACKAGES)) || echo "system-deps: apt-get failed; the RTSP tests will skip"; \
+	fi
+	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && ! command -v promtool >/dev/null; then \
+		echo "installing $(PROMETHEUS_PACKAGE) (for promtool)"; \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+			$(PROMETHEUS_PACKAGE)) >/dev/null || echo "system-deps: apt-get failed; the alert-rule tests will skip"; \
 	fi
 
 lint: $(VENV)/.installed-test

@@ -29,7 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from vigil.config.indexer import IndexerConfig
 from vigil.errors import CalibrationError
-from vigil.files import write_text_atomically
+from vigil.files import FileStamp, file_stamp, write_text_atomically
 
 logger = logging.getLogger(__name__)
 
@@ -179,7 +179,10 @@ def shipped_calibration_path(embedder_version: str) -> Path:
 
 
 class CalibrationSource:
-    """The thresholds for one embedder, re-read whenever the calibration file changes.
+    """The thresholds for one embedding space, re-read whenever the calibration file changes.
+
+    With a head in force (``indexer.head_source``) the space is the head's, and its own
+    calibration (stored with it) applies unless ``current.json`` was fitted to that space.
 
     Example:
         >>> source = CalibrationSource(settings.indexer, settings.home, "dlib_resnet_v1+flip")
@@ -187,24 +190,36 @@ class CalibrationSource:
         0.93
     """
 
-    def __init__(self, config: IndexerConfig, home: Path, embedder_version: str) -> None:
+    def __init__(
+        self, config: IndexerConfig, home: Path, embedder_version: str, space_calibration: Path | None = None
+    ) -> None:
         self.config = config
         self.home = home
         self.embedder_version = embedder_version
-        self._stamp: tuple[Path, int, int, int] | None = None
+        self.space_calibration = space_calibration
+        self._stamp: tuple[Path, FileStamp | None] | None = None
         self._calibration: Calibration | None = None
+        self._versions: dict[Path, tuple[FileStamp | None, str | None]] = {}
+
+    def use_space(self, embedder_version: str, space_calibration: Path | None) -> None:
+        """Follow another embedding space (a head promoted or removed) and the calibration stored with it."""
+        if (embedder_version, space_calibration) != (self.embedder_version, self.space_calibration):
+            self.embedder_version = embedder_version
+            self.space_calibration = space_calibration
+            self._calibration = self._stamp = None
 
     def path(self) -> Path | None:
         """The calibration file in force, or None when there is none for this embedder."""
         if self.config.calibration_file is not None:
             return self.config.calibration_file
-        for candidate in (
-            active_calibration_path(self.home),
-            shipped_calibration_path(self.embedder_version),
-        ):
-            if candidate.is_file():
+        active = active_calibration_path(self.home)
+        if active.is_file() and self._embedder_of(active) == self.embedder_version:
+            return active
+        for candidate in (self.space_calibration, shipped_calibration_path(self.embedder_version)):
+            if candidate is not None and candidate.is_file():
                 return candidate
-        return None
+        # A calibration for another embedder is still reported, so the error says what is wrong.
+        return active if active.is_file() else None
 
     def current(self, gallery_identities: int | None = None) -> Thresholds:
         """The rule in force now for a gallery of this many people (None: the calibration's full size).
@@ -214,7 +229,7 @@ class CalibrationSource:
         if self.config.match_threshold is not None and self.config.match_margin is not None:
             return Thresholds(self.config.match_threshold, self.config.match_margin, "configuration")
         path = self.path()
-        stamp = _stamp(path) if path is not None else None
+        stamp = (path, file_stamp(path)) if path is not None else None
         if self._calibration is None or stamp != self._stamp:
             self._calibration = self._load(path)
             self._stamp = stamp
@@ -226,6 +241,18 @@ class CalibrationSource:
         if self.config.match_margin is not None:
             margin = self.config.match_margin
         return Thresholds(threshold, margin, f"calibration {self._calibration.calibration_id} ({path})")
+
+    def _embedder_of(self, path: Path) -> str | None:
+        """The embedder a calibration file is for (None if unreadable), parsed again only after a change."""
+        stamp = file_stamp(path)
+        cached = self._versions.get(path)
+        if cached is None or cached[0] != stamp:
+            try:
+                version = str(json.loads(path.read_text(encoding="utf-8")).get("embedder_version"))
+            except (OSError, ValueError, AttributeError):
+                version = None
+            self._versions[path] = cached = (stamp, version)
+        return cached[1]
 
     def _load(self, path: Path | None) -> Calibration:
         if path is None:
@@ -240,12 +267,3 @@ class CalibrationSource:
                 f"{self.embedder_version}; calibrate this embedder or remove the file"
             )
         return calibration
-
-
-def _stamp(path: Path) -> tuple[Path, int, int, int] | None:
-    # The inode changes with every atomic replace, even within one mtime tick.
-    try:
-        status = path.stat()
-    except OSError:
-        return None
-    return path, status.st_ino, status.st_mtime_ns, status.st_size

@@ -18,12 +18,13 @@ Method, in one run:
 4. Latency: the real service (``vigil run CLIP``: the :class:`~streamer.service.Supervisor`
    with one camera playing the file in real time at the camera's default fps, the configured
    workers, the tracker) runs on the clip in the temporary home, in a process of its own. Its
-   reader starts once every worker has loaded its models, as a camera that was already
-   streaming when the service came up: otherwise the 9 s clip would be over before the first
-   frame is analysed. Afterwards the results stream gives, per analysed frame, capture →
-   result: the reader's ``read_at`` (when the frame was due and read) to the millisecond
-   time of the stream id the worker wrote the result under. The events stream gives the
-   events' own ``latency_ms`` (``read_at`` → publication by the tracker).
+   reader starts once every worker has loaded its models (``streamer.workers.readers_wait_s``),
+   as a camera that was already streaming when the service came up: otherwise the 9 s clip
+   would be over before the first frame is analysed. Afterwards the results stream gives,
+   per analysed frame, capture → result: the reader's ``read_at`` (when the frame was due
+   and read) to the millisecond time of the stream id the worker wrote the result under.
+   The events stream gives the events' own ``latency_ms`` (``read_at`` → publication by
+   the tracker).
 
 Throughput leaves out what the service adds around the analysis (JPEG on the bus, Redis,
 tracking); latency includes all of it.
@@ -32,29 +33,36 @@ tracking); latency includes all of it.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import dataclasses
-import itertools
 import json
 import logging
 import math
 import multiprocessing
 import os
 import platform
-import shutil
 import signal
-import tempfile
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
 
+from streamer.bench_setup import (
+    DEFAULT_CLIP,
+    DEFAULT_PEOPLE_DIR,
+    PEOPLE,
+    check_data,
+    decode_clip,
+    enroll_people,
+    machine_busy_s,
+    markdown_grid,
+    temporary_home,
+)
 from streamer.tally import FramesTally
 from vigil.config import CameraConfig, Settings, load_settings
-from vigil.errors import DatasetError, StreamError
+from vigil.errors import StreamError
 from vigil.files import write_text_atomically
 from vigil.machine import cpu_model
 from vigil.typing import ImageRGB
@@ -68,15 +76,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_CLIP = Path("../shared/data/clips/hamilton.mp4")
-DEFAULT_PEOPLE_DIR = Path("../shared/data/people/face_recognition")
 DEFAULT_JSON = Path("bench-results/stream.json")
-PEOPLE: Mapping[str, str] = {
-    "Lin-Manuel Miranda": "lin-manuel-miranda.png",
-    "Barack Obama": "obama.jpg",
-    "Joe Biden": "biden.jpg",
-}
-"""Who is enrolled, from which photo of the people folder (face_recognition's example photos)."""
 MUST_FIND = "Barack Obama"
 """Whom Vigil must find besides the recipe's people: he is in the audience at the clip's end."""
 TARGET_SPEEDUP = 3.0
@@ -86,7 +86,6 @@ SERVICE_TIMEOUT_S = 300.0
 """Longest the service may take over the clip (9 s of video, plus start-up and drain)."""
 _SERVICE_STOP_S = 90.0
 _WORKERS_READY_S = 120.0
-_SERVER_STOP_S = 10.0
 
 
 @dataclass(frozen=True)
@@ -177,7 +176,8 @@ class StreamBenchResult:
         vigil: Vigil's worker path.
         rounds: Interleaved slices the frames were cut into.
         batch_size: Frames per Vigil batch (``streamer.workers.max_batch``).
-        torch_threads: ``torch.get_num_threads()`` on Vigil's side.
+        workers: Vigil's worker processes (``streamer.workers.count``, 0 decided by ``plan_workers``).
+        torch_threads: Torch's threads in each of them.
         rule: Vigil's open-set rule in force: cosine threshold, margin, and where it came from.
         embedder_version: Vigil's embedding space.
         min_face_size_px: Vigil's detector's smallest face.
@@ -195,6 +195,7 @@ class StreamBenchResult:
     vigil: SideResult
     rounds: int
     batch_size: int
+    workers: int
     torch_threads: int
     rule: Thresholds
     embedder_version: str
@@ -273,7 +274,7 @@ class StreamBenchResult:
             "",
             *self._conditions(),
             "",
-            _table(("", recipe.label, vigil.label), rows),
+            markdown_grid(("", recipe.label, vigil.label), rows),
             "",
             f"Speed-up **{self.speedup:.2f}×**; target (≥ {TARGET_SPEEDUP:g}×, finding the recipe's people "
             f"plus {MUST_FIND}): **{'met' if self.target_met else 'not met'}**{missed}. Cameras = frames/s "
@@ -293,7 +294,8 @@ class StreamBenchResult:
             f"sides, interleaved in {self.rounds} rounds",
             f"- CPU {self.cpu_model}, {self.cpu_count} logical CPUs; load average {self.load_average[0]:.2f} "
             f"before, {self.load_average[1]:.2f} after the rounds{others}",
-            f"- Vigil: batch {self.batch_size}, {self.embedder_version}, MTCNN min face "
+            f"- Vigil: {self.workers} worker process(es), torch on {self.torch_threads} thread(s) each, "
+            f"batch {self.batch_size}, {self.embedder_version}, MTCNN min face "
             f"{self.min_face_size_px} px, rule cosine ≥ {rule.threshold:.4f} with margin {rule.margin:.2f} "
             f"({rule.source})",
         ]
@@ -333,37 +335,41 @@ def run_stream_bench(
     settings = load_settings() if settings is None else settings
     load_before = os.getloadavg()[0]
 
-    import torch
-
     from indexer.gallery import Gallery
     from indexer.identify import Identifier
     from streamer.bench_recipe import encode_people, run_recipe
+    from streamer.worker import plan_workers
     from vigil.models.pipeline import FacePipeline
 
-    frames = _decode(clip, frame_range)
+    frames = decode_clip(clip, frame_range)
     encodings = encode_people(photos)
-    with temporary_home(settings) as (bench_settings, client):
+    with temporary_home(plan_workers(settings)) as (bench_settings, client):
         pipeline = FacePipeline.from_settings(bench_settings)
         identifier = Identifier.from_settings(Gallery(client), pipeline, bench_settings)
         enroll_people(identifier, bench_settings, photos)
         batch_size = bench_settings.streamer.workers.max_batch
+        workers = bench_settings.streamer.workers
         run_recipe(frames[:1], encodings)  # warm-up, untimed: first calls allocate
-        run_vigil_frames(frames[:batch_size], identifier, batch_size)
-        slices = interleaved_slices(len(frames), rounds, batch_size)
-        busy_before, cpu_before = _machine_busy_s(), time.process_time()
-        sides: list[SideResult] = []
-        for part in slices:
-            logger.info("round: frames %d to %d", part.start, part.stop - 1)
-            round_sides = [_from_recipe(run_recipe(frames[part], encodings))]
-            round_sides.append(run_vigil_frames(frames[part], identifier, batch_size))
-            sides = round_sides if not sides else [a.plus(b) for a, b in zip(sides, round_sides, strict=True)]
-        busy_after, cpu_after = _machine_busy_s(), time.process_time()
+        with VigilWorkers(bench_settings, workers.count, workers.torch_threads, frames[:batch_size]) as vigil:
+            slices = interleaved_slices(len(frames), rounds, batch_size)
+            busy_before, cpu_before = machine_busy_s(), time.process_time()
+            sides: list[SideResult] = []
+            for part in slices:
+                logger.info("round: frames %d to %d", part.start, part.stop - 1)
+                round_sides = [_from_recipe(run_recipe(frames[part], encodings))]
+                round_sides.append(vigil.analyse(frames[part], batch_size))
+                sides = (
+                    round_sides if not sides else [a.plus(b) for a, b in zip(sides, round_sides, strict=True)]
+                )
+            busy_after, cpu_after = machine_busy_s(), time.process_time()
         load_after = os.getloadavg()[0]
         rule = identifier.thresholds()  # for the gallery as enrolled
         latency = measure_service_latency(bench_settings, client, clip) if measure_latency else None
     other_cpu_s = None
     if busy_before is not None and busy_after is not None:
-        other_cpu_s = max(busy_after - busy_before - (cpu_after - cpu_before), 0.0)
+        # Our own CPU: this process (the recipe, handing out batches) and the workers' analysis.
+        ours = cpu_after - cpu_before + sides[1].cpu_seconds
+        other_cpu_s = max(busy_after - busy_before - ours, 0.0)
     height, width = frames[0].shape[:2]
     return StreamBenchResult(
         clip=str(clip),
@@ -372,7 +378,8 @@ def run_stream_bench(
         vigil=sides[1],
         rounds=len(slices),
         batch_size=batch_size,
-        torch_threads=torch.get_num_threads(),
+        workers=workers.count,
+        torch_threads=workers.torch_threads,
         rule=rule,
         embedder_version=pipeline.embedder.version,
         min_face_size_px=bench_settings.detector.min_face_size_px,
@@ -384,113 +391,90 @@ def run_stream_bench(
     )
 
 
-def run_vigil_frames(frames: Sequence[ImageRGB], identifier: Identifier, batch_size: int) -> SideResult:
-    """Analyse frames as a worker does, and count who was named on how many frames.
+class VigilWorkers:
+    """Vigil's side: ``count`` worker processes analysing batches of frames, as ``vigil run`` starts them.
 
-    Each batch goes through ``pipeline.detector.detect``, ``pipeline.embed_detections`` and
-    ``identifier.name_faces`` (which checks the gallery's version, as a worker's does); a
-    person counts on a frame when some face's open-set decision named them.
+    Each process loads the face pipeline and an :class:`~indexer.identify.Identifier` over the
+    gallery in ``settings`` (its Redis must be running), sets torch to ``torch_threads``, and
+    analyses one batch untimed before it takes work. ``analyse`` hands out whole batches and
+    returns when all are done: wall time is the parent's, CPU time the children's own.
 
-    Args:
-        frames: ``(H, W, 3)`` uint8 RGB frames.
-        identifier: Over the enrolled gallery; its models are loaded before the clock starts.
-        batch_size: Frames per batch (a worker's ``streamer.workers.max_batch``).
-
-    Raises:
-        ValueError: ``batch_size`` is below 1.
+    Example:
+        >>> with VigilWorkers(settings, count=2, torch_threads=1, warm_up=frames[:8]) as workers:
+        ...     side = workers.analyse(frames, batch_size=8)
     """
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
-    import torch
 
+    def __init__(
+        self, settings: Settings, count: int, torch_threads: int, warm_up: Sequence[ImageRGB]
+    ) -> None:
+        if count < 1 or torch_threads < 1:
+            raise ValueError(f"count and torch_threads must be at least 1, got {count} and {torch_threads}")
+        self.count = count
+        self.torch_threads = torch_threads
+        context = multiprocessing.get_context("spawn")
+        self._pool = context.Pool(
+            count, initializer=_start_analyser, initargs=(settings, torch_threads, warm_up)
+        )
+
+    def __enter__(self) -> VigilWorkers:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._pool.terminate()
+        self._pool.join()
+
+    @property
+    def label(self) -> str:
+        return f"Vigil workers ({self.count} × torch on {self.torch_threads} thread(s))"
+
+    def analyse(self, frames: Sequence[ImageRGB], batch_size: int) -> SideResult:
+        """Analyse ``frames`` in batches of ``batch_size`` across the workers; count who was named where.
+
+        Raises:
+            ValueError: ``batch_size`` is below 1.
+        """
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        batches = [list(frames[start : start + batch_size]) for start in range(0, len(frames), batch_size)]
+        started = time.perf_counter()
+        tallies = self._pool.map(_analyse_batch, batches, chunksize=1)
+        seconds = time.perf_counter() - started
+        names: dict[str, int] = {}
+        for tally in tallies:
+            for name, count in tally.names.items():
+                names[name] = names.get(name, 0) + count
+        return SideResult(
+            frames=len(frames),
+            seconds=seconds,
+            cpu_seconds=sum(tally.cpu_seconds for tally in tallies),
+            names=dict(sorted(names.items())),
+            faces=sum(tally.faces for tally in tallies),
+            unknown_faces=sum(tally.unknown_faces for tally in tallies),
+            label=self.label,
+        )
+
+
+def analyse_batch(identifier: Identifier, batch: Sequence[ImageRGB]) -> FramesTally:
+    """One batch as a worker analyses it: ``detect`` → ``embed_detections`` → ``name_faces``.
+
+    A person counts on a frame when some face's open-set decision named them; every enrolled
+    name is listed (0 when never named). ``seconds`` and ``cpu_seconds`` cover the analysis.
+    """
     pipeline = identifier.pipeline
-    pipeline.load()
-    identifier.refresh()
+    started, cpu_started = time.perf_counter(), time.process_time()
+    faces = pipeline.embed_detections(list(batch), pipeline.detector.detect(list(batch)))
+    named = identifier.name_faces([face for frame_faces in faces for face in frame_faces])
+    seconds, cpu_seconds = time.perf_counter() - started, time.process_time() - cpu_started
     names = {identity.name: 0 for identity in identifier.gallery.list_identities()}
-    faces_count = unknown = 0
-    seconds = cpu_seconds = 0.0
-    for start in range(0, len(frames), batch_size):
-        batch = list(frames[start : start + batch_size])
-        started, cpu_started = time.perf_counter(), time.process_time()
-        faces = pipeline.embed_detections(batch, pipeline.detector.detect(batch))
-        named = identifier.name_faces([face for frame_faces in faces for face in frame_faces])
-        seconds += time.perf_counter() - started
-        cpu_seconds += time.process_time() - cpu_started
-        offset = 0
-        for frame_faces in faces:
-            answers = named[offset : offset + len(frame_faces)]
-            offset += len(frame_faces)
-            faces_count += len(answers)
-            unknown += sum(answer.name is None for answer in answers)
-            for name in {answer.name for answer in answers if answer.name is not None}:
-                names[name] = names.get(name, 0) + 1
-    label = f"Vigil worker path (torch, {torch.get_num_threads()} threads)"
-    return SideResult(
-        frames=len(frames),
-        seconds=seconds,
-        cpu_seconds=cpu_seconds,
-        names=names,
-        faces=faces_count,
-        unknown_faces=unknown,
-        label=label,
-    )
-
-
-def check_data(clip: Path, people_dir: Path) -> dict[str, Path]:
-    """The enrolment photos by name, once the clip and every photo are known to exist.
-
-    Raises:
-        DatasetError: Something is missing (one line, naming the option to pass).
-    """
-    if not clip.is_file():
-        raise DatasetError(
-            f"clip {clip} not found; pass --clip VIDEO (the benchmark is defined on hamilton.mp4)"
-        )
-    photos = {name: people_dir / file for name, file in PEOPLE.items()}
-    missing = [path.name for path in photos.values() if not path.is_file()]
-    if missing:
-        raise DatasetError(
-            f"{people_dir} lacks {', '.join(missing)}; pass --people FOLDER with face_recognition's "
-            "example photos"
-        )
-    return photos
-
-
-@contextlib.contextmanager
-def temporary_home(settings: Settings) -> Iterator[tuple[Settings, redis.Redis]]:
-    """The settings moved to a fresh temporary ``VIGIL_HOME``, with its embedded Redis running.
-
-    On exit the server is stopped and the folder removed, whatever happened.
-
-    Yields:
-        The settings (``home`` replaced, ``redis.url`` unset) and a client of that server.
-
-    Raises:
-        RedisUnavailableError: The embedded server cannot start.
-    """
-    from vigil.streams import connect_redis
-
-    with tempfile.TemporaryDirectory(prefix="vigil-bench-stream-") as folder:
-        redis_config = settings.redis.model_copy(update={"url": None})
-        moved = settings.model_copy(update={"home": Path(folder), "redis": redis_config})
-        client = connect_redis(moved.redis, moved.home)
-        try:
-            yield moved, client
-        finally:
-            _stop_embedded(client)
-
-
-def enroll_people(identifier: Identifier, settings: Settings, photos: Mapping[str, Path]) -> None:
-    """Enrol each person from their photo, as ``vigil enroll NAME PHOTO`` does.
-
-    Raises:
-        GalleryError: A photo holds no usable face.
-    """
-    from indexer.enroll import enroll_person
-
-    for name, photo in photos.items():
-        for warning in enroll_person(identifier, settings.indexer, name, [photo]).warnings:
-            logger.warning("enrolling %s: %s", name, warning)
+    faces_count = unknown = offset = 0
+    for frame_faces in faces:
+        answers = named[offset : offset + len(frame_faces)]
+        offset += len(frame_faces)
+        faces_count += len(answers)
+        unknown += sum(answer.name is None for answer in answers)
+        for name in {answer.name for answer in answers if answer.name is not None}:
+            names[name] = names.get(name, 0) + 1
+    return FramesTally(len(batch), seconds, cpu_seconds, names, faces_count, unknown)
 
 
 def measure_service_latency(settings: Settings, client: redis.Redis, clip: Path) -> ServiceLatency:
@@ -513,7 +497,12 @@ def measure_service_latency(settings: Settings, client: redis.Redis, clip: Path)
 
     [camera] = cameras_from_sources([str(clip)], fps=None, realtime=True)
     metrics = settings.streamer.metrics.model_copy(update={"enabled": False})
-    streamer = settings.streamer.model_copy(update={"cameras": [camera], "metrics": metrics})
+    # The reader starts once the worker has loaded its models, as a camera that was already
+    # streaming when the service came up: otherwise the clip is half over before the first analysis.
+    workers = settings.streamer.workers.model_copy(update={"readers_wait_s": _WORKERS_READY_S})
+    streamer = settings.streamer.model_copy(
+        update={"cameras": [camera], "metrics": metrics, "workers": workers}
+    )
     process = multiprocessing.get_context("spawn").Process(
         target=_serve, args=(settings.model_copy(update={"streamer": streamer}),), name="vigil.bench:service"
     )
@@ -629,34 +618,44 @@ def cmd_bench_stream(args: argparse.Namespace, settings: Settings) -> int:
 # ----------------------------------------------------------------------------- private helpers
 
 
+# The analysing processes' own identifier: a pool's initializer can only leave state in
+# the process, and each process needs its loaded models for every batch it is given.
+_ANALYSER: Identifier | None = None
+
+
+def _start_analyser(settings: Settings, torch_threads: int, warm_up: Sequence[ImageRGB]) -> None:
+    import torch
+
+    from indexer.gallery import Gallery
+    from indexer.identify import Identifier
+    from vigil.models.pipeline import FacePipeline
+    from vigil.streams import connect_redis
+
+    global _ANALYSER
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C stops the parent, which ends the pool
+    torch.set_num_threads(torch_threads)
+    pipeline = FacePipeline.from_settings(settings)
+    pipeline.load()
+    _ANALYSER = Identifier.from_settings(
+        Gallery(connect_redis(settings.redis, settings.home)), pipeline, settings
+    )
+    analyse_batch(_ANALYSER, warm_up)  # first calls allocate: untimed
+
+
+def _analyse_batch(batch: Sequence[ImageRGB]) -> FramesTally:
+    assert _ANALYSER is not None, "the pool's initializer loads the analyser"
+    return analyse_batch(_ANALYSER, batch)
+
+
 def _serve(settings: Settings) -> None:
-    """The service's process: ``vigil run`` without the printing, readers held for the workers."""
+    """The service's process: ``vigil run`` without the printing."""
     from streamer.service import Supervisor
 
-    class ReadersAfterWorkers(Supervisor):
-        def _start(self, child: Any) -> None:
-            if child.role == "reader":
-                _wait_for_workers(self.settings)
-            super()._start(child)
-
-    supervisor = ReadersAfterWorkers(settings)
+    supervisor = Supervisor(settings)
     signal.signal(signal.SIGTERM, lambda *_: supervisor.stop())
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C stops the parent, which terminates us
     if supervisor.run().failed_sources:
         raise SystemExit(2)
-
-
-def _wait_for_workers(settings: Settings) -> None:
-    """Return once every worker has sent its first heartbeat (models loaded), or after a while."""
-    from streamer.worker import WORKERS_KEY
-    from vigil.streams import connect_redis, redis_errors
-
-    client = connect_redis(settings.redis, settings.home)
-    deadline = time.monotonic() + _WORKERS_READY_S
-    with redis_errors():
-        while client.hlen(WORKERS_KEY) < settings.streamer.workers.count and time.monotonic() < deadline:
-            time.sleep(0.05)
-    client.close()
 
 
 def _default_camera_fps() -> float:
@@ -664,47 +663,9 @@ def _default_camera_fps() -> float:
     return fps
 
 
-def _decode(clip: Path, frame_range: tuple[int, int] | None) -> list[ImageRGB]:
-    from streamer.bench_recipe import video_frames
-
-    start, stop = frame_range if frame_range is not None else (0, None)
-    frames = list(itertools.islice(video_frames(clip, limit=stop), start, None))
-    if not frames:
-        raise DatasetError(f"{clip} has no frame in {frame_range}; pass a range inside the clip")
-    return frames
-
-
 def _from_recipe(result: RecipeResult) -> SideResult:
     tally = {field.name: getattr(result, field.name) for field in dataclasses.fields(FramesTally)}
     return SideResult(**tally, label="face_recognition recipe (dlib, 1 thread, full resolution)")
-
-
-def _machine_busy_s() -> float | None:
-    """CPU seconds the whole machine has spent busy (``/proc/stat``), or None where unreadable."""
-    try:
-        with open("/proc/stat", encoding="utf-8") as stat:
-            ticks = [int(value) for value in stat.readline().split()[1:]]
-    except (OSError, ValueError):
-        return None
-    idle = ticks[3] + (ticks[4] if len(ticks) > 4 else 0)  # idle + iowait
-    return (sum(ticks[:8]) - idle) / os.sysconf("SC_CLK_TCK")
-
-
-def _stop_embedded(client: redis.Redis) -> None:
-    """Stop the embedded server (SIGTERM: it exits at once) and remove its socket folder."""
-    server_pid = int(getattr(client, "pid", 0) or 0)
-    socket_dir = getattr(client, "redis_dir", None)
-    client.close()
-    if server_pid:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(server_pid, signal.SIGTERM)
-        deadline = time.monotonic() + _SERVER_STOP_S
-        with contextlib.suppress(ProcessLookupError):
-            while time.monotonic() < deadline:
-                os.kill(server_pid, 0)  # raises once the server has exited
-                time.sleep(0.02)
-    if socket_dir:
-        shutil.rmtree(socket_dir, ignore_errors=True)
 
 
 def _latency_markdown(latency: ServiceLatency) -> list[str]:
@@ -722,7 +683,7 @@ def _latency_markdown(latency: ServiceLatency) -> list[str]:
         f"{latency.workers} worker(s); {latency.frames_analysed} frames analysed in a {latency.wall_s:.1f} s "
         f"run; the reader started {startup} after the service, once the workers had loaded their models.",
         "",
-        _table(
+        markdown_grid(
             ("latency", "n", "p50 ms", "p99 ms"),
             [(what, str(value.count), _ms(value.p50_ms), _ms(value.p99_ms)) for what, value in rows],
         ),
@@ -733,10 +694,3 @@ def _latency_markdown(latency: ServiceLatency) -> list[str]:
 
 def _ms(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.0f}"
-
-
-def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    """A GitHub Markdown table, the first column left-aligned and the others right-aligned."""
-    lines = ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in [header, *rows]]
-    lines.insert(1, "| --- |" + " ---: |" * (len(header) - 1))
-    return "\n".join(lines)

@@ -15,7 +15,9 @@ number of frames it sent, so the tracker can close that camera's tracks.
 from __future__ import annotations
 
 import logging
+import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -63,6 +65,7 @@ class FrameBus:
     def __init__(self, client: redis.Redis, config: BusConfig) -> None:
         self._client = client
         self.config = config
+        self._decoders: ThreadPoolExecutor | None = None
 
     def ensure_group(self) -> None:
         """Create the stream and the workers' group if missing (new groups start at new frames)."""
@@ -107,8 +110,8 @@ class FrameBus:
             )
         return self._decode_all([entry for _, entries in response or [] for entry in entries])
 
-    def reclaim(self, consumer: str, count: int) -> tuple[list[BusFrame], int]:
-        """Take over frames a dead worker left pending: the fresh ones, and how many stale were dropped."""
+    def reclaim(self, consumer: str, count: int) -> tuple[list[BusFrame], list[BusFrame]]:
+        """Take over frames a dead worker left pending: ``(fresh, stale)``; the stale are ACKed, dropped."""
         with redis_errors():
             claimed = self._client.xautoclaim(
                 self.config.stream,
@@ -129,21 +132,35 @@ class FrameBus:
         fresh = [f for f in frames if f not in stale]
         if fresh:
             logger.info("re-claimed %d frames left by a stopped worker", len(fresh))
-        return fresh, len(stale)
+        return fresh, stale
 
     def _decode_all(self, entries: list[StreamEntry]) -> list[BusFrame]:
         """Decode entries; one that cannot be decoded is acknowledged and skipped, never retried forever."""
         frames, broken = [], []
-        for entry_id, fields in entries:
-            try:
-                frames.append(_decode(entry_id, fields))
-            except (KeyError, ValueError) as exc:
+        for (entry_id, _), decoded in zip(entries, self._decode_in_parallel(entries), strict=True):
+            if isinstance(decoded, BusFrame):
+                frames.append(decoded)
+            else:
                 broken.append(text(entry_id))
-                logger.warning("dropping unreadable bus entry %s: %s", text(entry_id), exc)
+                logger.warning("dropping unreadable bus entry %s: %s", text(entry_id), decoded)
         if broken:
             with redis_errors():
                 self._client.xack(self.config.stream, self.config.group, *broken)
         return frames
+
+    def _decode_in_parallel(self, entries: list[StreamEntry]) -> list[BusFrame | Exception]:
+        """Each entry decoded, or the error that stopped it; a batch's JPEGs on several threads.
+
+        OpenCV releases the GIL while it decodes, so threads scale: 8 frames of 1280×720 took
+        40 ms one after the other on a GPU machine's CPU, a third of a batch's time.
+        """
+        if len(entries) < 2:
+            return [_decode_or_error(entry) for entry in entries]
+        if self._decoders is None:
+            self._decoders = ThreadPoolExecutor(
+                max_workers=min(8, os.cpu_count() or 1), thread_name_prefix="jpeg"
+            )
+        return list(self._decoders.map(_decode_or_error, entries))
 
     def ack_in(self, pipe: Pipeline, entry_ids: list[str]) -> None:
         """Queue the acknowledgement of frames on ``pipe`` (the transaction that stores their results)."""
@@ -169,6 +186,13 @@ class FrameBus:
                 self.config.stream, cast(Any, fields), maxlen=self.config.max_frames, approximate=False
             )
         return text(cast(bytes, entry_id))
+
+
+def _decode_or_error(entry: StreamEntry) -> BusFrame | Exception:
+    try:
+        return _decode(*entry)
+    except (KeyError, ValueError) as exc:
+        return exc
 
 
 def _decode(entry_id: bytes | str, fields: dict[bytes, bytes]) -> BusFrame:

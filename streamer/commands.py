@@ -155,7 +155,7 @@ def serve(
     from streamer.service import Supervisor
     from vigil.streams import connect_redis
 
-    supervisor = Supervisor(settings, on_ready=lambda url: _announce(settings, url))
+    supervisor = Supervisor(settings, on_ready=lambda url: _announce(supervisor.settings, url))
     for number in (signal.SIGTERM, signal.SIGINT):
         signal.signal(number, lambda *_: supervisor.stop())
     client = connect_redis(settings.redis, settings.home)
@@ -177,7 +177,9 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
             "vigil: note: no REDIS_URL: these workers serve the embedded Redis of this data directory only",
             file=sys.stderr,
         )
-    supervisor = Supervisor(settings, on_ready=lambda url: _announce(settings, url), workers_only=True)
+    supervisor = Supervisor(
+        settings, on_ready=lambda url: _announce(supervisor.settings, url), workers_only=True
+    )
     for number in (signal.SIGTERM, signal.SIGINT):
         signal.signal(number, lambda *_: supervisor.stop())
     supervisor.run()
@@ -251,7 +253,11 @@ class _EventPrinter(threading.Thread):
 def _announce(settings: Settings, url: str | None) -> None:
     cameras = ", ".join(f"{camera.name} ({camera.source})" for camera in settings.streamer.cameras)
     watching = f"watching {cameras}" if cameras else "serving the frame bus"
-    print(f"vigil: {watching} with {settings.streamer.workers.count} worker(s)", file=sys.stderr)
+    workers = settings.streamer.workers
+    print(
+        f"vigil: {watching} with {workers.count} worker(s), {workers.torch_threads} thread(s) each",
+        file=sys.stderr,
+    )
     if url:
         print(f"vigil: metrics at {url}", file=sys.stderr)
 

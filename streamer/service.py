@@ -39,6 +39,7 @@ logger = logging.getLogger(__name__)
 # Exit status of a reader whose source failed for good (not restarted).
 EXIT_SOURCE_FAILED = 3
 SUPERVISE_INTERVAL_S = 0.2
+_READY_POLL_S = 0.1
 DRAIN_TIMEOUT_S = 60.0
 # A process that keeps dying is restarted after a growing pause (not in a tight loop).
 RESTART_DELAY_S = 1.0
@@ -98,7 +99,9 @@ class Supervisor:
             raise VigilError(
                 "no cameras: pass a SOURCE to `vigil run` or list streamer.cameras in the config"
             )
-        self.settings = settings
+        from streamer.worker import plan_workers
+
+        self.settings = plan_workers(settings)
         # A workers-only node (`vigil worker`) adds analysis capacity to a service whose
         # readers and tracker run elsewhere, through the shared Redis.
         self.workers_only = workers_only
@@ -136,8 +139,14 @@ class Supervisor:
             client.hdel(SOURCES_KEY, *(camera.name for camera in self.settings.streamer.cameras))
         url = self._serve_metrics(metrics)
         children = self._children()
+        started_at = time.time()
         for child in children:
-            self._start(child)
+            if child.role != "reader":
+                self._start(child)
+        self._wait_for_workers(client, started_at)
+        for child in children:
+            if child.role == "reader":
+                self._start(child)
         if self.on_ready is not None:
             self.on_ready(url)
         try:
@@ -177,6 +186,25 @@ class Supervisor:
             for camera in settings.streamer.cameras
         ]
         return children
+
+    def _wait_for_workers(self, client: Any, since: float) -> None:
+        """Return once every worker has sent a heartbeat since ``since``, or ``readers_wait_s`` passed."""
+        from streamer.worker import ready_workers
+
+        config = self.settings.streamer.workers
+        if config.readers_wait_s <= 0 or self.workers_only:
+            return
+        deadline = time.monotonic() + config.readers_wait_s
+        while not self._stopping.is_set():
+            if ready_workers(client, since) >= config.count:
+                logger.info("workers ready; starting the readers")
+                return
+            if time.monotonic() > deadline:
+                logger.warning(
+                    "starting the readers after %.0f s, before every worker is ready", config.readers_wait_s
+                )
+                return
+            time.sleep(_READY_POLL_S)
 
     def _start(self, child: _Child) -> None:
         process = self._context.Process(target=child.target, args=child.args, name=child.name, daemon=False)
@@ -345,11 +373,16 @@ def tracker_main(
 
 
 def worker_main(log_level: int, settings: Settings, stop: StopFlag) -> None:
+    import torch
+
     from streamer.worker import Worker
     from vigil.models.pipeline import FacePipeline
     from vigil.streams import connect_redis
 
     _child_setup(log_level)
+    # The supervisor shares the cores out among its workers (plan_workers): more threads per
+    # worker than that only makes them wait on each other.
+    torch.set_num_threads(settings.streamer.workers.torch_threads or torch.get_num_threads())
     pipeline = FacePipeline.from_settings(settings)
 
     def body() -> None:

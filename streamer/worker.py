@@ -18,6 +18,7 @@ import os
 import socket
 import time
 from collections.abc import Sequence
+from typing import cast
 
 import redis
 
@@ -45,6 +46,36 @@ def consumer_name() -> str:
     return f"{socket.gethostname()}-{os.getpid()}"
 
 
+AUTO_CPU_WORKERS_MAX = 4
+"""``workers.count: 0`` on a CPU starts one worker per core, up to this many (each holds its models)."""
+
+
+def plan_workers(settings: Settings) -> Settings:
+    """The settings with ``workers.count`` and ``workers.torch_threads`` decided where they are 0 (auto).
+
+    Raises:
+        ConfigError: The detector asks for CUDA on a machine without it.
+    """
+    from vigil.models.device import resolve_device
+
+    config = settings.streamer.workers
+    cores = len(os.sched_getaffinity(0))
+    count = config.count
+    if count == 0:
+        on_gpu = resolve_device(settings.detector.device).type != "cpu"
+        count = 1 if on_gpu else min(cores, AUTO_CPU_WORKERS_MAX)
+    threads = config.torch_threads or max(1, cores // count)
+    workers = config.model_copy(update={"count": count, "torch_threads": threads})
+    return settings.model_copy(update={"streamer": settings.streamer.model_copy(update={"workers": workers})})
+
+
+def ready_workers(client: redis.Redis, since: float) -> int:
+    """Workers (on any machine) whose latest heartbeat is at or after ``since`` (Unix seconds)."""
+    with redis_errors():
+        beats = cast(dict[bytes, bytes], client.hgetall(WORKERS_KEY))
+    return sum(1 for beat in beats.values() if float(json.loads(beat).get("seen_at", 0)) >= since)
+
+
 class Worker:
     """One worker's loop over the frame bus.
 
@@ -69,6 +100,7 @@ class Worker:
         self.pipeline.load()
         self.bus.ensure_group()
         logger.info("worker %s ready", self.consumer)
+        self._heartbeat()  # at once: a supervisor holding its readers waits for this
         try:
             while not stop.is_set():
                 self.step()
@@ -109,8 +141,8 @@ class Worker:
         if now - self._last_reclaim > self.config.bus.claim_idle_ms / 2000:
             self._last_reclaim = now
             frames, stale = self.bus.reclaim(self.consumer, config.max_batch)
-            for _ in range(stale):
-                metrics.FRAMES_DROPPED.labels(camera="unknown", reason="stale").inc()
+            for frame in stale:
+                metrics.FRAMES_DROPPED.labels(camera=frame.camera, reason="stale").inc()
         if not frames:
             frames = self.bus.read(self.consumer, config.max_batch, block_ms=_IDLE_BLOCK_MS)
         deadline = time.monotonic() + config.max_wait_ms / 1000

@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from streamer.bench_cameras import add_command as add_cameras_bench
 from streamer.bench_stream import add_command as add_stream_bench
 from streamer.commands import add_commands as add_streamer_commands
 from vigil import __version__
@@ -158,6 +159,7 @@ def _build_parser() -> argparse.ArgumentParser:
         title="benchmarks", metavar="BENCHMARK", required=True
     )
     add_stream_bench(bench)
+    add_cameras_bench(bench)
     lfw = bench.add_parser("lfw", help="LFW 10-fold verification accuracy (View 2, pairs.txt)")
     lfw.add_argument("--data", type=Path, default=DEFAULT_LFW_DIR, help="LFW folder with pairs.txt")
     lfw.add_argument("--json", type=_writable_json, default="bench-results/lfw.json", help="results JSON")

@@ -34,3 +34,19 @@ def write_atomically(path: Path, write: Callable[[Path], object]) -> None:
 def write_text_atomically(path: Path, text: str) -> None:
     """``write_atomically`` for UTF-8 text."""
     write_atomically(path, lambda temporary: temporary.write_text(text, encoding="utf-8"))
+
+
+FileStamp = tuple[int, int, int]
+"""A file's inode, modification time (ns) and size."""
+
+
+def file_stamp(path: Path) -> FileStamp | None:
+    """What changes when ``path`` is rewritten (None when it does not exist), to re-read files on change.
+
+    The inode changes with every atomic replace, even within one mtime tick.
+    """
+    try:
+        status = path.stat()
+    except OSError:
+        return None
+    return status.st_ino, status.st_mtime_ns, status.st_size

@@ -17,6 +17,7 @@ import pytest
 
 from indexer.calibration import Thresholds
 from streamer.analysis import FrameResult
+from streamer.bench_setup import temporary_home
 from streamer.bench_stream import (
     MUST_FIND,
     EventLatency,
@@ -30,7 +31,6 @@ from streamer.bench_stream import (
     percentiles,
     result_timings,
     run_stream_bench,
-    temporary_home,
     write_reports,
 )
 from tests.conftest import PEOPLE, SHARED_DATA, is_alive, require
@@ -67,7 +67,8 @@ def make_result(
         vigil=vigil,
         rounds=5,
         batch_size=8,
-        torch_threads=2,
+        workers=2,
+        torch_threads=1,
         rule=Thresholds(0.9195, 0.0, "calibration lfw-open-set"),
         embedder_version="dlib_resnet_v1+flip",
         min_face_size_px=20,
@@ -135,7 +136,7 @@ def test_both_sides_name_lin_manuel_on_stage_and_nobody_else(stage_run: StreamBe
     assert set(others) == {"Barack Obama", "Joe Biden"} and not any(others.values()), f"false names: {others}"
     # and the timings are real: wall and CPU time spent, torch's threads named
     assert vigil.seconds > 0 and vigil.cpu_seconds > 0 and recipe.seconds > 0, stage_run
-    assert "threads" in vigil.label and stage_run.torch_threads >= 1
+    assert "thread" in vigil.label and stage_run.workers >= 1 and stage_run.torch_threads >= 1
     # and the decision rule is the calibrated default, with no calibration of the caller's home
     rule = stage_run.rule
     assert 0.8 < rule.threshold < 1.0 and rule.margin >= 0 and "calibration" in rule.source, rule
@@ -216,7 +217,7 @@ def test_report_shows_both_sides_the_target_and_latency(tmp_path: Path) -> None:
     assert report["target"]["met"] is True and report["speedup"] == pytest.approx(4.0)
     assert report["cameras_per_cpu"]["vigil"] == pytest.approx(8.0 / 5.0), report["cameras_per_cpu"]
     assert report["latency"]["frames"]["p99_ms"] == 260.0, report["latency"]
-    assert report["torch_threads"] == 2 and report["cpu_model"] == "AMD EPYC"
+    assert (report["workers"], report["torch_threads"], report["cpu_model"]) == (2, 1, "AMD EPYC")
     assert report["rule"] == {"threshold": 0.9195, "margin": 0.0, "source": "calibration lfw-open-set"}
     # and the Markdown shows them side by side, with the verdict and the latency table
     assert "| **frames/s** | 2.00 | **8.00** |" in markdown, markdown

@@ -32,14 +32,15 @@ ENROLLED = {"Lin-Manuel Miranda": "lin-manuel-miranda.png", "Barack Obama": "oba
 class Service:
     """`vigil run` in a child process, with a Redis client on its embedded server."""
 
-    def __init__(self, home: Path, *sources: str) -> None:
+    def __init__(self, home: Path, *sources: str, workers: int | None = None) -> None:
         env = {k: v for k, v in os.environ.items() if not k.startswith("VIGIL_")}
         env["VIGIL_HOME"] = str(home)
         self.home = home
         self.log = home / "service.log"
         with self.log.open("wb") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "vigil", "-v", "run", *sources, "--json", "--metrics-port", "0"],
+                [sys.executable, "-m", "vigil", "-v", "run", *sources, "--json", "--metrics-port", "0"]
+                + ([] if workers is None else ["--workers", str(workers)]),
                 stdout=subprocess.PIPE,
                 stderr=log,
                 env=env,
@@ -83,7 +84,7 @@ def _no_duplicates(events: list[dict[str, Any]]) -> None:
 
 def test_a_killed_worker_is_replaced_and_no_event_is_duplicated(home: Path) -> None:
     # given the service playing the clip in real time with one worker
-    service = Service(home, str(require(CLIP)))
+    service = Service(home, str(require(CLIP)), workers=1)
     try:
         assert wait_for(lambda: bool(service.workers()), 60), service.log_text()[-2000:]
         first = next(iter(service.workers().values()))
@@ -156,7 +157,9 @@ def test_a_worker_node_joins_the_service_through_redis(home: Path) -> None:
     env["VIGIL_HOME"] = str(home)
     with (home / "worker-node.log").open("wb") as log:
         node = subprocess.Popen(
-            [sys.executable, "-m", "vigil", "-v", "worker", "--metrics-port", "0"], stderr=log, env=env
+            [sys.executable, "-m", "vigil", "-v", "worker", "--workers", "1", "--metrics-port", "0"],
+            stderr=log,
+            env=env,
         )
     try:
         client = connect_redis(RedisConfig(), home)

@@ -107,10 +107,35 @@ class BusConfig(VigilModel):
 class WorkerConfig(VigilModel):
     """Detection + embedding + search workers."""
 
-    count: int = Field(1, ge=1, le=64, description="Worker processes on this machine (`--workers`).")
+    count: int = Field(
+        0,
+        ge=0,
+        le=64,
+        description=(
+            "Worker processes on this machine (`--workers`); 0: one per CPU core (at most 4) when the "
+            "models run on the CPU, one when they run on a GPU. On a CPU, workers on one thread each "
+            "analyse more frames per second than one worker on every core (BENCHMARKS.md)."
+        ),
+    )
+    torch_threads: int = Field(
+        0,
+        ge=0,
+        le=256,
+        description="CPU threads of each worker's torch; 0: the machine's cores shared among its workers.",
+    )
     max_batch: int = Field(8, ge=1, le=256, description="Most frames analysed in one batch (across cameras).")
     max_wait_ms: int = Field(
         20, ge=0, le=5000, description="Longest wait for a batch to fill once its first frame has arrived."
+    )
+    readers_wait_s: float = Field(
+        0.0,
+        ge=0.0,
+        le=600.0,
+        description=(
+            "At start-up, hold the camera readers until every worker of `vigil run` has loaded its models, "
+            "for at most this many seconds (0: start them at once). For files played in real time, so "
+            "their first seconds are not over before the first frame is analysed."
+        ),
     )
 
 

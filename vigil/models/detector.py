@@ -71,12 +71,12 @@ class FaceDetector:
         try:
             from facenet_pytorch.models.mtcnn import ONet, PNet, RNet
 
-            pnet, rnet, onet = (net.to(self.device).eval() for net in (PNet(), RNet(), ONet()))
+            nets = MtcnnNets.on(self.device, PNet(), RNet(), ONet())
         except (ImportError, OSError, RuntimeError) as exc:
             raise ModelLoadError(
                 f"cannot load MTCNN weights from facenet-pytorch ({exc}); reinstall facenet-pytorch==2.5.3"
             ) from None
-        self._nets = MtcnnNets(pnet, rnet, onet, self.device)
+        self._nets = nets
         logger.info("MTCNN loaded on %s", self.device)
 
     def detect(self, frames: Sequence[ImageRGB]) -> list[FaceDetections]:

@@ -64,6 +64,9 @@ _NodeT = TypeVar("_NodeT")
 EMBEDDING_DIM = 128
 CHIP_SIZE_PX = 150
 INPUT_SCALE = 256.0  # dlib's input_rgb_image_sized divides (pixel - mean) by 256
+# Chips per forward pass on a CPU, whatever batch_size says (measured, one thread, flip-averaged:
+# 6.6 ms per chip in batches of 8, 7.8 in batches of 32).
+_CPU_CHIPS_PER_BATCH = 8
 _CACHE_FORMAT = 1  # bump when the cached state dict or spec layout changes
 _HASH_CHUNK_BYTES = 1 << 20
 
@@ -397,9 +400,11 @@ class DlibEmbedder(Embedder):
         model = self._loaded_model()
         assert self._mean is not None
         descriptors = np.empty((len(chips), self.dim), dtype=np.float32)
+        # A CPU is memory-bound on big batches; small ones keep the activations in its caches.
+        step = min(self.batch_size, _CPU_CHIPS_PER_BATCH) if self.device.type == "cpu" else self.batch_size
         with torch.inference_mode():
-            for start in range(0, len(chips), self.batch_size):
-                batch = torch.from_numpy(chips[start : start + self.batch_size]).to(self.device)
+            for start in range(0, len(chips), step):
+                batch = torch.from_numpy(chips[start : start + step]).to(self.device)
                 images = (batch.permute(0, 3, 1, 2).float() - self._mean) / INPUT_SCALE
                 if self.flip_average:
                     images = torch.cat([images, images.flip(3)])
