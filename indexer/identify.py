@@ -16,6 +16,7 @@ import numpy as np
 
 from indexer.calibration import CalibrationSource, Thresholds
 from indexer.gallery import Gallery
+from indexer.head_source import ActiveHead, HeadSource
 from indexer.search import Decision, IndexDevice, TemplateIndex, decide
 from vigil.config import Settings
 from vigil.models.pipeline import Face, FacePipeline
@@ -46,6 +47,7 @@ class Identifier:
         calibration: The decision thresholds (re-read when their file changes).
         top_k: Candidate people kept per face.
         faiss_device: Where searches run (``auto``: a GPU when FAISS has one).
+        heads: The promoted embedding head, if any (None: always the backbone's space).
 
     Example:
         >>> identifier = Identifier.from_settings(gallery, pipeline, settings)
@@ -60,49 +62,71 @@ class Identifier:
         calibration: CalibrationSource,
         top_k: int = 5,
         faiss_device: IndexDevice = "auto",
+        heads: HeadSource | None = None,
     ) -> None:
         self.gallery = gallery
         self.pipeline = pipeline
         self.calibration = calibration
         self.top_k = top_k
         self.faiss_device = faiss_device
+        self.heads = heads
         self._index = TemplateIndex(dim=pipeline.embedder.dim, device="cpu")
         self._names: dict[str, str] = {}
         self._people = 0
         self._version: int | None = None
+        self._head: ActiveHead | None = None
 
     @classmethod
     def from_settings(cls, gallery: Gallery, pipeline: FacePipeline, settings: Settings) -> Identifier:
         calibration = CalibrationSource(settings.indexer, settings.home, pipeline.embedder.version)
-        return cls(gallery, pipeline, calibration, settings.indexer.top_k, settings.indexer.faiss_device)
+        heads = HeadSource(settings.home, pipeline.embedder.version)
+        return cls(
+            gallery, pipeline, calibration, settings.indexer.top_k, settings.indexer.faiss_device, heads
+        )
+
+    @property
+    def space_version(self) -> str:
+        """The embedding space searches run in: the backbone's, or the head's in force at the last refresh."""
+        return self._head.space_version if self._head is not None else self.pipeline.embedder.version
 
     def thresholds(self) -> Thresholds:
         """The decision rule in force now, for the number of people enrolled."""
         return self.calibration.current(self._people)
 
     def refresh(self) -> bool:
-        """Rebuild the index if the gallery changed since the last build; True if it did."""
+        """Rebuild the index if the gallery or the head in force changed since the last build; True if so."""
+        head = self.heads.current() if self.heads is not None else None
         version = self.gallery.version()
-        if version == self._version:
+        if version == self._version and head is self._head:
             return False
         template_ids, identity_ids, embeddings = self.gallery.templates(self.pipeline.embedder.version)
-        index = TemplateIndex(dim=self.pipeline.embedder.dim, device=self.faiss_device)
+        if head is not None and len(template_ids):
+            embeddings = head.apply(embeddings)  # the gallery keeps backbone templates
+        dim = head.head.out_dim if head is not None else self.pipeline.embedder.dim
+        index = TemplateIndex(dim=dim, device=self.faiss_device)
         if len(template_ids):
             index.build(template_ids, identity_ids, embeddings)
         self._index = index
         self._people = len(set(identity_ids))
         self._names = {identity.identity_id: identity.name for identity in self.gallery.list_identities()}
         self._version = version
-        logger.info("gallery version %d: %d templates indexed", version, len(template_ids))
+        self._head = head
+        space = self.space_version
+        self.calibration.use_space(space, head.calibration if head is not None else None)
+        logger.info("gallery version %d: %d templates indexed in space %s", version, len(template_ids), space)
         return True
 
     def candidates(self, embeddings: Embeddings) -> list[list[tuple[str, float]]]:
-        """Top people as ``(name, cosine similarity)`` for each embedding, best first."""
+        """Top people as ``(name, cosine similarity)`` for each backbone embedding, best first."""
         self.refresh()
         return [
             [(self._names.get(match.identity_id, match.identity_id), match.score) for match in matches]
-            for matches in self._index.search(embeddings, k=self.top_k)
+            for matches in self._index.search(self._in_space(embeddings), k=self.top_k)
         ]
+
+    def _in_space(self, embeddings: Embeddings) -> Embeddings:
+        """Backbone embeddings mapped into the space of the index."""
+        return self._head.apply(embeddings) if self._head is not None else embeddings
 
     def identify(self, image: ImageRGB) -> list[Identification]:
         """Every face in ``image`` with its identity or *unknown*."""
@@ -114,7 +138,8 @@ class Identifier:
         if not faces:
             return []
         rule = self.thresholds()  # after refresh(): for the gallery as it is now
-        candidates = self._index.search(np.stack([face.embedding for face in faces]), k=self.top_k)
+        probes = self._in_space(np.stack([face.embedding for face in faces]))
+        candidates = self._index.search(probes, k=self.top_k)
         results = []
         for face, matches in zip(faces, candidates, strict=True):
             decision = decide(matches, rule.threshold, rule.margin)

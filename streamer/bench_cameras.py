@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import logging
 import os
 import platform
@@ -40,17 +39,16 @@ import cv2
 import numpy as np
 
 from streamer.bench_setup import (
-    DEFAULT_CLIP,
-    DEFAULT_PEOPLE_DIR,
     PEOPLE,
+    add_clip_arguments,
     check_data,
     decode_clip,
     enroll_people,
     markdown_grid,
     temporary_home,
+    write_report_files,
 )
 from vigil.config import Settings, load_settings
-from vigil.files import write_text_atomically
 from vigil.machine import cpu_model
 from vigil.streams import StreamEntry, text
 from vigil.typing import ImageRGB
@@ -277,11 +275,8 @@ def stage_shares(stage_seconds: dict[str, float], total_s: float, batches: int) 
 
 
 def write_reports(result: CamerasBenchResult, json_path: Path) -> Path:
-    """Write the JSON and the Markdown beside it; returns the Markdown's path."""
-    markdown_path = json_path.with_suffix(".md")
-    write_text_atomically(json_path, json.dumps(result.to_dict(), indent=2) + "\n")
-    write_text_atomically(markdown_path, result.to_markdown())
-    return markdown_path
+    """Write the JSON report and the Markdown one beside it (``.md``); returns the latter."""
+    return write_report_files(result.to_dict(), result.to_markdown(), json_path)
 
 
 def add_command(bench: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -289,10 +284,7 @@ def add_command(bench: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     parser = bench.add_parser(
         "cameras", help="frames/s of one worker (GPU when present) on many concurrent camera streams"
     )
-    parser.add_argument("--clip", type=Path, default=DEFAULT_CLIP, help="video file (default: %(default)s)")
-    parser.add_argument(
-        "--people", type=Path, default=DEFAULT_PEOPLE_DIR, help=f"folder with {', '.join(PEOPLE.values())}"
-    )
+    add_clip_arguments(parser)
     parser.add_argument(
         "--cameras", type=int, default=DEFAULT_CAMERAS, help="concurrent streams (default: 8)"
     )

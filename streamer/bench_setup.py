@@ -8,8 +8,10 @@ Redis, and decode the same clip once.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import itertools
+import json
 import logging
 import os
 import shutil
@@ -22,6 +24,7 @@ from typing import TYPE_CHECKING
 
 from vigil.config import Settings
 from vigil.errors import DatasetError
+from vigil.files import write_text_atomically
 from vigil.typing import ImageRGB
 
 if TYPE_CHECKING:
@@ -148,3 +151,19 @@ def markdown_grid(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     lines = ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in [header, *rows]]
     lines.insert(1, "| --- |" + " ---: |" * (len(header) - 1))
     return "\n".join(lines)
+
+
+def add_clip_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--clip`` and ``--people``, as both streamer benchmarks take them."""
+    parser.add_argument("--clip", type=Path, default=DEFAULT_CLIP, help="video file (default: %(default)s)")
+    parser.add_argument(
+        "--people", type=Path, default=DEFAULT_PEOPLE_DIR, help=f"folder with {', '.join(PEOPLE.values())}"
+    )
+
+
+def write_report_files(report: dict[str, object], markdown: str, json_path: Path) -> Path:
+    """Write the JSON report and the Markdown one beside it (``.md``), atomically; returns the latter."""
+    write_text_atomically(json_path, json.dumps(report, indent=2, allow_nan=False) + "\n")
+    markdown_path = json_path.with_suffix(".md")
+    write_text_atomically(markdown_path, markdown)
+    return markdown_path

@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import logging
 import math
 import multiprocessing
@@ -50,20 +49,18 @@ from typing import TYPE_CHECKING, cast
 import numpy as np
 
 from streamer.bench_setup import (
-    DEFAULT_CLIP,
-    DEFAULT_PEOPLE_DIR,
-    PEOPLE,
+    add_clip_arguments,
     check_data,
     decode_clip,
     enroll_people,
     machine_busy_s,
     markdown_grid,
     temporary_home,
+    write_report_files,
 )
 from streamer.tally import FramesTally
 from vigil.config import CameraConfig, Settings, load_settings
 from vigil.errors import StreamError
-from vigil.files import write_text_atomically
 from vigil.machine import cpu_model
 from vigil.typing import ImageRGB
 
@@ -583,11 +580,8 @@ def interleaved_slices(count: int, rounds: int, batch_size: int) -> list[slice]:
 
 
 def write_reports(result: StreamBenchResult, json_path: Path) -> Path:
-    """Write the JSON report and the Markdown one beside it (``.md``), atomically; returns the latter."""
-    write_text_atomically(json_path, json.dumps(result.to_dict(), indent=2, allow_nan=False) + "\n")
-    markdown_path = json_path.with_suffix(".md")
-    write_text_atomically(markdown_path, result.to_markdown())
-    return markdown_path
+    """Write the JSON report and the Markdown one beside it (``.md``); returns the latter."""
+    return write_report_files(result.to_dict(), result.to_markdown(), json_path)
 
 
 def add_command(bench: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -595,10 +589,7 @@ def add_command(bench: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     stream = bench.add_parser(
         "stream", help="frames/s and capture→event latency on a clip, vs the face_recognition recipe"
     )
-    stream.add_argument("--clip", type=Path, default=DEFAULT_CLIP, help="video file (default: %(default)s)")
-    stream.add_argument(
-        "--people", type=Path, default=DEFAULT_PEOPLE_DIR, help=f"folder with {', '.join(PEOPLE.values())}"
-    )
+    add_clip_arguments(stream)
     stream.add_argument("--json", type=Path, default=DEFAULT_JSON, help="results JSON, Markdown beside it")
     stream.add_argument("--skip-latency", action="store_true", help="do not run the service for latency")
     stream.set_defaults(handler=cmd_bench_stream)

@@ -207,7 +207,7 @@ class Worker:
                 threshold=rule.threshold,
                 margin=rule.margin,
                 calibration=rule.source,
-                embedder_version=self.pipeline.embedder.version,
+                embedder_version=self.identifier.space_version,
                 read_at=frame.read_at,
             )
             for frame in frames

@@ -24,6 +24,7 @@ import hashlib
 import logging
 import math
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -40,7 +41,7 @@ from indexer.calibration import (
     write_calibration,
 )
 from indexer.search import TemplateIndex
-from trainer.embedding_cache import embed_dataset
+from trainer.embedding_cache import EmbeddedImages, embed_dataset
 from trainer.lfw import PairsBenchResult
 from trainer.openset import (
     OpenSetScores,
@@ -53,6 +54,7 @@ from trainer.openset import (
     rank1,
 )
 from trainer.report import JsonValue, markdown_table, plot_roc, write_json
+from trainer.thresholds import round_up_threshold
 from vigil.config import Settings
 from vigil.errors import CalibrationError, DatasetError
 from vigil.machine import cpu_model
@@ -163,6 +165,22 @@ class EmbeddedSplit:
         )
 
 
+def embed_split(embedded: EmbeddedImages, split: OpenSetSplit) -> EmbeddedSplit:
+    """The rows of ``embedded`` (which holds every image of ``split``) arranged as the split."""
+    row = embedded.row()
+
+    def rows(images: list[Path]) -> Embeddings:
+        return embedded.embeddings[[row[image.resolve()] for image in images]]
+
+    return EmbeddedSplit(
+        [person for person, _ in split.gallery],
+        rows([image for _, image in split.gallery]),
+        [person for person, _ in split.known],
+        rows([image for _, image in split.known]),
+        rows(split.unknown),
+    )
+
+
 def fit_by_gallery_size(
     embedded: EmbeddedSplit, target_fpir: float, sizes: tuple[int, ...] = GALLERY_SIZES, seed: int = 0
 ) -> list[tuple[int, OperatingPoint]]:
@@ -212,18 +230,7 @@ def run_identify_bench(
     pipeline.load()
     paths = [image for _, image in split.gallery] + [image for _, image in split.known] + split.unknown
     embedded = embed_dataset(settings, pipeline, paths, root, use_cache=use_cache)
-    row = embedded.row()
-
-    def rows(images: list[Path]) -> Embeddings:
-        return embedded.embeddings[[row[image.resolve()] for image in images]]
-
-    embedded_split = EmbeddedSplit(
-        [person for person, _ in split.gallery],
-        rows([image for _, image in split.gallery]),
-        [person for person, _ in split.known],
-        rows([image for _, image in split.known]),
-        rows(split.unknown),
-    )
+    embedded_split = embed_split(embedded, split)
     scores = embedded_split.scores()
     sweeps = {target: dir_at_fpir(scores, target) for target in FPIR_TARGETS}
     try:
@@ -289,13 +296,51 @@ def run_identify_bench(
     return PairsBenchResult(summary, figures)
 
 
+def identification_rules(
+    rule_sets: Mapping[float, list[tuple[int, OperatingPoint]]], *, known_probes: int, unknown_probes: int
+) -> list[IdentificationCalibration]:
+    """Calibration rule sets from fitted rules, one per target FPIR.
+
+    Args:
+        rule_sets: For each target FPIR, ``(gallery size, rule)`` pairs as
+            :func:`fit_by_gallery_size` returns them, the full gallery last.
+        known_probes: Probes of enrolled people (or genuine pairs) behind the figures.
+        unknown_probes: Probes of strangers (or impostor pairs) behind the figures.
+
+    Returns:
+        One ``IdentificationCalibration`` per target, thresholds rounded up.
+    """
+    identification = []
+    for target, fitted in rule_sets.items():
+        *by_size, (full_size, full) = fitted
+        identification.append(
+            IdentificationCalibration(
+                threshold=round_up_threshold(full.threshold),
+                margin=full.margin,
+                target_fpir=target,
+                fpir=full.fpir,
+                dir=full.dir,
+                misidentification_rate=full.misidentification_rate,
+                gallery_identities=full_size,
+                known_probes=known_probes,
+                unknown_probes=unknown_probes,
+                by_gallery_size=[
+                    GallerySizeRule(
+                        gallery_identities=size,
+                        threshold=round_up_threshold(point.threshold),
+                        margin=point.margin,
+                        fpir=point.fpir,
+                        dir=point.dir,
+                    )
+                    for size, point in by_size
+                ],
+            )
+        )
+    return identification
+
+
 def _tag(fpir: float) -> str:
     return f"{fpir:.0e}".replace("e-0", "e-")
-
-
-def _round_up(threshold: float) -> float:
-    """Four decimals, rounded up: a stored rule is never more permissive than the fitted one."""
-    return math.ceil(threshold * 1e4) / 1e4
 
 
 def _point_dict(point: OperatingPoint) -> dict[str, JsonValue]:
@@ -316,32 +361,9 @@ def _calibration(
 ) -> Calibration:
     created_at = datetime.now(UTC).isoformat(timespec="seconds")
     digest = hashlib.sha256(f"{pipeline.embedder.version}{rule_sets}{created_at}".encode()).hexdigest()[:8]
-    identification = []
-    for target, fitted in rule_sets.items():
-        *by_size, (_, full) = fitted
-        identification.append(
-            IdentificationCalibration(
-                threshold=_round_up(full.threshold),
-                margin=full.margin,
-                target_fpir=target,
-                fpir=full.fpir,
-                dir=full.dir,
-                misidentification_rate=full.misidentification_rate,
-                gallery_identities=len(split.gallery),
-                known_probes=len(split.known),
-                unknown_probes=len(split.unknown),
-                by_gallery_size=[
-                    GallerySizeRule(
-                        gallery_identities=size,
-                        threshold=_round_up(point.threshold),
-                        margin=point.margin,
-                        fpir=point.fpir,
-                        dir=point.dir,
-                    )
-                    for size, point in by_size
-                ],
-            )
-        )
+    identification = identification_rules(
+        rule_sets, known_probes=len(split.known), unknown_probes=len(split.unknown)
+    )
     return Calibration(
         calibration_id=f"lfw-open-set-{digest}",
         created_at=created_at,

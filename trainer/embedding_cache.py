@@ -3,6 +3,16 @@
 Benchmarks embed thousands of images; a re-run with the same models and settings reads
 the cache instead. The cache key covers everything that changes an embedding: the
 embedder version, detector and aligner settings and the alignment template.
+
+Images where MTCNN finds no face get an embedding all the same, by one of two fallbacks:
+
+- ``mean_layout``: the chip is cut with the mean landmark layout of the images that had a
+  face (right for uncropped sets of one framing, such as LFW's 250×250 images);
+- ``whole_image``: the whole image, resized to the chip, is taken as the aligned face
+  (right for sets that are already face crops, such as AgeDB-30 or CALFW).
+
+The fallback embeddings are recomputed on every run rather than read from the cache, so
+the fallback in use always applies (they are few: 2 of LFW's 13,233 images).
 """
 
 from __future__ import annotations
@@ -15,7 +25,9 @@ import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
+import cv2
 import numpy as np
 from tqdm import tqdm
 
@@ -33,6 +45,9 @@ logger = logging.getLogger(__name__)
 CHECKPOINT_EVERY_IMAGES = 500
 _CACHE_ARRAYS = ("paths", "embeddings", "relative_landmarks", "sizes", "detected", "unreadable")
 
+NoFaceFallback = Literal["mean_layout", "whole_image"]
+"""How an image without a detected face is embedded (see the module docstring)."""
+
 
 @dataclass(frozen=True)
 class EmbeddedImages:
@@ -41,7 +56,7 @@ class EmbeddedImages:
     Attributes:
         paths: The images, in order.
         embeddings: ``(N, D)`` float32.
-        detected: ``(N,)`` bool: False where no face was found and the fallback layout was used.
+        detected: ``(N,)`` bool: False where no face was found and the no-face fallback was used.
         unreadable: ``(N,)`` bool: True where the file could not be read (embedding is NaN).
     """
 
@@ -70,10 +85,24 @@ def cache_key(settings: Settings, pipeline: FacePipeline, images_root: Path) -> 
 
 
 def embed_dataset(
-    settings: Settings, pipeline: FacePipeline, paths: Sequence[Path], images_root: Path, *, use_cache: bool
+    settings: Settings,
+    pipeline: FacePipeline,
+    paths: Sequence[Path],
+    images_root: Path,
+    *,
+    use_cache: bool,
+    fallback: NoFaceFallback = "mean_layout",
 ) -> EmbeddedImages:
     """``embed_images`` for a benchmark dataset: cached under ``settings.cache_dir`` unless
     ``use_cache`` is off, and every image must be readable.
+
+    Args:
+        settings: Where the cache lives and the detector batch size.
+        pipeline: The loaded face pipeline.
+        paths: The images.
+        images_root: The dataset folder (part of the cache key).
+        use_cache: Whether to read and write the embedding cache.
+        fallback: How images without a detected face are embedded.
 
     Raises:
         DatasetError: Some images could not be read.
@@ -83,7 +112,9 @@ def embed_dataset(
         if use_cache
         else None
     )
-    embedded = embed_images(pipeline, paths, cache_file, batch_size=settings.detector.batch_size)
+    embedded = embed_images(
+        pipeline, paths, cache_file, batch_size=settings.detector.batch_size, fallback=fallback
+    )
     if embedded.unreadable.any():
         bad = [str(p) for p, flag in zip(embedded.paths, embedded.unreadable, strict=True) if flag]
         raise DatasetError(f"{len(bad)} images could not be read (first: {bad[0]}); fix or remove them")
@@ -91,12 +122,15 @@ def embed_dataset(
 
 
 def embed_images(
-    pipeline: FacePipeline, paths: Sequence[Path], cache_file: Path | None, batch_size: int = 16
+    pipeline: FacePipeline,
+    paths: Sequence[Path],
+    cache_file: Path | None,
+    batch_size: int = 16,
+    fallback: NoFaceFallback = "mean_layout",
 ) -> EmbeddedImages:
     """Embed the central face of every image, resuming from ``cache_file`` when present.
 
-    Images without a detected face are embedded with the mean landmark layout of the
-    images that had one (the images are assumed to be face crops of similar framing).
+    Images without a detected face are embedded by ``fallback`` (see the module docstring).
     """
     paths = list(dict.fromkeys(path.resolve() for path in paths))
     done = _read_cache(cache_file) if cache_file is not None else {}
@@ -113,7 +147,7 @@ def embed_images(
                 and (start // batch_size) % max(CHECKPOINT_EVERY_IMAGES // batch_size, 1) == 0
             ):
                 _write_cache(cache_file, done)
-    _fill_undetected(pipeline, paths, done)
+    _fill_undetected(pipeline, paths, done, fallback, batch_size)
     if cache_file is not None:
         _write_cache(cache_file, done)
     rows = [done[str(path)] for path in paths]
@@ -163,12 +197,28 @@ def _row(
     }
 
 
-def _fill_undetected(pipeline: FacePipeline, paths: Sequence[Path], rows: dict[str, _Row]) -> None:
-    """Embed images without a detected face using the mean landmark layout of the others."""
+def _fill_undetected(
+    pipeline: FacePipeline,
+    paths: Sequence[Path],
+    rows: dict[str, _Row],
+    fallback: NoFaceFallback,
+    batch_size: int,
+) -> None:
+    """Embed the readable images without a detected face by ``fallback``."""
     missing = [p for p in paths if not rows[str(p)]["detected"] and not rows[str(p)]["unreadable"]]
-    missing = [p for p in missing if np.isnan(np.asarray(rows[str(p)]["embedding"])).any()]
+    if not missing:
+        return
+    if fallback == "whole_image":
+        logger.info("%d images without a detected face: embedding the whole image", len(missing))
+        size = pipeline.embedder.chip_size_px
+        for start in range(0, len(missing), batch_size):
+            chunk = missing[start : start + batch_size]
+            chips = np.stack([_whole_image_chip(load_image(path), size) for path in chunk])
+            for path, embedding in zip(chunk, pipeline.embedder.embed(chips), strict=True):
+                rows[str(path)]["embedding"] = embedding
+        return
     layouts = [rows[str(p)]["relative_landmarks"] for p in paths if rows[str(p)]["detected"]]
-    if not missing or not layouts:
+    if not layouts:
         return
     mean_layout = np.mean(np.stack(layouts), axis=0)
     logger.info("%d images without a detected face: using the mean landmark layout", len(missing))
@@ -180,6 +230,12 @@ def _fill_undetected(pipeline: FacePipeline, paths: Sequence[Path], rows: dict[s
             [image], [FaceDetections(box, np.zeros(1, np.float32), landmarks)]
         )
         rows[str(path)]["embedding"] = face.embedding
+
+
+def _whole_image_chip(image: ImageRGB, chip_size_px: int) -> ImageRGB:
+    """The whole ``(H, W, 3)`` RGB image resized (aspect not kept) to a ``(S, S, 3)`` chip."""
+    chip = cv2.resize(image, (chip_size_px, chip_size_px), interpolation=cv2.INTER_AREA)
+    return np.ascontiguousarray(chip, dtype=np.uint8)
 
 
 def _read_cache(cache_file: Path) -> dict[str, _Row]:

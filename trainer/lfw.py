@@ -19,7 +19,7 @@ from typing import Literal, cast
 import numpy as np
 import torch
 
-from trainer.embedding_cache import EmbeddedImages, embed_dataset
+from trainer.embedding_cache import EmbeddedImages, NoFaceFallback, embed_dataset
 from trainer.metrics import VerificationResult, kfold_verification, roc_curve
 from trainer.pairs import Pair, read_pairs
 from trainer.report import JsonValue, plot_roc, verification_markdown, write_json
@@ -32,6 +32,11 @@ from vigil.typing import FloatArray
 logger = logging.getLogger(__name__)
 
 Metric = Literal["euclidean", "cosine"]
+
+_FALLBACK_WORDS: dict[NoFaceFallback, str] = {
+    "mean_layout": "cut with the mean landmark layout of the others",
+    "whole_image": "embedded whole, the image resized to the chip as the aligned face",
+}
 
 
 @dataclass(frozen=True)
@@ -84,13 +89,29 @@ def run_pairs_bench(
     *,
     use_cache: bool = True,
     metric: Metric = "euclidean",
+    fallback: NoFaceFallback = "mean_layout",
 ) -> PairsBenchResult:
-    """Score ``pairs`` with the configured pipeline and evaluate them fold by fold."""
+    """Score ``pairs`` with the configured pipeline and evaluate them fold by fold.
+
+    Args:
+        settings: Models and cache location.
+        pairs: The pairs, with their folds (at least two).
+        images_dir: The dataset folder (part of the embedding cache key).
+        json_path: Results JSON; the Markdown summary and ROC PNG are written beside it.
+        name: The benchmark's name in the reports.
+        use_cache: Whether to read and write the embedding cache.
+        metric: The pair score the figures are for (the other one is reported too).
+        fallback: How images without a detected face are embedded (counted as ``no_face_count``).
+
+    Raises:
+        DatasetError: Images cannot be read, or the pairs cannot be cross-validated (one
+            class only, a single fold, a fold whose complement lacks a class).
+    """
     pipeline = FacePipeline.from_settings(settings)
     started = time.monotonic()
     pipeline.load()
     paths = [path for pair in pairs for path in (pair.path_a, pair.path_b)]
-    embedded = embed_dataset(settings, pipeline, paths, images_dir, use_cache=use_cache)
+    embedded = embed_dataset(settings, pipeline, paths, images_dir, use_cache=use_cache, fallback=fallback)
 
     labels = np.array([pair.same for pair in pairs])
     folds = np.array([pair.fold for pair in pairs])
@@ -100,6 +121,8 @@ def run_pairs_bench(
     except ValueError as exc:  # e.g. a pairs file with one class only, or a single fold
         raise DatasetError(f"the pairs cannot be evaluated: {exc}") from None
     figures = _figures(result, metric, embedded, pipeline, time.monotonic() - started, name)
+    figures["no_face_fallback"] = fallback
+    fold_count = len(result.fold_accuracies)
     # The other metric, from the same embeddings, for comparison.
     other: Metric = "cosine" if metric == "euclidean" else "euclidean"
     other_result = kfold_verification(pair_scores(embedded, pairs, other), labels, folds)
@@ -119,13 +142,19 @@ def run_pairs_bench(
         label=f"Vigil {pipeline.embedder.version}",
         title=f"{name} ROC",
     )
-    markdown = verification_markdown(figures, title=f"{name} verification ({len(pairs)} pairs, 10-fold)")
+    markdown = verification_markdown(
+        figures, title=f"{name} verification ({len(pairs)} pairs, {fold_count}-fold)"
+    )
+    markdown += (
+        f"\nImages without a detected face: {figures['no_face_count']} of {figures['images']}, "
+        f"{_FALLBACK_WORDS[fallback]}.\n"
+    )
     json_path.with_suffix(".md").write_text(markdown + "\n", encoding="utf-8")
     summary = (
-        f"{name}: accuracy {result.accuracy_mean:.2%} ± {result.accuracy_std:.2%} (10-fold), "
+        f"{name}: accuracy {result.accuracy_mean:.2%} ± {result.accuracy_std:.2%} ({fold_count}-fold), "
         f"AUC {result.auc:.4f}, "
         f"TAR@FAR=1e-3 {result.tar_at_far_1e3:.2%}, EER {result.eer:.2%}, "
-        f"{figures['no_face_count']} images without a detected face\n"
+        f"{figures['no_face_count']} images without a detected face ({_FALLBACK_WORDS[fallback]})\n"
         f"  with {other} scores: "
         f"accuracy {other_result.accuracy_mean:.2%} ± {other_result.accuracy_std:.2%}, "
         f"TAR@FAR=1e-3 {other_result.tar_at_far_1e3:.2%}\n"
@@ -153,10 +182,11 @@ def _figures(
     name: str,
 ) -> dict[str, JsonValue]:
     figures = _thresholds_as_configured(result.to_dict(), metric)
+    folds = len(result.fold_accuracies)
     figures.update(
         {
             "benchmark": name,
-            "protocol": "10-fold verification; threshold per fold chosen on the other 9 folds",
+            "protocol": f"{folds}-fold verification; threshold per fold chosen on the other {folds - 1}",
             "threshold_metric": "euclidean_distance (same person below)"
             if metric == "euclidean"
             else "cosine (above)",

@@ -10,7 +10,8 @@ Two formats are read:
   single fold.
 - Plain: one pair per line, ``path_a path_b same [fold]``, paths relative to
   ``images_dir``, ``same`` is ``1`` or ``0``. When no line gives a fold, pairs are dealt
-  round-robin into :data:`DEFAULT_FOLDS` folds. Blank lines and ``#`` comments are ignored.
+  round-robin into ``folds`` folds (:data:`DEFAULT_FOLDS` unless the caller says otherwise).
+  Blank lines and ``#`` comments are ignored.
 
 Folds are numbered from 0. Every reader checks that each image exists and raises
 :class:`~vigil.errors.DatasetError` with a one-line message otherwise.
@@ -50,7 +51,9 @@ class Pair:
     fold: int
 
 
-def read_pairs(pairs_file: Path, images_dir: Path, *, check_images: bool = True) -> list[Pair]:
+def read_pairs(
+    pairs_file: Path, images_dir: Path, *, check_images: bool = True, folds: int = DEFAULT_FOLDS
+) -> list[Pair]:
     """Read a pair list, detecting whether it is in LFW or plain format.
 
     A file whose first non-blank, non-comment line is one or two integers is read as LFW
@@ -60,6 +63,7 @@ def read_pairs(pairs_file: Path, images_dir: Path, *, check_images: bool = True)
         pairs_file: The pair list.
         images_dir: Directory the image paths are relative to.
         check_images: Whether to check that every image file exists.
+        folds: Folds to deal a plain file's pairs into when it gives none (LFW files give theirs).
 
     Returns:
         The pairs in file order.
@@ -73,7 +77,7 @@ def read_pairs(pairs_file: Path, images_dir: Path, *, check_images: bool = True)
     first_fields = content[0][1].split()
     if len(first_fields) <= 2 and all(_is_int(field) for field in first_fields):
         return read_lfw_pairs(pairs_file, images_dir, check_images=check_images)
-    return read_plain_pairs(pairs_file, images_dir, check_images=check_images)
+    return read_plain_pairs(pairs_file, images_dir, check_images=check_images, folds=folds)
 
 
 def read_lfw_pairs(pairs_file: Path, images_dir: Path, *, check_images: bool = True) -> list[Pair]:
@@ -121,17 +125,21 @@ def read_lfw_pairs(pairs_file: Path, images_dir: Path, *, check_images: bool = T
     return pairs
 
 
-def read_plain_pairs(pairs_file: Path, images_dir: Path, *, check_images: bool = True) -> list[Pair]:
+def read_plain_pairs(
+    pairs_file: Path, images_dir: Path, *, check_images: bool = True, folds: int = DEFAULT_FOLDS
+) -> list[Pair]:
     """Read a plain pair list of ``path_a path_b same [fold]`` lines.
 
     Args:
         pairs_file: The pair list. Blank lines and lines starting with ``#`` are skipped.
         images_dir: Directory the image paths are relative to.
         check_images: Whether to check that every image file exists.
+        folds: How many folds to deal the pairs into when no line gives one.
 
     Returns:
         The pairs in file order. Without fold columns, pair ``k`` goes to fold
-        ``k % DEFAULT_FOLDS``.
+        ``k % folds`` (round-robin keeps both classes in every fold of a file that lists
+        its matched pairs before its mismatched ones).
 
     Raises:
         DatasetError: The file is missing or empty, a line is malformed (the message gives
@@ -152,7 +160,7 @@ def read_plain_pairs(pairs_file: Path, images_dir: Path, *, check_images: bool =
             "give a fold on every line or on none"
         )
     pairs = [
-        Pair(path_a, path_b, same, index % DEFAULT_FOLDS if fold is None else fold)
+        Pair(path_a, path_b, same, index % folds if fold is None else fold)
         for index, (path_a, path_b, same, fold) in enumerate(parsed)
     ]
     if check_images:

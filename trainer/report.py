@@ -1,7 +1,7 @@
-"""Benchmark report outputs: ROC plots (PNG), Markdown summaries and atomic JSON files.
+"""Benchmark report outputs: ROC, DET and score plots (PNG), Markdown summaries and atomic JSON files.
 
-Plots use matplotlib's object API (``Figure`` + ``FigureCanvasAgg``), imported inside
-:func:`plot_roc`, so importing this module touches no global pyplot state or backend.
+Plots use matplotlib's object API (``Figure`` + ``FigureCanvasAgg``), imported inside the
+plot functions, so importing this module touches no global pyplot state or backend.
 """
 
 from __future__ import annotations
@@ -10,12 +10,16 @@ import json
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import TypeAlias
+from statistics import NormalDist
+from typing import TYPE_CHECKING, TypeAlias
 
 import numpy as np
 
 from vigil.files import write_atomically
 from vigil.typing import FloatArray
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 logger = logging.getLogger(__name__)
 
@@ -38,6 +42,9 @@ _SUMMARY_ROWS: tuple[tuple[str, str, Callable[[float], str]], ...] = (
     ("eer_threshold", "Threshold at EER", lambda value: f"{value:.4f}"),
 )
 """Scalar keys of a verification summary: (key, Markdown label, formatter)."""
+
+DET_TICKS = (1e-5, 1e-4, 1e-3, 1e-2, 0.05, 0.2, 0.5, 0.8, 0.95)
+"""Error rates labelled on DET axes (normal-deviate scale, as in Martin et al. 1997)."""
 
 
 def plot_roc(
@@ -103,12 +110,131 @@ def plot_roc(
     axes.set_title(title)
     axes.grid(True, which="both", alpha=0.3)
     axes.legend(loc="lower right")
+    _save_png(figure, path, dpi)
 
-    def save(temporary: Path) -> None:
-        figure.savefig(temporary, format="png", dpi=dpi)
 
-    write_atomically(path, save)
-    logger.info("wrote ROC plot %s", path)
+def plot_det(
+    far: FloatArray,
+    frr: FloatArray,
+    path: Path,
+    label: str,
+    *,
+    title: str = "DET",
+    rate_min: float = 1e-5,
+    operating_far: float | None = None,
+    dpi: int = 120,
+) -> None:
+    """Write a DET curve (FRR against FAR, both on normal-deviate axes) as a PNG.
+
+    Rates are clipped to ``[rate_min, 1 - rate_min]`` so that 0 and 1 stay on the axes.
+
+    Args:
+        far: ``(K,)`` false accept rates in ``[0, 1]``.
+        frr: ``(K,)`` false reject rates (``1 - TAR``) at the same points.
+        path: PNG file to write; replaced atomically.
+        label: Legend entry for the curve.
+        title: Plot title.
+        rate_min: Smallest rate shown (e.g. ``1 / impostor pairs``).
+        operating_far: FAR of the chosen threshold, marked with a dotted line.
+        dpi: Resolution of the PNG.
+
+    Raises:
+        ValueError: ``far`` and ``frr`` differ in shape or are empty, or ``rate_min`` is not
+            in ``(0, 0.5)``.
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    far_64 = np.asarray(far, dtype=np.float64)
+    frr_64 = np.asarray(frr, dtype=np.float64)
+    if far_64.ndim != 1 or far_64.shape != frr_64.shape or far_64.size == 0:
+        raise ValueError(
+            f"far and frr must be non-empty 1-D arrays of one length, got {far_64.shape} and {frr_64.shape}"
+        )
+    if not 0.0 < rate_min < 0.5:
+        raise ValueError(f"rate_min must be in (0, 0.5), got {rate_min}")
+
+    inverse_cdf = NormalDist().inv_cdf
+
+    def deviate(rates: FloatArray) -> FloatArray:
+        clipped = np.clip(rates, rate_min, 1.0 - rate_min)
+        return np.array([inverse_cdf(float(rate)) for rate in clipped], dtype=np.float64)
+
+    figure = Figure(figsize=(6.0, 4.5), layout="constrained")
+    FigureCanvasAgg(figure)
+    axes = figure.add_subplot()
+    axes.plot(deviate(far_64), deviate(frr_64), label=label)
+    if operating_far is not None:
+        axes.axvline(float(deviate(np.array([operating_far]))[0]), color="grey", linestyle=":", linewidth=1.0)
+    ticks = [tick for tick in DET_TICKS if rate_min <= tick <= 1.0 - rate_min]
+    positions = deviate(np.array(ticks))
+    names = [f"{tick:.0e}" if tick < 0.01 else f"{tick:.0%}" for tick in ticks]
+    axes.set_xticks(positions, names)
+    axes.set_yticks(positions, names)
+    limits = deviate(np.array([rate_min, 0.5]))
+    axes.set_xlim(*limits)
+    axes.set_ylim(*limits)
+    axes.set_xlabel("False accept rate (FAR)")
+    axes.set_ylabel("False reject rate (FRR)")
+    axes.set_title(title)
+    axes.grid(True, alpha=0.3)
+    axes.legend(loc="upper right")
+    _save_png(figure, path, dpi)
+
+
+def plot_score_histograms(
+    genuine: FloatArray,
+    impostor: FloatArray,
+    path: Path,
+    *,
+    threshold: float | None = None,
+    title: str = "Scores",
+    xlabel: str = "Cosine similarity",
+    bins: int = 100,
+    dpi: int = 120,
+) -> None:
+    """Write the genuine and impostor score distributions as overlaid density histograms.
+
+    The density axis is logarithmic, so the tails where the two overlap (where the
+    threshold sits) are visible next to the bulk.
+
+    Args:
+        genuine: ``(G,)`` scores of genuine pairs, finite.
+        impostor: ``(I,)`` scores of impostor pairs, finite.
+        path: PNG file to write; replaced atomically.
+        threshold: Marked with a vertical line when given.
+        title: Plot title.
+        xlabel: x axis title.
+        bins: Histogram bins over the range of both score sets.
+        dpi: Resolution of the PNG.
+
+    Raises:
+        ValueError: Either score set is empty.
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    genuine_64 = np.asarray(genuine, dtype=np.float64)
+    impostor_64 = np.asarray(impostor, dtype=np.float64)
+    if genuine_64.size == 0 or impostor_64.size == 0:
+        raise ValueError("need genuine and impostor scores to plot their distributions")
+    edges = np.histogram_bin_edges(np.concatenate([genuine_64, impostor_64]), bins=bins)
+    figure = Figure(figsize=(6.0, 4.5), layout="constrained")
+    FigureCanvasAgg(figure)
+    axes = figure.add_subplot()
+    edge_list = edges.tolist()
+    axes.hist(impostor_64, bins=edge_list, density=True, alpha=0.5, label=f"impostor ({impostor_64.size:,})")
+    axes.hist(genuine_64, bins=edge_list, density=True, alpha=0.5, label=f"genuine ({genuine_64.size:,})")
+    if threshold is not None:
+        axes.axvline(
+            threshold, color="black", linestyle="--", linewidth=1.0, label=f"threshold {threshold:.4f}"
+        )
+    axes.set_yscale("log")
+    axes.set_xlabel(xlabel)
+    axes.set_ylabel("Density")
+    axes.set_title(title)
+    axes.legend(loc="upper left")
+    _save_png(figure, path, dpi)
 
 
 def markdown_table(rows: Sequence[tuple[str, str]], header: tuple[str, str] = ("Metric", "Value")) -> str:
@@ -190,6 +316,16 @@ def write_json(path: Path, data: Mapping[str, JsonValue]) -> None:
 
     write_atomically(path, save)
     logger.info("wrote %s", path)
+
+
+def _save_png(figure: Figure, path: Path, dpi: int) -> None:
+    """Write ``figure`` to ``path`` as a PNG, atomically."""
+
+    def save(temporary: Path) -> None:
+        figure.savefig(temporary, format="png", dpi=dpi)
+
+    write_atomically(path, save)
+    logger.info("wrote plot %s", path)
 
 
 def _escape_cell(text: str) -> str:

@@ -11,7 +11,6 @@ import argparse
 import json
 import logging
 import math
-import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -20,7 +19,12 @@ from typing import TYPE_CHECKING
 from streamer.bench_cameras import add_command as add_cameras_bench
 from streamer.bench_stream import add_command as add_stream_bench
 from streamer.commands import add_commands as add_streamer_commands
+from trainer.artifact_commands import add_command as add_models_command
+from trainer.bench_pairs import add_command as add_pairs_bench
+from trainer.calibrate_command import add_command as add_calibrate_command
+from trainer.train_head import add_command as add_train_head
 from vigil import __version__
+from vigil.arguments import probability, writable_json
 from vigil.config import Settings, load_settings
 from vigil.errors import VigilError
 
@@ -62,28 +66,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
 
 
-def _writable_json(text: str) -> Path:
-    """A results path whose folder exists (or can be made) and is writable: checked before any work."""
-    path = Path(text)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise argparse.ArgumentTypeError(f"cannot create {path.parent}: {exc.strerror}") from None
-    if not os.access(path.parent, os.W_OK):
-        raise argparse.ArgumentTypeError(f"{path.parent} is not writable")
-    return path
-
-
-def _probability(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not 0.0 < value < 1.0:
-        raise argparse.ArgumentTypeError(f"{text} is not between 0 and 1 (exclusive)")
-    return value
-
-
 def _positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
@@ -101,6 +83,9 @@ def _build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(title="commands", metavar="COMMAND")
 
     add_streamer_commands(commands)
+    add_train_head(commands)
+    add_models_command(commands)
+    add_calibrate_command(commands)
 
     detect = commands.add_parser("detect", help="find and embed the faces in images")
     detect.add_argument("images", nargs="+", type=Path, metavar="IMAGE")
@@ -160,9 +145,10 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     add_stream_bench(bench)
     add_cameras_bench(bench)
+    add_pairs_bench(bench)
     lfw = bench.add_parser("lfw", help="LFW 10-fold verification accuracy (View 2, pairs.txt)")
     lfw.add_argument("--data", type=Path, default=DEFAULT_LFW_DIR, help="LFW folder with pairs.txt")
-    lfw.add_argument("--json", type=_writable_json, default="bench-results/lfw.json", help="results JSON")
+    lfw.add_argument("--json", type=writable_json, default="bench-results/lfw.json", help="results JSON")
     lfw.add_argument("--no-cache", action="store_true", help="recompute embeddings even if cached")
     lfw.add_argument("--metric", choices=["euclidean", "cosine"], default="euclidean", help="pair score")
     lfw.set_defaults(handler=_cmd_bench_lfw)
@@ -170,15 +156,15 @@ def _build_parser() -> argparse.ArgumentParser:
     identify_bench = bench.add_parser("identify", help="LFW open-set identification (DIR at FPIR, rank-1)")
     identify_bench.add_argument("--data", type=Path, default=DEFAULT_LFW_DIR, help="LFW folder")
     identify_bench.add_argument(
-        "--json", type=_writable_json, default="bench-results/identify.json", help="results JSON"
+        "--json", type=writable_json, default="bench-results/identify.json", help="results JSON"
     )
     identify_bench.add_argument("--no-cache", action="store_true", help="recompute embeddings even if cached")
     identify_bench.add_argument(
-        "--calibration-out", type=_writable_json, help="also fit the decision rule and write it here"
+        "--calibration-out", type=writable_json, help="also fit the decision rule and write it here"
     )
     identify_bench.add_argument(
         "--target-fpir",
-        type=_probability,
+        type=probability,
         nargs="+",
         default=[1e-2, 1e-3],
         help="FPIRs to fit rules for (one rule set each)",
@@ -186,7 +172,7 @@ def _build_parser() -> argparse.ArgumentParser:
     identify_bench.set_defaults(handler=_cmd_bench_identify)
 
     embed = bench.add_parser("embed", help="embedder faces/s vs dlib's own implementation")
-    embed.add_argument("--json", type=_writable_json, default="bench-results/embed.json", help="results JSON")
+    embed.add_argument("--json", type=writable_json, default="bench-results/embed.json", help="results JSON")
     embed.add_argument("--repeats", type=_positive_int, default=5, help="timed passes per configuration")
     embed.set_defaults(handler=_cmd_bench_embed)
 
@@ -198,13 +184,13 @@ def _build_parser() -> argparse.ArgumentParser:
         "--probes", type=_positive_int, default=32, help="IVF lists searched per query (nprobe)"
     )
     index_bench.add_argument(
-        "--json", type=_writable_json, default="bench-results/index.json", help="results JSON"
+        "--json", type=writable_json, default="bench-results/index.json", help="results JSON"
     )
     index_bench.set_defaults(handler=_cmd_bench_index)
 
     detect_bench = bench.add_parser("detect", help="MTCNN ms/frame vs facenet-pytorch's detect_face")
     detect_bench.add_argument(
-        "--json", type=_writable_json, default="bench-results/detect.json", help="results JSON"
+        "--json", type=writable_json, default="bench-results/detect.json", help="results JSON"
     )
     detect_bench.add_argument(
         "--repeats", type=_positive_int, default=5, help="timed passes per configuration"

@@ -8,11 +8,14 @@ are part of the contract:
 - ``Landmarks5``: ``(N, 5, 2)`` ``float32`` pixel points: left eye, right eye, nose,
   left mouth corner, right mouth corner (left/right as seen in the image).
 - ``Embedding``: ``(D,)`` ``float32``; ``Embeddings``: ``(N, D)`` ``float32``.
+
+Closed option sets that both the core and the (lazily imported) trainer name live here too,
+so the CLI can offer them without importing torch.
 """
 
 from __future__ import annotations
 
-from typing import TypeAlias
+from typing import Literal, TypeAlias
 
 import numpy as np
 import numpy.typing as npt
@@ -24,3 +27,7 @@ Landmarks5: TypeAlias = npt.NDArray[np.float32]
 Embedding: TypeAlias = npt.NDArray[np.float32]
 Embeddings: TypeAlias = npt.NDArray[np.float32]
 FloatArray: TypeAlias = npt.NDArray[np.float64]
+HeadKind: TypeAlias = Literal["linear", "residual"]
+"""Kinds of embedding head (``vigil.models.head``)."""
+HeadLoss: TypeAlias = Literal["contrastive", "siamese", "triplet"]
+"""Losses an embedding head is trained with (``trainer.losses``)."""

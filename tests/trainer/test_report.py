@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import struct
+from collections.abc import Callable
 from contextlib import AbstractContextManager
 from pathlib import Path
 
@@ -11,7 +12,14 @@ import numpy as np
 import pytest
 
 from trainer.metrics import kfold_verification, roc_curve
-from trainer.report import markdown_table, plot_roc, verification_markdown, write_json
+from trainer.report import (
+    markdown_table,
+    plot_det,
+    plot_roc,
+    plot_score_histograms,
+    verification_markdown,
+    write_json,
+)
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -47,6 +55,36 @@ def test_plot_roc_writes_a_png(tmp_path: Path) -> None:
     assert (width, height) == (720, 540), f"6x4.5 in at 120 dpi should be 720x540, got {width}x{height}"
     assert path.stat().st_size > 10_000, f"PNG suspiciously small: {path.stat().st_size} bytes"
     assert [entry.name for entry in path.parent.iterdir()] == ["roc.png"], "temp files should be gone"
+
+
+def test_det_and_score_histograms_write_pngs(tmp_path: Path) -> None:
+    # given LFW-sized genuine and impostor scores and their ROC curve
+    scores, labels, _ = make_gaussian_scores()
+    far, tar, _ = roc_curve(scores, labels)
+    # when the DET curve (with FAR and FRR hitting 0 and 1) and the histograms are plotted
+    plot_det(
+        far, 1.0 - tar, tmp_path / "det.png", label="gaussian d'=2", rate_min=1 / 3000, operating_far=1e-2
+    )
+    plot_score_histograms(scores[labels], scores[~labels], tmp_path / "scores.png", threshold=1.5)
+    # then both are real PNGs of the configured size
+    assert read_png_size(tmp_path / "det.png") == (720, 540)
+    assert read_png_size(tmp_path / "scores.png") == (720, 540)
+
+
+@pytest.mark.parametrize(
+    ("plot", "message"),
+    [
+        # a DET curve whose rate floor is not a probability below one half
+        (lambda path: plot_det(np.zeros(2), np.ones(2), path, label="x", rate_min=0.0), "rate_min"),
+        # histograms without impostor scores
+        (lambda path: plot_score_histograms(np.ones(3), np.zeros(0), path), "impostor"),
+    ],
+    ids=["det-rate-min", "histogram-empty"],
+)
+def test_bad_plot_input_is_refused(tmp_path: Path, plot: Callable[[Path], None], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        plot(tmp_path / "plot.png")
+    assert not (tmp_path / "plot.png").exists()
 
 
 def test_plot_roc_rejects_curve_without_positive_far(tmp_path: Path) -> None:

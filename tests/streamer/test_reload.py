@@ -1,0 +1,91 @@
+"""A running worker follows promoted heads and calibrations without a restart.
+
+A real worker (real Redis, bus, models) analyses a photo of Barack Obama before and after
+`vigil models promote`/`rollback`: each result carries the embedding space and the
+calibration it was decided with, which the tracker copies into its events.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+import pytest
+import redis
+
+from indexer.calibration import shipped_calibration_path
+from streamer.analysis import FrameResult
+from streamer.bench_setup import enroll_people, temporary_home
+from streamer.worker import Worker
+from tests.conftest import PEOPLE, people_image, require
+from vigil.artifacts import ArtifactRegistry
+from vigil.config import Settings
+from vigil.models.head import EmbeddingHead, head_space_version, head_to_bytes
+from vigil.models.pipeline import FacePipeline
+from vigil.streams import StreamEntry
+
+OBAMA = "Barack Obama"
+
+
+@pytest.fixture
+def worker(settings: Settings, pipeline: FacePipeline) -> Iterator[tuple[Worker, Settings, redis.Redis]]:
+    require(PEOPLE / "obama.jpg")
+    with temporary_home(settings) as (home_settings, client):
+        running = Worker(client, home_settings, pipeline)
+        running.bus.ensure_group()
+        enroll_people(running.identifier, home_settings, {OBAMA: PEOPLE / "obama.jpg"})
+        yield running, home_settings, client
+
+
+def analyse_once(worker: Worker, client: redis.Redis, number: int) -> FrameResult:
+    """Put the photo on the bus as a frame, let the worker take it, return its result."""
+    worker.bus.publish("door", number, float(number), people_image("obama.jpg"))
+    assert worker.step() == 1
+    entries: list[StreamEntry] = client.xrevrange(worker.config.bus.faces_stream, count=1)  # type: ignore[assignment]
+    return FrameResult.from_fields(entries[0][1])
+
+
+def named(result: FrameResult) -> list[str]:
+    """Who the faces were taken for (the photo also holds a borderline non-face, left unknown)."""
+    return [face.name for face in result.faces if face.name is not None]
+
+
+def calibration_for(space: str, calibration_id: str) -> bytes:
+    raw = json.loads(shipped_calibration_path("dlib_resnet_v1+flip").read_text(encoding="utf-8"))
+    return json.dumps({**raw, "embedder_version": space, "calibration_id": calibration_id}).encode()
+
+
+@pytest.mark.redis
+def test_worker_follows_head_and_calibration_promotions(worker: tuple[Worker, Settings, redis.Redis]) -> None:
+    running, settings, client = worker
+    backbone = running.pipeline.embedder.version
+    registry = ArtifactRegistry(settings.home)
+    # given the worker deciding in the backbone's space with the shipped calibration
+    before = analyse_once(running, client, 0)
+    assert before.embedder_version == backbone
+    assert "lfw-open-set" in before.calibration and named(before) == [OBAMA]
+    # when a head (untrained: the identity on unit vectors) is promoted with its own calibration
+    head = head_to_bytes(EmbeddingHead())
+    space = head_space_version(backbone, head)
+    files = {"head.pt": head, "calibration.json": calibration_for(space, "head-space-test")}
+    stored = registry.add("head", files, embedder_version=backbone, metrics={}, data={})
+    registry.promote("head", stored.version)
+    # then the next frame is searched in the head's space, under the head's calibration
+    with_head = analyse_once(running, client, 1)
+    assert with_head.embedder_version == space != backbone
+    assert "head-space-test" in with_head.calibration
+    assert named(with_head) == [OBAMA], "the identity head must still name him"
+    # when the head is rolled back and a new calibration for the backbone promoted
+    registry.rollback("head")
+    tuned = registry.add(
+        "calibration",
+        {"calibration.json": calibration_for(backbone, "tuned-test")},
+        embedder_version=backbone,
+        metrics={},
+        data={},
+    )
+    registry.promote("calibration", tuned.version)
+    # then the worker is back in the backbone's space, under the new calibration
+    after = analyse_once(running, client, 2)
+    assert after.embedder_version == backbone
+    assert "tuned-test" in after.calibration and named(after) == [OBAMA]

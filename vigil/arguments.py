@@ -1,0 +1,30 @@
+"""Argument types the command line shares: each checks its value before any work starts."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+
+def writable_json(text: str) -> Path:
+    """A results path whose folder exists (or can be made) and is writable."""
+    path = Path(text)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise argparse.ArgumentTypeError(f"cannot create {path.parent}: {exc.strerror}") from None
+    if not os.access(path.parent, os.W_OK):
+        raise argparse.ArgumentTypeError(f"{path.parent} is not writable")
+    return path
+
+
+def probability(text: str) -> float:
+    """A rate strictly between 0 and 1, e.g. a target false-accept rate."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0.0 < value < 1.0:
+        raise argparse.ArgumentTypeError(f"{text} is not between 0 and 1 (exclusive), e.g. 1e-3")
+    return value
