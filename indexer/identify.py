@@ -132,16 +132,26 @@ class Identifier:
         """Every face in ``image`` with its identity or *unknown*."""
         return self.name_faces(self.pipeline.analyze([image])[0])
 
-    def name_faces(self, faces: Sequence[Face]) -> list[Identification]:
-        """The identity (or *unknown*) of faces the pipeline found, searched in one batch."""
+    def name_faces(
+        self, faces: Sequence[Face], rules: Sequence[Thresholds | None] | None = None
+    ) -> list[Identification]:
+        """The identity (or *unknown*) of faces the pipeline found, searched in one batch.
+
+        Args:
+            faces: From the pipeline.
+            rules: Per face, a rule to decide with instead of the calibrated one (e.g. a
+                camera's override); None: the calibrated rule for all.
+        """
         self.refresh()
         if not faces:
             return []
-        rule = self.thresholds()  # after refresh(): for the gallery as it is now
+        calibrated = self.thresholds()  # after refresh(): for the gallery as it is now
         probes = self._in_space(np.stack([face.embedding for face in faces]))
         candidates = self._index.search(probes, k=self.top_k)
+        per_face = rules if rules is not None else [None] * len(faces)
         results = []
-        for face, matches in zip(faces, candidates, strict=True):
+        for face, matches, override in zip(faces, candidates, per_face, strict=True):
+            rule = override if override is not None else calibrated
             decision = decide(matches, rule.threshold, rule.margin)
             name = self._names.get(decision.identity_id) if decision.identity_id else None
             results.append(Identification(face, decision, name))

@@ -22,6 +22,7 @@ from typing import cast
 
 import redis
 
+from indexer.calibration import Thresholds
 from indexer.gallery import Gallery
 from indexer.identify import Identification, Identifier
 from streamer import metrics
@@ -90,6 +91,7 @@ class Worker:
         self.bus = FrameBus(client, settings.streamer.bus)
         self.pipeline = pipeline
         self.identifier = Identifier.from_settings(Gallery(client), pipeline, settings)
+        self._cameras = {camera.name: camera for camera in settings.streamer.cameras}
         self.consumer = consumer_name()
         self._last_reclaim = 0.0
         self._last_heartbeat = 0.0
@@ -165,9 +167,17 @@ class Worker:
         detected = time.perf_counter()
         faces = self.pipeline.embed_detections([f.image for f in pictures if f.image is not None], detections)
         embedded = time.perf_counter()
-        named = self.identifier.name_faces([face for frame_faces in faces for face in frame_faces])
+        rules = self._camera_rules([frame.camera for frame in frames])
+        named = self.identifier.name_faces(
+            [face for frame_faces in faces for face in frame_faces],
+            [
+                rules[frame.camera]
+                for frame, frame_faces in zip(pictures, faces, strict=True)
+                for _ in frame_faces
+            ],
+        )
         searched = time.perf_counter()
-        results = self._results(frames, pictures, [len(frame_faces) for frame_faces in faces], named)
+        results = self._results(frames, pictures, [len(frame_faces) for frame_faces in faces], named, rules)
         self._publish(results, [frame.entry_id for frame in frames])
         published = time.perf_counter()
         metrics.STAGE_SECONDS.labels(stage="detect").observe(detected - started)
@@ -182,14 +192,31 @@ class Worker:
                 metrics.FRAMES_PROCESSED.labels(camera=result.camera).inc()
                 metrics.FACES_DETECTED.labels(camera=result.camera).inc(len(result.faces))
 
+    def _camera_rules(self, cameras: Sequence[str]) -> dict[str, Thresholds]:
+        """The rule each camera's faces are decided with: the calibrated one, with the camera's overrides."""
+        self.identifier.refresh()  # the rule depends on the gallery's size and the head in force
+        calibrated = self.identifier.thresholds()
+        rules = {}
+        for name in set(cameras):
+            camera = self._cameras.get(name)
+            if camera is None or (camera.match_threshold is None and camera.match_margin is None):
+                rules[name] = calibrated
+                continue
+            rules[name] = Thresholds(
+                calibrated.threshold if camera.match_threshold is None else camera.match_threshold,
+                calibrated.margin if camera.match_margin is None else camera.match_margin,
+                f"{calibrated.source}; camera {name}'s override",
+            )
+        return rules
+
     def _results(
         self,
         frames: Sequence[BusFrame],
         pictures: Sequence[BusFrame],
         counts: Sequence[int],
         named: Sequence[Identification],
+        rules: dict[str, Thresholds],
     ) -> list[FrameResult]:
-        rule = self.identifier.thresholds()
         faces_of: dict[str, list[FaceResult]] = {}
         offset = 0
         for frame, count in zip(pictures, counts, strict=True):
@@ -204,9 +231,9 @@ class Worker:
                 captured_at=frame.captured_at,
                 faces=faces_of.get(frame.entry_id, []),
                 end_of_stream=frame.end_of_stream,
-                threshold=rule.threshold,
-                margin=rule.margin,
-                calibration=rule.source,
+                threshold=rules[frame.camera].threshold,
+                margin=rules[frame.camera].margin,
+                calibration=rules[frame.camera].source,
                 embedder_version=self.identifier.space_version,
                 read_at=frame.read_at,
             )

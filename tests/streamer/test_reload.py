@@ -18,6 +18,7 @@ from streamer.analysis import FrameResult
 from streamer.bench_setup import enroll_people, temporary_home
 from streamer.worker import Worker
 from tests.conftest import PEOPLE, people_image, require
+from tests.streamer.conftest import make_camera
 from vigil.artifacts import ArtifactRegistry
 from vigil.config import Settings
 from vigil.models.head import EmbeddingHead, head_space_version, head_to_bytes
@@ -37,9 +38,9 @@ def worker(settings: Settings, pipeline: FacePipeline) -> Iterator[tuple[Worker,
         yield running, home_settings, client
 
 
-def analyse_once(worker: Worker, client: redis.Redis, number: int) -> FrameResult:
-    """Put the photo on the bus as a frame, let the worker take it, return its result."""
-    worker.bus.publish("door", number, float(number), people_image("obama.jpg"))
+def analyse_once(worker: Worker, client: redis.Redis, number: int, camera: str = "door") -> FrameResult:
+    """Put the photo on the bus as a frame of ``camera``, let the worker take it, return its result."""
+    worker.bus.publish(camera, number, float(number), people_image("obama.jpg"))
     assert worker.step() == 1
     entries: list[StreamEntry] = client.xrevrange(worker.config.bus.faces_stream, count=1)  # type: ignore[assignment]
     return FrameResult.from_fields(entries[0][1])
@@ -89,3 +90,23 @@ def test_worker_follows_head_and_calibration_promotions(worker: tuple[Worker, Se
     after = analyse_once(running, client, 2)
     assert after.embedder_version == backbone
     assert "tuned-test" in after.calibration and named(after) == [OBAMA]
+
+
+@pytest.mark.redis
+def test_a_cameras_own_threshold_overrides_the_calibrated_one(
+    worker: tuple[Worker, Settings, redis.Redis], pipeline: FacePipeline
+) -> None:
+    # given a worker whose configuration gives one camera a threshold no real match reaches
+    _, settings, client = worker
+    strict = make_camera("clip.mp4", name="vault", match_threshold=0.999)
+    configured = settings.model_copy(
+        update={"streamer": settings.streamer.model_copy(update={"cameras": [strict]})}
+    )
+    running = Worker(client, configured, pipeline)
+    # when the same photo arrives from that camera and from another one
+    from_vault = analyse_once(running, client, 0, camera="vault")
+    from_door = analyse_once(running, client, 1, camera="door")
+    # then only the other camera names him; the vault's result carries its own rule
+    assert named(from_door) == [OBAMA] and named(from_vault) == []
+    assert from_vault.threshold == 0.999 and "override" in from_vault.calibration
+    assert from_vault.margin == from_door.margin, "an unset margin stays the calibrated one"

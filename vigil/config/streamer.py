@@ -60,6 +60,21 @@ class CameraConfig(VigilModel):
             "(live sources). A file that cannot be opened or decoded fails at once."
         ),
     )
+    match_threshold: float | None = Field(
+        None,
+        ge=-1.0,
+        le=1.0,
+        description=(
+            "This camera's similarity threshold, over the calibrated one (e.g. stricter at a door). "
+            "Workers on other machines apply it only if their configuration lists the camera too."
+        ),
+    )
+    match_margin: float | None = Field(
+        None,
+        ge=0.0,
+        le=2.0,
+        description="This camera's required lead over the runner-up, over the calibrated one.",
+    )
 
     @model_validator(mode="after")
     def _backoff_order(self) -> CameraConfig:
