@@ -9,9 +9,11 @@ Only embeddings and their provenance are stored, never face images. Keys, all un
     names                             hash   name → identity id (names are unique)
     template:{template_id}            hash   identity_id, embedder_version, embedding
                                              (float32 bytes), dim, captured_at, source,
-                                             quality, created_at
+                                             quality, created_at, origin, event_id
     templates:{embedder_version}      zset   template ids of that embedder, score = id
     template:next_id                  string INCR counter for template ids
+    identity:{identity_id}:history    list   JSON entries: templates and negatives added/removed
+                                             (``indexer.history``)
     gallery:version                   string bumped by every change
 
 Every change is one MULTI/EXEC transaction that also bumps ``gallery:version`` and
@@ -26,7 +28,7 @@ import json
 import logging
 import re
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
@@ -37,6 +39,7 @@ from redis.client import Pipeline
 
 from indexer import records
 from indexer.backup import export_header, identity_record, read_export
+from indexer.history import HistoryEntry, history_entry, parse_entries, queue_entry
 from indexer.records import (
     Identity,
     NewTemplate,
@@ -44,6 +47,8 @@ from indexer.records import (
     check_metadata,
     check_name,
     check_template,
+    identity_from_hash,
+    template_from_hash,
 )
 from vigil.errors import GalleryError
 from vigil.files import write_text_atomically
@@ -127,14 +132,14 @@ class Gallery:
         identity = Identity(uuid.uuid4().hex, name, metadata, now, now)
 
         def work(pipe: Pipeline) -> None:
-            if pipe.hexists(self._key("names"), name):
+            if pipe.hexists(self.key("names"), name):
                 raise GalleryError(f"an identity named {name!r} already exists; pick another name")
             pipe.multi()
             self._queue_identity(pipe, identity)
             for template_id, (template, embedding) in zip(template_ids, rows, strict=True):
                 self._queue_template(pipe, template_id, identity.identity_id, template, embedding, now)
 
-        self._transaction(work, self._key("names"))
+        self.transaction(work, self.key("names"))
         logger.info("enrolled identity %s (%r) with %d templates", identity.identity_id, name, len(rows))
         return identity, template_ids
 
@@ -161,7 +166,7 @@ class Gallery:
             for template_id, (template, embedding) in zip(template_ids, rows, strict=True):
                 self._queue_template(pipe, template_id, identity_id, template, embedding, now)
 
-        self._transaction(work, self._identity_key(identity_id))
+        self.transaction(work, self._identity_key(identity_id))
         logger.info("added %d templates to identity %s", len(rows), identity_id)
         return template_ids
 
@@ -175,20 +180,20 @@ class Gallery:
 
         def work(pipe: Pipeline) -> Identity:
             identity = self._read_identity(pipe, identity_id)
-            owner = pipe.hget(self._key("names"), new_name)
+            owner = pipe.hget(self.key("names"), new_name)
             if owner is not None and text(owner) != identity_id:
                 raise GalleryError(f"an identity named {new_name!r} already exists; pick another name")
             renamed = Identity(identity_id, new_name, identity.metadata, identity.created_at, records.now())
             pipe.multi()
-            pipe.hdel(self._key("names"), identity.name)
-            pipe.hset(self._key("names"), new_name, identity_id)
+            pipe.hdel(self.key("names"), identity.name)
+            pipe.hset(self.key("names"), new_name, identity_id)
             pipe.hset(
                 self._identity_key(identity_id),
                 mapping={"name": new_name, "updated_at": renamed.updated_at},
             )
             return renamed
 
-        renamed = self._transaction(work, self._identity_key(identity_id), self._key("names"))
+        renamed = self.transaction(work, self._identity_key(identity_id), self.key("names"))
         logger.info("renamed identity %s to %r", identity_id, new_name)
         return renamed
 
@@ -213,15 +218,44 @@ class Gallery:
                 if version is not None:
                     pipe.zrem(self._version_key(text(version)), template_id)
                 pipe.delete(self._template_key(template_id))
-            pipe.delete(self._templates_of_key(identity_id), self._identity_key(identity_id))
-            pipe.hdel(self._key("names"), identity.name)
-            pipe.srem(self._key("identities"), identity_id)
+            pipe.delete(
+                self._templates_of_key(identity_id),
+                self._identity_key(identity_id),
+                self.history_key(identity_id),
+            )
+            pipe.hdel(self.key("names"), identity.name)
+            pipe.srem(self.key("identities"), identity_id)
             return len(template_ids)
 
-        removed = self._transaction(
-            work, self._identity_key(identity_id), self._templates_of_key(identity_id)
-        )
+        removed = self.transaction(work, self._identity_key(identity_id), self._templates_of_key(identity_id))
         logger.info("deleted identity %s and %d templates", identity_id, removed)
+        return removed
+
+    def remove_template(self, identity_id: str, template_id: int, entry: HistoryEntry) -> Template:
+        """Remove one template of an identity, recording ``entry`` (a ``removed`` entry) in its history.
+
+        Returns:
+            The removed template.
+
+        Raises:
+            GalleryError: Unknown identity, or the template is not one of theirs.
+        """
+
+        def work(pipe: Pipeline) -> Template:
+            self._read_identity(pipe, identity_id)
+            raw = pipe.hgetall(self._template_key(template_id))
+            if not raw or text(raw.get(b"identity_id", b"")) != identity_id:
+                raise GalleryError(f"template {template_id} is not a template of identity {identity_id}")
+            template = template_from_hash(template_id, raw)
+            pipe.multi()
+            pipe.zrem(self._version_key(template.embedder_version), template_id)
+            pipe.delete(self._template_key(template_id))
+            pipe.srem(self._templates_of_key(identity_id), template_id)
+            queue_entry(pipe, self.history_key(identity_id), entry)
+            return template
+
+        removed = self.transaction(work, self._identity_key(identity_id), self._template_key(template_id))
+        logger.info("removed template %d of identity %s (%s)", template_id, identity_id, entry.origin)
         return removed
 
     # -- reads ----------------------------------------------------------------------------
@@ -232,14 +266,14 @@ class Gallery:
         Raises:
             GalleryError: Unknown identity.
         """
-        raw = self._call(lambda: self._client.hgetall(self._identity_key(identity_id)))
+        raw = self.call(lambda: self._client.hgetall(self._identity_key(identity_id)))
         if not raw:
             raise GalleryError(f"unknown identity id {identity_id!r}")
-        return _identity_from_hash(identity_id, raw)
+        return identity_from_hash(identity_id, raw)
 
     def find_by_name(self, name: str) -> Identity | None:
         """The identity with exactly this name, or None."""
-        identity_id = self._call(lambda: self._client.hget(self._key("names"), name))
+        identity_id = self.call(lambda: self._client.hget(self.key("names"), name))
         if identity_id is None:
             return None
         try:
@@ -247,11 +281,22 @@ class Gallery:
         except GalleryError:  # deleted between the two reads
             return None
 
+    def get_by_name(self, name: str) -> Identity:
+        """The identity with exactly this name.
+
+        Raises:
+            GalleryError: Nobody has this name.
+        """
+        identity = self.find_by_name(name)
+        if identity is None:
+            raise GalleryError(f"nobody named {name!r} is enrolled; see `vigil people list`")
+        return identity
+
     def list_identities(self) -> list[Identity]:
         """Every identity, sorted by name."""
 
         def work(pipe: Pipeline) -> list[str]:
-            identity_ids = sorted(text(raw) for raw in pipe.smembers(self._key("identities")))
+            identity_ids = sorted(text(raw) for raw in pipe.smembers(self.key("identities")))
             pipe.multi()
             for identity_id in identity_ids:
                 pipe.hgetall(self._identity_key(identity_id))
@@ -261,7 +306,7 @@ class Gallery:
         identity_ids, hashes = self._read_transaction(work)
         for identity_id, raw in zip(identity_ids, hashes, strict=True):
             if raw:
-                identities.append(_identity_from_hash(identity_id, raw))
+                identities.append(identity_from_hash(identity_id, raw))
         return sorted(identities, key=lambda identity: identity.name)
 
     def identity_templates(self, identity_id: str) -> list[Template]:
@@ -282,10 +327,20 @@ class Gallery:
 
         template_ids, hashes = self._read_transaction(work)
         return [
-            _template_from_hash(template_id, raw)
+            template_from_hash(template_id, raw)
             for template_id, raw in zip(template_ids, hashes, strict=True)
             if raw
         ]
+
+    def history(self, identity_id: str) -> list[HistoryEntry]:
+        """Every change to an identity's templates and negatives, oldest first (see ``indexer.history``).
+
+        Raises:
+            GalleryError: Unknown identity.
+        """
+        self.get_identity(identity_id)
+        key = self.history_key(identity_id)
+        return parse_entries(self.call(lambda: cast(list[bytes], self._client.lrange(key, 0, -1))))
 
     def templates(self, embedder_version: str) -> tuple[npt.NDArray[np.int64], list[str], Embeddings]:
         """Every template of one embedder version, as arrays for the search index.
@@ -328,7 +383,7 @@ class Gallery:
 
     def template_count(self) -> int:
         """How many templates the gallery holds, over all embedder versions."""
-        pattern = self._key("templates:*")
+        pattern = self.key("templates:*")
 
         def count() -> int:
             keys = list(self._client.scan_iter(match=pattern, count=1000))
@@ -337,11 +392,11 @@ class Gallery:
                     pipe.zcard(key)
                 return sum(int(size) for size in pipe.execute())
 
-        return self._call(count)
+        return self.call(count)
 
     def version(self) -> int:
         """The gallery's version: it grows by one with every change."""
-        raw = self._call(lambda: self._client.get(self._key("gallery:version")))
+        raw = self.call(lambda: self._client.get(self.key("gallery:version")))
         return 0 if raw is None else int(raw)
 
     # -- export / import ------------------------------------------------------------------
@@ -392,7 +447,7 @@ class Gallery:
                     raise GalleryError(
                         f"{path}: identity id {identity.identity_id} is already in the gallery"
                     )
-                if pipe.hexists(self._key("names"), identity.name):
+                if pipe.hexists(self.key("names"), identity.name):
                     raise GalleryError(f"{path}: an identity named {identity.name!r} already exists")
             pipe.multi()
             unused_ids = iter(template_ids)  # afresh on every attempt
@@ -408,82 +463,35 @@ class Gallery:
                         created_at,
                     )
 
-        watched = [self._key("names")] + [self._identity_key(identity.identity_id) for identity, _ in records]
-        self._transaction(work, *watched)
+        watched = [self.key("names")] + [self._identity_key(identity.identity_id) for identity, _ in records]
+        self.transaction(work, *watched)
         logger.info("imported %d identities (%d templates) from %s", len(records), count, path)
         return len(records)
 
-    # -- private --------------------------------------------------------------------------
+    # -- shared with the stores beside the gallery (history, corrections, unknowns) -----------
 
-    def _key(self, suffix: str) -> str:
+    @property
+    def client(self) -> redis.Redis:
+        return self._client
+
+    def key(self, suffix: str) -> str:
+        """A key of this gallery's namespace."""
         return f"{self._namespace}:{suffix}"
 
-    def _identity_key(self, identity_id: str) -> str:
-        return self._key(f"identity:{identity_id}")
+    def history_key(self, identity_id: str) -> str:
+        return self.key(f"identity:{identity_id}:history")
 
-    def _templates_of_key(self, identity_id: str) -> str:
-        return self._key(f"identity:{identity_id}:templates")
-
-    def _template_key(self, template_id: int) -> str:
-        return self._key(f"template:{template_id}")
-
-    def _version_key(self, embedder_version: str) -> str:
-        return self._key(f"templates:{embedder_version}")
-
-    def _allocate_template_ids(self, count: int) -> list[int]:
-        """Reserve ``count`` template ids (outside any transaction: an aborted call leaves a gap)."""
-        if count == 0:
-            return []
-        last = int(self._call(lambda: self._client.incrby(self._key("template:next_id"), count)))
-        return list(range(last - count + 1, last + 1))
-
-    def _queue_identity(self, pipe: Pipeline, identity: Identity) -> None:
-        pipe.hset(
-            self._identity_key(identity.identity_id),
-            mapping={
-                "name": identity.name,
-                "metadata": json.dumps(identity.metadata, sort_keys=True),
-                "created_at": identity.created_at,
-                "updated_at": identity.updated_at,
-            },
-        )
-        pipe.hset(self._key("names"), identity.name, identity.identity_id)
-        pipe.sadd(self._key("identities"), identity.identity_id)
-
-    def _queue_template(
-        self,
-        pipe: Pipeline,
-        template_id: int,
-        identity_id: str,
-        template: NewTemplate,
-        embedding: Embedding,
-        created_at: str,
-    ) -> None:
-        fields: dict[str, str | bytes | int | float] = {
-            "identity_id": identity_id,
-            "embedder_version": template.embedder_version,
-            "embedding": embedding.astype("<f4").tobytes(),
-            "dim": int(embedding.shape[0]),
-            "source": template.source,
-            "quality": float(template.quality),
-            "created_at": created_at,
-        }
-        if template.captured_at is not None:
-            fields["captured_at"] = template.captured_at
-        pipe.hset(self._template_key(template_id), mapping=fields)  # type: ignore[arg-type]
-        pipe.zadd(self._version_key(template.embedder_version), {str(template_id): template_id})
-        pipe.sadd(self._templates_of_key(identity_id), template_id)
-
-    def _read_identity(self, pipe: Pipeline, identity_id: str) -> Identity:
-        raw = pipe.hgetall(self._identity_key(identity_id))
-        if not raw:
-            raise GalleryError(f"unknown identity id {identity_id!r}")
-        return _identity_from_hash(identity_id, raw)
-
-    def _transaction(self, work: Callable[[Pipeline], _T], *watched: str) -> _T:
+    def transaction(self, work: Callable[[Pipeline], _T], *watched: str) -> _T:
         """Run ``work`` under WATCH (it reads, calls ``multi()`` and queues writes), then
-        bump the version and publish it in the same MULTI/EXEC; retry on a conflict."""
-        version_key = self._key("gallery:version")
+        bump the version and publish it in the same MULTI/EXEC; retry on a conflict.
+
+        Stores beside the gallery whose changes affect matching (hard negatives) write
+        through this, so searchers reload on their next query.
+
+        Raises:
+            GalleryError: Too many conflicting writers, or Redis rejected a command.
+        """
+        version_key = self.key("gallery:version")
 
         def attempt() -> _T:
             with self._client.pipeline(transaction=True) as pipe:
@@ -506,12 +514,89 @@ class Gallery:
                 "retry later"
             )
 
-        return self._call(attempt)
+        return self.call(attempt)
+
+    def call(self, operation: Callable[[], _T]) -> _T:
+        """Run a Redis operation with the gallery's error mapping (outages and rejections)."""
+        try:
+            with redis_errors():
+                return operation()
+        except redis.ResponseError as exc:
+            raise GalleryError(f"Redis rejected a gallery operation: {exc}") from exc
+
+    # -- private --------------------------------------------------------------------------
+
+    def _identity_key(self, identity_id: str) -> str:
+        return self.key(f"identity:{identity_id}")
+
+    def _templates_of_key(self, identity_id: str) -> str:
+        return self.key(f"identity:{identity_id}:templates")
+
+    def _template_key(self, template_id: int) -> str:
+        return self.key(f"template:{template_id}")
+
+    def _version_key(self, embedder_version: str) -> str:
+        return self.key(f"templates:{embedder_version}")
+
+    def _allocate_template_ids(self, count: int) -> list[int]:
+        """Reserve ``count`` template ids (outside any transaction: an aborted call leaves a gap)."""
+        if count == 0:
+            return []
+        last = int(self.call(lambda: self._client.incrby(self.key("template:next_id"), count)))
+        return list(range(last - count + 1, last + 1))
+
+    def _queue_identity(self, pipe: Pipeline, identity: Identity) -> None:
+        pipe.hset(
+            self._identity_key(identity.identity_id),
+            mapping={
+                "name": identity.name,
+                "metadata": json.dumps(identity.metadata, sort_keys=True),
+                "created_at": identity.created_at,
+                "updated_at": identity.updated_at,
+            },
+        )
+        pipe.hset(self.key("names"), identity.name, identity.identity_id)
+        pipe.sadd(self.key("identities"), identity.identity_id)
+
+    def _queue_template(
+        self,
+        pipe: Pipeline,
+        template_id: int,
+        identity_id: str,
+        template: NewTemplate,
+        embedding: Embedding,
+        created_at: str,
+    ) -> None:
+        fields: dict[str, str | bytes | int | float] = {
+            "identity_id": identity_id,
+            "embedder_version": template.embedder_version,
+            "embedding": embedding.astype("<f4").tobytes(),
+            "dim": int(embedding.shape[0]),
+            "source": template.source,
+            "quality": float(template.quality),
+            "created_at": created_at,
+        }
+        if template.captured_at is not None:
+            fields["captured_at"] = template.captured_at
+        if template.event_id is not None:
+            fields["event_id"] = template.event_id
+        fields["origin"] = template.origin
+        pipe.hset(self._template_key(template_id), mapping=fields)  # type: ignore[arg-type]
+        pipe.zadd(self._version_key(template.embedder_version), {str(template_id): template_id})
+        pipe.sadd(self._templates_of_key(identity_id), template_id)
+        entry = history_entry("added", "template", template_id, template.origin, template.event_id)
+        queue_entry(pipe, self.history_key(identity_id), entry)
+
+    def _read_identity(self, pipe: Pipeline, identity_id: str) -> Identity:
+        raw = pipe.hgetall(self._identity_key(identity_id))
+        if not raw:
+            raise GalleryError(f"unknown identity id {identity_id!r}")
+        return identity_from_hash(identity_id, raw)
 
     def _read_transaction(self, work: Callable[[Pipeline], Any]) -> tuple[Any, list[Any]]:
         """Consistent multi-key read: ``work`` reads under WATCH of the version key, then
         queues reads after ``multi()``; a concurrent change retries."""
-        version_key = self._key("gallery:version")
+        version_key = self.key("gallery:version")
 
         def attempt() -> tuple[Any, list[Any]]:
             with self._client.pipeline(transaction=True) as pipe:
@@ -526,43 +611,4 @@ class Gallery:
                         pipe.reset()
             raise GalleryError(f"gallery {self._namespace!r} changes too fast to read consistently; retry")
 
-        return self._call(attempt)
-
-    def _call(self, operation: Callable[[], _T]) -> _T:
-        try:
-            with redis_errors():
-                return operation()
-        except redis.ResponseError as exc:
-            raise GalleryError(f"Redis rejected a gallery operation: {exc}") from exc
-
-
-def _blob(raw: bytes | str) -> bytes:
-    if isinstance(raw, str):
-        raise GalleryError("the Redis client decodes responses; connect with decode_responses off")
-    return raw
-
-
-def _identity_from_hash(identity_id: str, raw: Mapping[bytes | str, bytes | str]) -> Identity:
-    fields = {text(key): text(value) for key, value in raw.items()}
-    return Identity(
-        identity_id=identity_id,
-        name=fields["name"],
-        metadata=dict(json.loads(fields.get("metadata", "{}"))),
-        created_at=fields["created_at"],
-        updated_at=fields["updated_at"],
-    )
-
-
-def _template_from_hash(template_id: int, raw: Mapping[bytes | str, bytes | str]) -> Template:
-    fields = {text(key): value for key, value in raw.items()}
-    captured_at = fields.get("captured_at")
-    return Template(
-        template_id=template_id,
-        identity_id=text(fields["identity_id"]),
-        embedder_version=text(fields["embedder_version"]),
-        embedding=np.frombuffer(_blob(fields["embedding"]), dtype="<f4").astype(np.float32),
-        captured_at=None if captured_at is None else text(captured_at),
-        source=text(fields.get("source", b"")),
-        quality=float(fields.get("quality", b"0")),
-        created_at=text(fields["created_at"]),
-    )
+        return self.call(attempt)

@@ -3,7 +3,8 @@
 ``Identifier`` keeps a FAISS index of the gallery's templates for the pipeline's embedder
 version, and rebuilds it when the gallery's version counter moves, so enrolments and
 deletions made by other processes are seen without a restart. Its decision thresholds come
-from a ``CalibrationSource``, which likewise follows changes to the calibration file.
+from a ``CalibrationSource``, which likewise follows changes to the calibration file. Hard
+negatives (``indexer.corrections``) are loaded with the templates and can veto a match.
 """
 
 from __future__ import annotations
@@ -15,12 +16,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from indexer.calibration import CalibrationSource, Thresholds
+from indexer.corrections import Corrections, negatives_by_identity
 from indexer.gallery import Gallery
 from indexer.head_source import ActiveHead, HeadSource
-from indexer.search import Decision, IndexDevice, TemplateIndex, decide
+from indexer.search import Decision, IndexDevice, TemplateIndex, decide, veto_by_negatives
 from vigil.config import Settings
 from vigil.models.pipeline import Face, FacePipeline
-from vigil.typing import Embeddings, ImageRGB
+from vigil.typing import Embedding, Embeddings, ImageRGB
 
 logger = logging.getLogger(__name__)
 
@@ -73,6 +75,7 @@ class Identifier:
         self._index = TemplateIndex(dim=pipeline.embedder.dim, device="cpu")
         self._names: dict[str, str] = {}
         self._people = 0
+        self._negatives: dict[str, Embeddings] = {}
         self._version: int | None = None
         self._head: ActiveHead | None = None
 
@@ -106,6 +109,10 @@ class Identifier:
         index = TemplateIndex(dim=dim, device=self.faiss_device)
         if len(template_ids):
             index.build(template_ids, identity_ids, embeddings)
+        owners, negatives = Corrections(self.gallery).negatives(self.pipeline.embedder.version)
+        if head is not None and owners:
+            negatives = head.apply(negatives)
+        self._negatives = negatives_by_identity(owners, negatives)
         self._index = index
         self._people = len(set(identity_ids))
         self._names = {identity.identity_id: identity.name for identity in self.gallery.list_identities()}
@@ -150,12 +157,20 @@ class Identifier:
         candidates = self._index.search(probes, k=self.top_k)
         per_face = rules if rules is not None else [None] * len(faces)
         results = []
-        for face, matches, override in zip(faces, candidates, per_face, strict=True):
+        for face, probe, matches, override in zip(faces, probes, candidates, per_face, strict=True):
             rule = override if override is not None else calibrated
             decision = decide(matches, rule.threshold, rule.margin)
+            if decision.identity_id in self._negatives:
+                negative_score = self._negative_score(decision.identity_id, probe)
+                decision = veto_by_negatives(decision, negative_score, rule.margin)
             name = self._names.get(decision.identity_id) if decision.identity_id else None
             results.append(Identification(face, decision, name))
         return results
+
+    def _negative_score(self, identity_id: str, probe: Embedding) -> float:
+        """Cosine similarity of a probe (in the index's space) to the person's closest negative."""
+        unit = probe / max(float(np.linalg.norm(probe)), 1e-12)
+        return float(np.max(self._negatives[identity_id] @ unit))
 
     @property
     def gallery_version(self) -> int | None:

@@ -1,15 +1,25 @@
-"""The gallery's records: identities and templates, and the checks every write applies."""
+"""The gallery's records: identities and templates, the checks every write applies, and
+how they are read back from Redis hashes."""
 
 from __future__ import annotations
 
+import json
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Literal, TypeAlias, get_args
 
 import numpy as np
 
 from vigil.errors import GalleryError
+from vigil.streams import text
 from vigil.typing import Embedding
+
+TemplateOrigin: TypeAlias = Literal["enrol", "aging", "feedback", "unknowns"]
+"""How a template came into the gallery: enrolment (also import and re-embedding), template
+aging from the stream, a ``vigil feedback --is`` correction, or an enrolled unknown cluster."""
+_ORIGINS: dict[str, TemplateOrigin] = {origin: origin for origin in get_args(TemplateOrigin)}
 
 
 @dataclass(frozen=True)
@@ -41,6 +51,8 @@ class NewTemplate:
         source: Where it came from (file name, camera, ...).
         quality: Capture quality score (higher is better; the scale is the caller's).
         captured_at: ISO-8601 timestamp of the capture, when known.
+        origin: How it came in (kept in the person's history).
+        event_id: The stream event it came from (aging, feedback, unknowns), if any.
     """
 
     embedder_version: str
@@ -48,6 +60,8 @@ class NewTemplate:
     source: str = ""
     quality: float = 0.0
     captured_at: str | None = None
+    origin: TemplateOrigin = "enrol"
+    event_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -63,6 +77,8 @@ class Template:
         source: Where it came from.
         quality: Capture quality score.
         created_at: ISO-8601 UTC timestamp of enrolment.
+        origin: How it came in.
+        event_id: The stream event it came from, if any.
     """
 
     template_id: int
@@ -73,6 +89,8 @@ class Template:
     source: str
     quality: float
     created_at: str
+    origin: TemplateOrigin = "enrol"
+    event_id: str | None = None
 
     @property
     def dim(self) -> int:
@@ -108,3 +126,39 @@ def check_template(template: NewTemplate) -> tuple[NewTemplate, Embedding]:
     if not math.isfinite(template.quality):
         raise GalleryError(f"template quality must be finite, got {template.quality}")
     return template, embedding
+
+
+def blob(raw: bytes | str) -> bytes:
+    """A binary field of a Redis reply (embeddings are float32 bytes)."""
+    if isinstance(raw, str):
+        raise GalleryError("the Redis client decodes responses; connect with decode_responses off")
+    return raw
+
+
+def identity_from_hash(identity_id: str, raw: Mapping[bytes | str, bytes | str]) -> Identity:
+    fields = {text(key): text(value) for key, value in raw.items()}
+    return Identity(
+        identity_id=identity_id,
+        name=fields["name"],
+        metadata=dict(json.loads(fields.get("metadata", "{}"))),
+        created_at=fields["created_at"],
+        updated_at=fields["updated_at"],
+    )
+
+
+def template_from_hash(template_id: int, raw: Mapping[bytes | str, bytes | str]) -> Template:
+    fields = {text(key): value for key, value in raw.items()}
+    captured_at = fields.get("captured_at")
+    event_id = fields.get("event_id")
+    return Template(
+        template_id=template_id,
+        identity_id=text(fields["identity_id"]),
+        embedder_version=text(fields["embedder_version"]),
+        embedding=np.frombuffer(blob(fields["embedding"]), dtype="<f4").astype(np.float32),
+        captured_at=None if captured_at is None else text(captured_at),
+        source=text(fields.get("source", b"")),
+        quality=float(fields.get("quality", b"0")),
+        created_at=text(fields["created_at"]),
+        origin=_ORIGINS.get(text(fields.get("origin", b"enrol")), "enrol"),
+        event_id=None if event_id is None else text(event_id),
+    )

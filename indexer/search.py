@@ -123,6 +123,25 @@ def decide(candidates: Sequence[IdentityMatch], threshold: float, margin: float)
     return Decision(best.identity_id if accepted else None, best.score, lead, tuple(candidates))
 
 
+def veto_by_negatives(decision: Decision, negative_score: float, margin: float) -> Decision:
+    """Turn an accepted face back to *unknown* when a hard negative of the person is too close.
+
+    A negative competes like a runner-up identity: the person's best template must beat
+    the most similar negative by ``margin`` (see ``indexer.corrections``).
+
+    Args:
+        decision: The open-set decision for the face.
+        negative_score: Cosine similarity of the face to the accepted person's most similar
+            negative (``-inf`` when they have none).
+        margin: The margin in force.
+    """
+    if decision.identity_id is None or decision.score - negative_score >= margin:
+        return decision
+    return Decision(
+        None, decision.score, min(decision.margin, decision.score - negative_score), decision.candidates
+    )
+
+
 class TemplateIndex:
     """FAISS index of unit-length templates, searchable per identity.
 

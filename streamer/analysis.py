@@ -33,6 +33,8 @@ class FaceResult:
         name: Their display name, or None.
         score: Best person's cosine similarity (None with an empty gallery).
         candidate_id: The best person even when not accepted (for voting), or None.
+        margin: Best person's lead over the runner-up (``inf`` with none; None with an empty
+            gallery), for template aging.
     """
 
     box: list[float]
@@ -43,6 +45,7 @@ class FaceResult:
     name: str | None
     score: float | None
     candidate_id: str | None
+    margin: float | None = None
 
     @classmethod
     def from_identification(cls, result: Identification) -> FaceResult:
@@ -56,6 +59,7 @@ class FaceResult:
             name=result.name,
             score=None if math.isnan(decision.score) else round(decision.score, 4),
             candidate_id=decision.candidates[0].identity_id if decision.candidates else None,
+            margin=None if math.isnan(decision.margin) else round(decision.margin, 4),
         )
 
 
@@ -130,6 +134,7 @@ def _face_dict(face: FaceResult) -> dict[str, Any]:
         "name": face.name,
         "score": face.score,
         "candidate_id": face.candidate_id,
+        "margin": face.margin,  # inf (no runner-up) travels as JSON's Infinity, which Python reads back
     }
 
 
@@ -143,4 +148,5 @@ def _face_from_dict(raw: dict[str, Any]) -> FaceResult:
         name=raw["name"],
         score=raw["score"],
         candidate_id=raw["candidate_id"],
+        margin=raw.get("margin"),
     )

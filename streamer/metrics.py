@@ -84,6 +84,11 @@ GALLERY_VERSION = Gauge(
 REDIS_ERRORS = Counter(
     "vigil_redis_errors_total", "Redis operations that failed (server down or unreachable).", ["component"]
 )
+TRACKS_LEARNED = Counter(
+    "vigil_tracks_learned_total",
+    "Ended or unknown tracks the tracker learned from (kept unknowns, aging templates) or failed to.",
+    ["outcome"],
+)
 PROCESS_RESTARTS = Counter(
     "vigil_process_restarts_total", "Service processes restarted after they died.", ["component"]
 )

@@ -9,6 +9,9 @@ frame can never produce events twice.
 ``recognized`` events also pass a cooldown kept in Redis (``SET NX PX`` per camera and
 person): a person who leaves and comes back within ``tracker.cooldown_s`` is the same
 visit, even across a restart of the tracker.
+
+Once an ``unknown`` or ``track_ended`` event is published, its track's outcome goes to
+``streamer.learning`` (unknown faces kept, template aging).
 """
 
 from __future__ import annotations
@@ -22,9 +25,11 @@ from typing import cast
 
 import redis
 
+from indexer.gallery import Gallery
 from streamer import metrics
 from streamer.analysis import FrameResult
 from streamer.events import Event, EventPublisher, EventType
+from streamer.learning import TrackLearning
 from streamer.tracking import CameraTracker
 from vigil.config import Settings
 from vigil.stop import StopFlag
@@ -85,6 +90,8 @@ class TrackerService:
         settings: The service's settings.
         run_token: Short id of this run, part of every track id.
         finish_after: When set, return once every one of these cameras has ended (file sources).
+        gallery: Where stream learning stores unknowns and aging templates (default: the
+            gallery of ``client``).
     """
 
     def __init__(
@@ -93,8 +100,10 @@ class TrackerService:
         settings: Settings,
         run_token: str,
         finish_after: set[str] | None = None,
+        gallery: Gallery | None = None,
     ) -> None:
         self._client = client
+        self.settings = settings
         self.config = settings.streamer
         self.run_token = run_token
         self.publisher = EventPublisher(client, settings.streamer.events)
@@ -103,11 +112,15 @@ class TrackerService:
         self.finish_after = finish_after
         self.ended: set[str] = set()
         self._last_result_at: dict[str, tuple[float, float]] = {}  # camera -> (wall time, capture time)
+        gallery = gallery if gallery is not None else Gallery(client)
+        self.learning = TrackLearning(gallery, settings.indexer, settings.streamer.tracker)
 
     def use_connection(self, client: redis.Redis) -> None:
         """Carry on with a new connection (after a Redis outage), keeping the open tracks."""
         self._client = client
         self.publisher = EventPublisher(client, self.config.events)
+        gallery = Gallery(client, self.learning.gallery.namespace)
+        self.learning = TrackLearning(gallery, self.settings.indexer, self.config.tracker)
 
     def ensure_group(self) -> None:
         ensure_group(self._client, self.config.bus.faces_stream, TRACKER_GROUP)
@@ -180,7 +193,8 @@ class TrackerService:
 
     def _tracker(self, camera: str) -> CameraTracker:
         if camera not in self.trackers:
-            self.trackers[camera] = CameraTracker(camera, self.config.tracker, self.run_token)
+            keep = self.settings.indexer.unknowns.per_track
+            self.trackers[camera] = CameraTracker(camera, self.config.tracker, self.run_token, keep)
         return self.trackers[camera]
 
     def _publish(self, events: list[Event], read_at: float | None = None) -> None:
@@ -203,6 +217,9 @@ class TrackerService:
             logger.info(
                 "event %s %s %s on %s", event.type.value, event.name or "-", event.track_id, event.camera
             )
+            outcome = self._tracker(event.camera).take_outcome(event.event_id)
+            if outcome is not None:  # after publishing: what is kept refers to a written event
+                self.learning.learn(outcome)
 
     def _cooldown_passed(self, event: Event) -> bool:
         cooldown_ms = int(self.config.tracker.cooldown_s * 1000)

@@ -10,6 +10,10 @@ announced ``recognized`` once one person has ``min_votes`` votes, ``unknown`` on
 stayed unmatched for ``unknown_after_frames`` frames, and ``track_ended`` when it has not
 been seen for ``max_gap_s`` of capture time (or its camera's stream ended). This module is
 pure logic; publishing and cooldowns are the tracker service's job.
+
+For what the stream learns from tracks (kept unknown faces, template aging), each
+``unknown`` and ``track_ended`` event comes with a ``TrackOutcome`` (``take_outcome``): the
+track's best unmatched faces (by detection score × face size) and its best named face.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from __future__ import annotations
 import itertools
 from collections import Counter, deque
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 
@@ -26,6 +31,38 @@ from vigil.config.streamer import TrackerConfig
 
 # Embeddings kept per track for association: enough to bridge a pose change.
 RECENT_EMBEDDINGS = 5
+# Outcomes not taken (a caller that ignores them) are dropped beyond this many, oldest first.
+MAX_PENDING_OUTCOMES = 1000
+
+
+class SeenFace(NamedTuple):
+    """A face of a track and its capture time (Unix seconds)."""
+
+    face: FaceResult
+    captured_at: float
+
+
+@dataclass(frozen=True)
+class TrackOutcome:
+    """What a track offers to learn from, handed over with its ``unknown`` or ``track_ended`` event.
+
+    Attributes:
+        event: The event.
+        unknown_faces: The best faces no one was matched in, best first.
+        named_face: The best face of the person the track was announced as, or None.
+        frames: Frames in the track.
+        agreeing_frames: Frames that named the announced person (0 when none).
+        unmatched_frames: Frames that named no one.
+        unknown_event_id: The id of the track's ``unknown`` event, if it had one.
+    """
+
+    event: Event
+    unknown_faces: list[SeenFace]
+    named_face: SeenFace | None
+    frames: int
+    agreeing_frames: int
+    unmatched_frames: int
+    unknown_event_id: str | None
 
 
 @dataclass
@@ -46,13 +83,16 @@ class Track:
     last_frame: int = 0
     announced: str | None = None
     unknown_announced: bool = False
+    unknown_event_id: str | None = None
+    best_face_at: dict[str, float] = field(default_factory=dict)
+    unknown_faces: list[SeenFace] = field(default_factory=list)
 
     def similarity(self, embedding: np.ndarray) -> float:
         if not self.recent:
             return 0.0
         return float(max(np.dot(previous, embedding) for previous in self.recent))
 
-    def add(self, face: FaceResult, frame: FrameResult) -> None:
+    def add(self, face: FaceResult, frame: FrameResult, keep_faces: int) -> None:
         self.frames += 1
         self.last_seen = frame.captured_at
         self.last_frame = frame.number
@@ -61,12 +101,16 @@ class Track:
         self.last_face = face
         if face.identity_id is None:
             self.unmatched_frames += 1
+            self.unknown_faces.append(SeenFace(face, frame.captured_at))
+            self.unknown_faces.sort(key=lambda seen: _face_quality(seen.face), reverse=True)
+            del self.unknown_faces[keep_faces:]
             return
         self.votes[face.identity_id] += 1
         self.names[face.identity_id] = face.name or face.identity_id
         best = self.best_face.get(face.identity_id)
         if best is None or (face.score or 0.0) > (best.score or 0.0):
             self.best_face[face.identity_id] = face
+            self.best_face_at[face.identity_id] = frame.captured_at
 
     def leader(self) -> tuple[str, int] | None:
         """The person with the most votes, and how many."""
@@ -82,10 +126,12 @@ class Track:
 class CameraTracker:
     """Tracks of one camera; ``update`` takes frames in order and returns the events they cause."""
 
-    def __init__(self, camera: str, config: TrackerConfig, run_token: str) -> None:
+    def __init__(self, camera: str, config: TrackerConfig, run_token: str, keep_faces: int = 5) -> None:
         self.camera = camera
         self.config = config
+        self.keep_faces = keep_faces
         self._run_token = run_token
+        self._outcomes: dict[str, TrackOutcome] = {}
         self._ids = itertools.count(1)
         self.tracks: list[Track] = []
         self._latest: FrameResult | None = None  # the rule and embedder in force, for ended tracks
@@ -95,7 +141,7 @@ class CameraTracker:
         self._latest = frame
         events = self.expire(frame.captured_at)
         for track, face in self._associate(frame):
-            track.add(face, frame)
+            track.add(face, frame, self.keep_faces)
             events += self._decide(track, frame)
         return events
 
@@ -109,6 +155,10 @@ class CameraTracker:
         """End every track (the camera's stream ended, or the service stops)."""
         ended, self.tracks = self.tracks, []
         return [self._ended(track) for track in ended]
+
+    def take_outcome(self, event_id: str) -> TrackOutcome | None:
+        """The outcome of an ``unknown`` or ``track_ended`` event (once; None for other events)."""
+        return self._outcomes.pop(event_id, None)
 
     def _associate(self, frame: FrameResult) -> list[tuple[Track, FaceResult]]:
         """Greedy matching of faces to tracks by overlap plus resemblance; the rest start tracks."""
@@ -153,21 +203,42 @@ class CameraTracker:
             and track.last_face is not None
         ):
             track.unknown_announced = True
-            return [self._event(EventType.UNKNOWN, track, frame, track.last_face)]
+            event = self._event(EventType.UNKNOWN, track, frame, track.last_face)
+            track.unknown_event_id = event.event_id
+            self._hand_over(self._outcome(event, track))
+            return [event]
         return []
 
     def _ended(self, track: Track) -> Event:
         face = track.best_face.get(track.announced or "") or track.last_face
         latest = self._latest
         assert face is not None and latest is not None  # a track exists only once a frame gave it a face
-        event = self._event(EventType.TRACK_ENDED, track, latest, face)
-        return event.model_copy(
+        event = self._event(EventType.TRACK_ENDED, track, latest, face).model_copy(
             update={
                 "captured_at": iso_time(track.last_seen),
                 "frame": track.last_frame,
                 "duration_s": round(track.last_seen - track.first_seen, 3),
                 "score": track.best_score(),
             }
+        )
+        self._hand_over(self._outcome(event, track))
+        return event
+
+    def _hand_over(self, outcome: TrackOutcome) -> None:
+        self._outcomes[outcome.event.event_id] = outcome
+        while len(self._outcomes) > MAX_PENDING_OUTCOMES:
+            del self._outcomes[next(iter(self._outcomes))]
+
+    def _outcome(self, event: Event, track: Track) -> TrackOutcome:
+        named = track.announced
+        return TrackOutcome(
+            event=event,
+            unknown_faces=list(track.unknown_faces),
+            named_face=SeenFace(track.best_face[named], track.best_face_at[named]) if named else None,
+            frames=track.frames,
+            agreeing_frames=track.votes[named] if named else 0,
+            unmatched_frames=track.unmatched_frames,
+            unknown_event_id=track.unknown_event_id,
         )
 
     def _event(self, kind: EventType, track: Track, frame: FrameResult, face: FaceResult) -> Event:
@@ -190,6 +261,17 @@ class CameraTracker:
             latency_ms=0.0,
             track_frames=track.frames,
         )
+
+
+def face_size_px(face: FaceResult) -> float:
+    """Shorter side of the face's box, in pixels."""
+    x1, y1, x2, y2 = face.box
+    return float(min(x2 - x1, y2 - y1))
+
+
+def _face_quality(face: FaceResult) -> float:
+    # Larger, surer detections embed more reliably: what is kept of unknown tracks.
+    return face.detection_score * face_size_px(face)
 
 
 def _unit(vector: np.ndarray) -> np.ndarray:

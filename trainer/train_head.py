@@ -330,8 +330,10 @@ def publish_head(
     return TrainHeadOutcome(artifact, promoted, refused, summary, figures)
 
 
-def add_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Add ``train head`` to the ``vigil`` commands."""
+def add_command(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser],
+) -> argparse._SubParsersAction[argparse.ArgumentParser]:
+    """Add ``train head`` to the ``vigil`` commands; returns the ``train`` sub-commands, for other models."""
     train = commands.add_parser("train", help="fine-tune models on your own data").add_subparsers(
         title="models", metavar="MODEL", required=True
     )
@@ -363,6 +365,7 @@ def add_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
     head.add_argument("--no-promote", action="store_true", help="store the head without putting it in force")
     head.add_argument("--json", type=Path, help="also write the report here (Markdown beside it)")
     head.set_defaults(handler=cmd_train_head)
+    return train
 
 
 def cmd_train_head(args: argparse.Namespace, settings: Settings) -> int:

@@ -19,9 +19,12 @@ from typing import TYPE_CHECKING
 from streamer.bench_cameras import add_command as add_cameras_bench
 from streamer.bench_stream import add_command as add_stream_bench
 from streamer.commands import add_commands as add_streamer_commands
+from streamer.learning_commands import add_commands as add_learning_commands
+from streamer.learning_commands import add_people_actions
 from trainer.artifact_commands import add_command as add_models_command
 from trainer.bench_pairs import add_command as add_pairs_bench
 from trainer.calibrate_command import add_command as add_calibrate_command
+from trainer.train_attributes import add_command as add_attributes_commands
 from trainer.train_head import add_command as add_train_head
 from vigil import __version__
 from vigil.arguments import probability, writable_json
@@ -83,7 +86,8 @@ def _build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(title="commands", metavar="COMMAND")
 
     add_streamer_commands(commands)
-    add_train_head(commands)
+    add_learning_commands(commands)
+    train = add_train_head(commands)
     add_models_command(commands)
     add_calibrate_command(commands)
 
@@ -115,6 +119,7 @@ def _build_parser() -> argparse.ArgumentParser:
     delete = people.add_parser("delete", help="erase a person and all their templates")
     delete.add_argument("name")
     delete.set_defaults(handler=_cmd_people_delete)
+    add_people_actions(people)
 
     gallery_cmd = commands.add_parser("gallery", help="back up or restore the gallery").add_subparsers(
         title="actions", metavar="ACTION", required=True
@@ -136,6 +141,11 @@ def _build_parser() -> argparse.ArgumentParser:
     identify.add_argument("--json", action="store_true", help="one JSON object per image")
     identify.set_defaults(handler=_cmd_identify)
 
+    analyze = commands.add_parser("analyze", help="identity, age and gender of every face in images")
+    analyze.add_argument("images", nargs="+", type=Path, metavar="IMAGE")
+    analyze.add_argument("--json", action="store_true", help="one JSON object per image")
+    analyze.set_defaults(handler=_cmd_analyze)
+
     check = commands.add_parser("check-config", help="validate the settings and print them")
     check.add_argument("--docs", action="store_true", help="print the settings reference (Markdown) instead")
     check.set_defaults(handler=_cmd_check_config)
@@ -146,6 +156,7 @@ def _build_parser() -> argparse.ArgumentParser:
     add_stream_bench(bench)
     add_cameras_bench(bench)
     add_pairs_bench(bench)
+    add_attributes_commands(train, bench)
     lfw = bench.add_parser("lfw", help="LFW 10-fold verification accuracy (View 2, pairs.txt)")
     lfw.add_argument("--data", type=Path, default=DEFAULT_LFW_DIR, help="LFW folder with pairs.txt")
     lfw.add_argument("--json", type=writable_json, default="bench-results/lfw.json", help="results JSON")
@@ -397,12 +408,7 @@ def _cmd_people_list(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _find_person(gallery: Gallery, name: str) -> Identity:
-    from vigil.errors import GalleryError
-
-    identity = gallery.find_by_name(name)
-    if identity is None:
-        raise GalleryError(f"nobody named {name!r} is enrolled; see `vigil people list`")
-    return identity
+    return gallery.get_by_name(name)
 
 
 def _cmd_people_show(args: argparse.Namespace, settings: Settings) -> int:
@@ -477,6 +483,53 @@ def _cmd_identify(args: argparse.Namespace, settings: Settings) -> int:
             for r in results:
                 box = ", ".join(f"{v:.0f}" for v in r.face.box_xyxy)
                 print(f"  {r.label} (similarity {r.decision.score:.3f}) at ({box})")
+    return EXIT_USAGE if failures else 0
+
+
+def _cmd_analyze(args: argparse.Namespace, settings: Settings) -> int:
+    import numpy as np
+
+    from indexer.identify import Identifier
+    from vigil.image import load_image
+    from vigil.models.attributes import load_attribute_head, predict_attributes
+    from vigil.models.pipeline import FacePipeline
+
+    pipeline = FacePipeline.from_settings(settings)
+    head, head_source = load_attribute_head(settings.home, pipeline.embedder.version)
+    logger.info("attribute head: %s", head_source)
+    identifier = Identifier.from_settings(_open_gallery(settings), pipeline, settings)
+    failures = 0
+    for path in args.images:
+        try:
+            results = identifier.identify(load_image(path))
+        except VigilError as exc:
+            print(f"vigil: error: {exc}", file=sys.stderr)
+            failures += 1
+            continue
+        embeddings = np.zeros((len(results), head.in_dim), np.float32)
+        for row, r in enumerate(results):
+            embeddings[row] = r.face.embedding
+        attributes = predict_attributes(head, embeddings)
+        if args.json:
+            faces = [
+                {
+                    "name": r.name,
+                    "identity_id": r.decision.identity_id,
+                    "score": None if math.isnan(r.decision.score) else round(r.decision.score, 4),
+                    "box_xyxy": [round(float(v), 1) for v in r.face.box_xyxy],
+                    **face.to_dict(),
+                }
+                for r, face in zip(results, attributes, strict=True)
+            ]
+            print(json.dumps({"image": str(path), "faces": faces}))
+        else:
+            print(f"{path}: {len(results)} face(s)")
+            for r, face in zip(results, attributes, strict=True):
+                box = ", ".join(f"{v:.0f}" for v in r.face.box_xyxy)
+                print(
+                    f"  {r.label} (similarity {r.decision.score:.3f}) at ({box}): age {face.age:.0f} "
+                    f"({face.age_range[0]}-{face.age_range[1]}), {face.gender} ({face.gender_confidence:.0%})"
+                )
     return EXIT_USAGE if failures else 0
 
 

@@ -6,6 +6,7 @@
     ├── ModelLoadError       weights are missing, corrupt or do not match the model
     ├── DatasetError         a benchmark or training dataset is missing or malformed
     ├── GalleryError         the gallery store rejected an operation
+    ├── EventError           an event id is malformed or unknown, or its face is no longer kept
     ├── RedisUnavailableError  Redis cannot be reached or the embedded server cannot start
     └── StreamError          a camera/file source cannot be opened or read
 
@@ -46,6 +47,10 @@ class DatasetError(VigilError):
 
 class GalleryError(VigilError):
     """The gallery store rejected an operation."""
+
+
+class EventError(VigilError):
+    """An event id is malformed or unknown, or the face behind the event is no longer kept."""
 
 
 class CalibrationError(VigilError):

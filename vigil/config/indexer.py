@@ -7,7 +7,9 @@ from typing import Literal
 
 from pydantic import Field
 
+from vigil.config.aging import AgingConfig
 from vigil.config.base import VigilModel
+from vigil.config.unknowns import UnknownsConfig
 
 
 class IndexerConfig(VigilModel):
@@ -76,3 +78,5 @@ class IndexerConfig(VigilModel):
             "112 px grey; higher = sharper). Blurred photos make poor templates."
         ),
     )
+    unknowns: UnknownsConfig = Field(default_factory=UnknownsConfig)
+    aging: AgingConfig = Field(default_factory=AgingConfig)

@@ -216,3 +216,12 @@ def head_space_version(backbone_version: str, head_bytes: bytes) -> str:
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
+
+
+def backbone_of(space_version: str) -> str:
+    """The backbone embedder version of an embedding space (itself when it is a backbone's).
+
+    Events and results name the space faces were matched in; templates are stored in the
+    backbone's, so stream learning (aging, unknowns) maps the one to the other.
+    """
+    return space_version.split("+head-", 1)[0]

@@ -1,0 +1,155 @@
+"""Template aging: confident recognitions in the stream become new templates of the person.
+
+People change (children grow, adults age, beards come and go); templates from one
+enrolment day drift away from the face the cameras see. With aging on (globally with
+``indexer.aging.enabled``, or per person with ``vigil people aging NAME on``), a track
+that ended recognised adds its best face as a template when all of these hold:
+
+- every frame of the track named the person, for at least ``min_track_frames`` frames;
+- the face scored at least the threshold in force plus ``extra_score``, with a lead of at
+  least ``min_margin`` over the runner-up;
+- the face is at least ``min_face_px`` pixels;
+- it is not a near-duplicate (cosine above ``max_similarity``) of one of their templates.
+
+At most ``max_templates`` aging templates are kept per person: the oldest goes first.
+Enrolment templates are never removed. Matching takes each person's best template
+(``indexer.search``), so one recent template is enough to follow a changed face. Each
+addition and removal is in the person's history (``vigil people history NAME``) and can be
+undone (``--undo ENTRY``).
+
+Keys, under the gallery's namespace: ``aging:opted_in`` (set of identity ids).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+
+from indexer.gallery import Gallery
+from indexer.history import history_entry
+from indexer.records import NewTemplate
+from vigil.config.aging import AgingConfig
+from vigil.typing import Embedding
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Recognition:
+    """A track that ended recognised, as aging sees it.
+
+    Attributes:
+        identity_id: Who the track was.
+        event_id: The track's ``track_ended`` event.
+        embedder_version: The backbone embedder of ``embedding``.
+        embedding: ``(D,)`` float32 of the track's best face.
+        score: That face's cosine similarity to the person's best template.
+        margin: Its lead over the runner-up person (``inf`` with none).
+        threshold: The threshold in force for it.
+        face_px: Shorter side of its box, in pixels.
+        quality: Detection score × face size, kept as the template's quality.
+        frames: Frames in the track.
+        agreeing_frames: Frames that named this person.
+        captured_at: ISO-8601 UTC capture time of the face.
+    """
+
+    identity_id: str
+    event_id: str
+    embedder_version: str
+    embedding: Embedding
+    score: float
+    margin: float
+    threshold: float
+    face_px: float
+    quality: float
+    frames: int
+    agreeing_frames: int
+    captured_at: str
+
+
+def refusal(recognition: Recognition, config: AgingConfig) -> str | None:
+    """Why this recognition may not teach the gallery, or None when it may (diversity aside)."""
+    if recognition.frames < config.min_track_frames:
+        return f"track of {recognition.frames} frames, below {config.min_track_frames}"
+    if recognition.agreeing_frames < recognition.frames:
+        return f"only {recognition.agreeing_frames} of {recognition.frames} frames named the person"
+    if not recognition.score >= recognition.threshold + config.extra_score:
+        return f"score {recognition.score:.3f} below threshold + extra"
+    if not recognition.margin >= config.min_margin:  # inf (no runner-up) passes
+        return f"margin {recognition.margin:.3f} below {config.min_margin}"
+    if recognition.face_px < config.min_face_px:
+        return f"face of {recognition.face_px:.0f} px, below {config.min_face_px}"
+    return None
+
+
+def is_opted_in(gallery: Gallery, identity_id: str) -> bool:
+    return bool(gallery.call(lambda: gallery.client.sismember(gallery.key("aging:opted_in"), identity_id)))
+
+
+def set_opted_in(gallery: Gallery, identity_id: str, enabled: bool) -> None:
+    """Opt a person in to (or out of) aging; their identity must exist.
+
+    Raises:
+        GalleryError: Unknown identity.
+    """
+    gallery.get_identity(identity_id)
+    key = gallery.key("aging:opted_in")
+    if enabled:
+        gallery.call(lambda: gallery.client.sadd(key, identity_id))
+    else:
+        gallery.call(lambda: gallery.client.srem(key, identity_id))
+
+
+def age_templates(gallery: Gallery, recognition: Recognition, config: AgingConfig) -> int | None:
+    """Add the recognition's face as an aging template if the rules allow; returns its id or None.
+
+    Raises:
+        GalleryError: The identity was deleted meanwhile, or Redis rejected a write.
+    """
+    if not (config.enabled or is_opted_in(gallery, recognition.identity_id)):
+        return None
+    reason = refusal(recognition, config)
+    if reason is not None:
+        logger.debug("no aging template for %s: %s", recognition.identity_id, reason)
+        return None
+    templates = [
+        template
+        for template in gallery.identity_templates(recognition.identity_id)
+        if template.embedder_version == recognition.embedder_version
+    ]
+    unit = recognition.embedding / max(float(np.linalg.norm(recognition.embedding)), 1e-12)
+    for template in templates:
+        stored = template.embedding / max(float(np.linalg.norm(template.embedding)), 1e-12)
+        if float(stored @ unit) > config.max_similarity:
+            logger.debug(
+                "no aging template for %s: near-duplicate of %d",
+                recognition.identity_id,
+                template.template_id,
+            )
+            return None
+    aging = sorted((t for t in templates if t.origin == "aging"), key=lambda t: t.template_id)
+    for oldest in aging[: max(len(aging) - config.max_templates + 1, 0)]:
+        note = "over indexer.aging.max_templates"
+        entry = history_entry("removed", "template", oldest.template_id, "aging", recognition.event_id, note)
+        gallery.remove_template(recognition.identity_id, oldest.template_id, entry)
+    new = NewTemplate(
+        embedder_version=recognition.embedder_version,
+        embedding=recognition.embedding,
+        source="aging",
+        quality=recognition.quality,
+        captured_at=recognition.captured_at,
+        origin="aging",
+        event_id=recognition.event_id,
+    )
+    (template_id,) = gallery.add_templates(recognition.identity_id, [new])
+    logger.info(
+        "aging template %d added to %s (score %.3f)", template_id, recognition.identity_id, recognition.score
+    )
+    return template_id
+
+
+def forget_opt_in(gallery: Gallery, identity_id: str) -> None:
+    """Drop a person's aging opt-in (erasure)."""
+    gallery.call(lambda: gallery.client.srem(gallery.key("aging:opted_in"), identity_id))

@@ -1,0 +1,228 @@
+"""Commands for what the stream learns and users correct: ``vigil unknowns``, ``vigil feedback``,
+``vigil people history`` and ``vigil people aging``.
+
+``vigil.cli`` owns the parser and the error handling; this module adds the sub-commands
+and holds their handlers (which print: they are command-line code).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import TYPE_CHECKING, Any
+
+from vigil.config import Settings
+
+if TYPE_CHECKING:
+    from indexer.gallery import Gallery
+    from indexer.unknowns import UnknownStore
+
+_EXIT_ERROR = 2
+
+
+def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    unknowns = commands.add_parser(
+        "unknowns", help="faces the stream kept of strangers: cluster, list, enrol or forget them"
+    ).add_subparsers(title="actions", metavar="ACTION", required=True)
+    cluster = unknowns.add_parser("cluster", help="group the kept unknown tracks into people")
+    cluster.add_argument("--json", action="store_true", help="print the clusters as JSON")
+    cluster.set_defaults(handler=cmd_unknowns_cluster)
+    listing = unknowns.add_parser("list", help="the clusters (run `cluster` first)")
+    listing.add_argument("--json", action="store_true", help="print the clusters as JSON")
+    listing.set_defaults(handler=cmd_unknowns_list)
+    enroll = unknowns.add_parser(
+        "enroll", help="enrol a cluster as a new person, or add it to an enrolled one"
+    )
+    enroll.add_argument("cluster", metavar="CLUSTER", help="cluster number from `vigil unknowns list`")
+    enroll.add_argument("name", metavar="NAME")
+    enroll.set_defaults(handler=cmd_unknowns_enroll)
+    forget = unknowns.add_parser("forget", help="delete a cluster's kept faces (or every unknown face)")
+    forget.add_argument("cluster", metavar="CLUSTER", nargs="?", help="cluster number")
+    forget.add_argument("--all", action="store_true", help="every cluster and every kept unknown track")
+    forget.set_defaults(handler=cmd_unknowns_forget)
+
+    feedback = commands.add_parser("feedback", help="correct an event: the face is, or is not, NAME")
+    feedback.add_argument("event_id", metavar="EVENT_ID", help="event_id from `vigil events --json`")
+    verdict = feedback.add_mutually_exclusive_group(required=True)
+    verdict.add_argument(
+        "--not", dest="not_name", metavar="NAME", help="the face is not NAME (hard negative)"
+    )
+    verdict.add_argument("--is", dest="is_name", metavar="NAME", help="the face is NAME (new template)")
+    feedback.set_defaults(handler=cmd_feedback)
+
+
+def add_people_actions(people: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    history = people.add_parser("history", help="a person's template additions and removals; undo one")
+    history.add_argument("name")
+    history.add_argument("--undo", type=int, metavar="ENTRY", help="reverse this addition (entry number)")
+    history.add_argument("--json", action="store_true", help="one JSON object per entry")
+    history.set_defaults(handler=cmd_people_history)
+    aging = people.add_parser("aging", help="opt a person in to (or out of) template aging")
+    aging.add_argument("name")
+    aging.add_argument("state", choices=["on", "off"])
+    aging.set_defaults(handler=cmd_people_aging)
+
+
+def cmd_unknowns_cluster(args: argparse.Namespace, settings: Settings) -> int:
+    from indexer.calibration import CalibrationSource
+    from vigil.models.pipeline import FacePipeline
+
+    store = _open_store(settings)
+    version = FacePipeline.from_settings(settings).embedder.version
+    threshold = settings.indexer.unknowns.cluster_threshold
+    if threshold is None:  # the 1:1 rule: a gallery of one person
+        threshold = CalibrationSource(settings.indexer, settings.home, version).current(1).threshold
+    clusters = store.cluster(version, threshold)
+    if args.json:
+        return cmd_unknowns_list(args, settings)
+    print(
+        f"{sum(len(c.entries) for c in clusters)} unknown track(s) in {len(clusters)} cluster(s) "
+        f"at similarity {threshold:.4f}"
+    )
+    return cmd_unknowns_list(args, settings)
+
+
+def cmd_unknowns_list(args: argparse.Namespace, settings: Settings) -> int:
+    store = _open_store(settings)
+    rows: list[dict[str, Any]] = []  # JSON lines as printed
+    for cluster in store.clusters():
+        sightings = [s for s in (store.entry(entry_id) for entry_id in cluster.entries) if s is not None]
+        times = sorted(s.captured_at for s in sightings)
+        rows.append(
+            {
+                "cluster": cluster.cluster_id,
+                "tracks": len(cluster.entries),
+                "embeddings": sum(len(s.embeddings) for s in sightings),
+                "cameras": sorted({s.camera for s in sightings}),
+                "first_seen": times[0] if times else None,
+                "last_seen": times[-1] if times else None,
+                "event_ids": [event_id for s in sightings for event_id in s.event_ids],
+                "enrolled_as": cluster.enrolled_as,
+                "clustered_at": cluster.created_at,
+            }
+        )
+    if args.json:
+        for row in rows:
+            print(json.dumps(row))
+        return 0
+    for row in rows:
+        where = ", ".join(row["cameras"]) or "-"
+        if row["enrolled_as"] is not None:
+            print(f"cluster {row['cluster']}: enrolled as identity {row['enrolled_as']}")
+            continue
+        print(
+            f"cluster {row['cluster']}: {row['tracks']} track(s), {row['embeddings']} embedding(s), "
+            f"cameras {where}, seen {row['first_seen']} to {row['last_seen']}"
+        )
+    if not rows:
+        print("no unknown clusters (run `vigil unknowns cluster` to group the kept unknown faces)")
+    return 0
+
+
+def cmd_unknowns_enroll(args: argparse.Namespace, settings: Settings) -> int:
+    from indexer.unknowns import enroll_cluster, parse_cluster_id
+    from vigil.errors import GalleryError
+    from vigil.models.pipeline import FacePipeline
+
+    cluster_id = parse_cluster_id(args.cluster)
+    store = _open_store(settings)
+    version = FacePipeline.from_settings(settings).embedder.version
+    cluster = store.get_cluster(cluster_id)
+    if cluster.embedder_version != version:
+        raise GalleryError(
+            f"cluster {cluster_id} holds {cluster.embedder_version} embeddings, the embedder now is "
+            f"{version}; run `vigil unknowns cluster` again"
+        )
+    identity, count = enroll_cluster(store, cluster_id, args.name)
+    print(f"enrolled cluster {cluster_id} as {identity.name}: {count} template(s) added")
+    return 0
+
+
+def cmd_unknowns_forget(args: argparse.Namespace, settings: Settings) -> int:
+    from indexer.unknowns import parse_cluster_id
+    from vigil.errors import GalleryError
+
+    if args.all == (args.cluster is not None):
+        raise GalleryError("give either a CLUSTER number or --all")
+    store = _open_store(settings)
+    if args.all:
+        count = store.forget_all(entries=True)
+        print(f"forgot {count} cluster(s) and every kept unknown face")
+        return 0
+    cluster = store.forget(parse_cluster_id(args.cluster))
+    print(f"forgot cluster {cluster.cluster_id} and its {len(cluster.entries)} track(s)")
+    return 0
+
+
+def cmd_feedback(args: argparse.Namespace, settings: Settings) -> int:
+    from indexer.corrections import Verdict, apply_feedback
+    from streamer.feedback import check_event_id, event_face
+
+    event_id = check_event_id(args.event_id)  # before any I/O
+    store = _open_store(settings)
+    gallery = store.gallery
+    name = args.not_name if args.not_name is not None else args.is_name
+    gallery.get_by_name(name)  # an unknown name is refused before the events are scanned
+    found = event_face(gallery.client, settings, store, event_id)
+    verdict: Verdict = "not" if args.not_name is not None else "is"
+    feedback = apply_feedback(
+        gallery, found.event.event_id, verdict, name, found.embedder_version, found.embedding
+    )
+    if verdict == "is":
+        store.consume_entries([entry.entry_id for entry in [store.entry_for_event(event_id)] if entry])
+        print(f"event {event_id}: the face is now template {feedback.item_id} of {name}")
+    else:
+        print(
+            f"event {event_id}: the face is now hard negative {feedback.item_id} of {name}; "
+            "it will not be taken for them again"
+        )
+    return 0
+
+
+def cmd_people_history(args: argparse.Namespace, settings: Settings) -> int:
+    from dataclasses import asdict
+
+    from indexer.corrections import undo
+
+    gallery = _open_store(settings).gallery
+    identity = gallery.get_by_name(args.name)
+    if args.undo is not None:
+        entry = undo(gallery, identity.identity_id, args.undo)
+        print(
+            f"undone entry {entry.entry}: {entry.item} {entry.item_id} ({entry.origin}) "
+            f"removed from {identity.name}"
+        )
+        return 0
+    for entry in gallery.history(identity.identity_id):
+        if args.json:
+            print(json.dumps(asdict(entry)))
+            continue
+        event = f" event {entry.event_id}" if entry.event_id else ""
+        note = f" ({entry.note})" if entry.note else ""
+        print(
+            f"{entry.entry:4d}  {entry.at}  {entry.action} {entry.item} {entry.item_id}  "
+            f"{entry.origin}{event}{note}"
+        )
+    return 0
+
+
+def cmd_people_aging(args: argparse.Namespace, settings: Settings) -> int:
+    from indexer.aging import set_opted_in
+
+    gallery = _open_store(settings).gallery
+    identity = gallery.get_by_name(args.name)
+    set_opted_in(gallery, identity.identity_id, args.state == "on")
+    globally = (
+        " (indexer.aging.enabled is on: everyone ages anyway)" if settings.indexer.aging.enabled else ""
+    )
+    print(f"template aging {args.state} for {identity.name}{globally}")
+    return 0
+
+
+def _open_store(settings: Settings) -> UnknownStore:
+    from indexer.gallery import Gallery
+    from indexer.unknowns import UnknownStore
+    from vigil.streams import connect_redis
+
+    gallery: Gallery = Gallery(connect_redis(settings.redis, settings.home))
+    return UnknownStore(gallery, settings.indexer.unknowns.retention_s)

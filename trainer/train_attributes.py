@@ -1,0 +1,318 @@
+"""``vigil train attributes`` and ``vigil bench attributes``: an age/gender head, trained and measured.
+
+Steps:
+
+1. Data: a folder of faces named by the UTKFace convention (:mod:`trainer.attribute_data`);
+   other files are skipped and counted.
+2. The backbone's embeddings are computed once and cached
+   (:func:`~trainer.embedding_cache.embed_dataset`). UTKFace's crops are tight, and MTCNN
+   misses a few of them (21 of the 6,000 shared ones): those are embedded whole, resized to
+   the chip (the ``whole_image`` fallback), and counted in the report.
+3. A fixed-seed 80/20 split by image (UTKFace has no identities, so the same person may be
+   on both sides); the head trains on the 80 % (:mod:`trainer.attribute_training`).
+4. Held-out figures: age MAE (years), gender accuracy, the age range's coverage, and the
+   baselines that ignore the face (always the training mean age, always the majority gender).
+5. The head and its report are stored as an ``attributes`` artifact and promoted unless
+   ``--no-promote``. ``vigil bench attributes`` runs the same without storing anything.
+
+This module imports torch only when a command runs, so ``vigil`` starts fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from trainer.attribute_data import HELD_OUT_FRACTION, AttributeDataset, held_out_split, read_attribute_dataset
+from trainer.report import JsonValue, markdown_table, write_json
+from vigil.arguments import writable_json
+from vigil.artifacts import Artifact, ArtifactRegistry
+from vigil.config import Settings
+
+if TYPE_CHECKING:
+    from trainer.attribute_training import AttributeEvaluation, TrainedAttributes
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_DATASET = Path("../shared/data/utkface")
+DEFAULT_BENCH_JSON = Path("bench-results/attributes.json")
+DEFAULT_EPOCHS = 60
+PROTOCOL = (
+    f"fixed-seed random split by image, {1 - HELD_OUT_FRACTION:.0%} train / "
+    f"{HELD_OUT_FRACTION:.0%} held out; UTKFace has no identity labels, so one person may be on both sides"
+)
+LEVI_HASSNER_BAR = {"gender_accuracy": 0.857, "age_mae_years": 12.2, "mean_age_mae_years": 15.7}
+"""The bar issue #6 measured on UTKFace crops with the Levi-Hassner Caffe CNNs (not re-run here)."""
+
+
+@dataclass(frozen=True)
+class TrainAttributesOptions:
+    """What ``vigil train attributes`` was asked to do (see :func:`add_command`)."""
+
+    dataset: Path
+    epochs: int = DEFAULT_EPOCHS
+    seed: int = 0
+    limit: int | None = None
+    promote: bool = True
+    json_path: Path | None = None
+
+
+@dataclass(frozen=True)
+class AttributeRun:
+    """A trained and evaluated head, before it is stored.
+
+    Attributes:
+        head_bytes: The head file (:func:`vigil.models.attributes.attributes_to_bytes`).
+        embedder_version: The backbone it reads.
+        evaluation: Held-out figures.
+        figures: The JSON report.
+    """
+
+    head_bytes: bytes
+    embedder_version: str
+    evaluation: AttributeEvaluation
+    figures: dict[str, JsonValue] = field(default_factory=dict)
+
+
+def train_and_evaluate(settings: Settings, options: TrainAttributesOptions) -> AttributeRun:
+    """Read the dataset, embed it (cached), split, train and evaluate.
+
+    Raises:
+        DatasetError: The folder is missing, holds no UTKFace-named image, is too small, or
+            some images cannot be read.
+    """
+    dataset = read_attribute_dataset(options.dataset, options.limit, options.seed)
+    train, held_out = held_out_split(len(dataset.paths), options.seed)
+
+    # torch and the models load only once the inputs are known to be good.
+    from trainer.attribute_training import AttributeTrainingConfig, evaluate_attributes, train_attribute_head
+    from trainer.embedding_cache import embed_dataset
+    from vigil.models.attributes import attributes_to_bytes
+    from vigil.models.pipeline import FacePipeline
+
+    pipeline = FacePipeline.from_settings(settings)
+    pipeline.load()
+    embedded = embed_dataset(
+        settings, pipeline, dataset.paths, dataset.root, use_cache=True, fallback="whole_image"
+    )
+    config = AttributeTrainingConfig(epochs=options.epochs, seed=options.seed)
+    trained = train_attribute_head(
+        embedded.embeddings[train], dataset.ages[train], dataset.female[train], config
+    )
+    evaluation = evaluate_attributes(
+        trained.head,
+        embedded.embeddings[held_out],
+        dataset.ages[held_out],
+        dataset.female[held_out],
+        train_ages=dataset.ages[train],
+        train_female=dataset.female[train],
+    )
+    version = pipeline.embedder.version
+    figures = _figures(options, dataset, trained, evaluation, version, int((~embedded.detected).sum()))
+    return AttributeRun(attributes_to_bytes(trained.head, version), version, evaluation, figures)
+
+
+def run_train_attributes(settings: Settings, options: TrainAttributesOptions) -> tuple[Artifact, str]:
+    """Train, evaluate and store an attribute head; promote it unless told not to.
+
+    Returns:
+        The stored artifact and a summary for the terminal.
+
+    Raises:
+        DatasetError: See :func:`train_and_evaluate`.
+    """
+    from vigil.models.attributes import ATTRIBUTES_FILE
+
+    run = train_and_evaluate(settings, options)
+    registry = ArtifactRegistry(settings.home)
+    markdown = attributes_markdown(run.figures)
+    artifact = registry.add(
+        "attributes",
+        {
+            ATTRIBUTES_FILE: run.head_bytes,
+            "report.json": (json.dumps(run.figures, indent=2, allow_nan=False) + "\n").encode(),
+            "report.md": markdown.encode(),
+        },
+        embedder_version=run.embedder_version,
+        metrics=run.evaluation.to_dict(),
+        data={
+            "dataset": str(options.dataset.resolve()),
+            "images": _int(run.figures["images"]),
+            "skipped_files": _int(run.figures["skipped_files"]),
+            "epochs": options.epochs,
+            "seed": options.seed,
+            "protocol": PROTOCOL,
+        },
+    )
+    if options.promote:
+        registry.promote("attributes", artifact.version)
+    figures = {**run.figures, "artifact": artifact.version, "promoted": options.promote}
+    if options.json_path is not None:
+        write_json(options.json_path, figures)
+        options.json_path.with_suffix(".md").write_text(attributes_markdown(figures), encoding="utf-8")
+    state = "promoted" if options.promote else "stored, not promoted (--no-promote)"
+    return (
+        artifact,
+        f"{state}: {artifact.version}\n{_summary_line(run.evaluation)}\n  files in {artifact.folder}",
+    )
+
+
+def attributes_markdown(figures: dict[str, JsonValue]) -> str:
+    """The report: held-out figures beside the baselines and the Levi-Hassner bar, then the data."""
+    held_out = figures["held_out"]
+    assert isinstance(held_out, dict)
+    rows = [
+        ("Held-out faces", str(held_out["faces"])),
+        ("Age MAE (years)", f"{_float(held_out['age_mae_years']):.2f}"),
+        ("Gender accuracy", f"{_float(held_out['gender_accuracy']):.2%}"),
+        ("Age range coverage (nominal 80 %)", f"{_float(held_out['age_range_coverage']):.2%}"),
+        ("Baseline: always the mean age, MAE (years)", f"{_float(held_out['mean_age_mae_years']):.2f}"),
+        ("Baseline: always the majority gender", f"{_float(held_out['majority_gender_accuracy']):.2%}"),
+        (
+            "Bar: Levi-Hassner CNNs on UTKFace (issue #6, not re-run)",
+            f"gender {LEVI_HASSNER_BAR['gender_accuracy']:.1%}, MAE {LEVI_HASSNER_BAR['age_mae_years']}",
+        ),
+    ]
+    lines = [
+        "## Age and gender head\n",
+        markdown_table(rows),
+        f"Data: {figures['dataset']}: {figures['images']} images named by the UTKFace convention "
+        f"({figures['skipped_files']} other files skipped); {figures['no_face']} without a face found by "
+        f"MTCNN were embedded whole. Embeddings: {figures['embedder_version']}.",
+        f"Protocol: {figures['protocol']}; seed {figures['seed']}, {figures['train_images']} training "
+        f"images ({figures['calibration_faces']} of them kept aside to calibrate the age range, "
+        f"spread scale {_float(figures['spread_scale']):.2f}), {figures['epochs']} epochs "
+        f"({_float(figures['training_seconds']):.0f} s on the CPU).",
+    ]
+    if "artifact" in figures:
+        lines.append(
+            f"\nArtifact {figures['artifact']}: {'promoted' if figures['promoted'] else 'not promoted'}."
+        )
+    return "\n".join(lines) + "\n"
+
+
+def add_command(
+    train: argparse._SubParsersAction[argparse.ArgumentParser],
+    bench: argparse._SubParsersAction[argparse.ArgumentParser],
+) -> None:
+    """Add ``train attributes`` and ``bench attributes`` to the ``vigil`` commands."""
+    command = train.add_parser("attributes", help="train the age and gender head on UTKFace-named faces")
+    command.add_argument(
+        "--dataset", type=Path, required=True, help="folder of faces named age_gender_race_datetime.jpg"
+    )
+    _add_common(command)
+    command.add_argument(
+        "--no-promote", action="store_true", help="store the head without putting it in force"
+    )
+    command.add_argument("--json", type=writable_json, help="also write the report here (Markdown beside it)")
+    command.set_defaults(handler=cmd_train_attributes)
+
+    benchmark = bench.add_parser(
+        "attributes", help="age MAE and gender accuracy of a head trained on a held-out split"
+    )
+    benchmark.add_argument(
+        "--dataset", type=Path, default=DEFAULT_DATASET, help="UTKFace-named faces (default: %(default)s)"
+    )
+    _add_common(benchmark)
+    benchmark.add_argument(
+        "--json", type=writable_json, default=DEFAULT_BENCH_JSON, help="results JSON (Markdown beside it)"
+    )
+    benchmark.set_defaults(handler=cmd_bench_attributes)
+
+
+def cmd_train_attributes(args: argparse.Namespace, settings: Settings) -> int:
+    """``vigil train attributes``."""
+    options = TrainAttributesOptions(
+        dataset=args.dataset,
+        epochs=args.epochs,
+        seed=args.seed,
+        limit=args.limit,
+        promote=not args.no_promote,
+        json_path=args.json,
+    )
+    _, summary = run_train_attributes(settings, options)
+    print(summary)
+    return 0
+
+
+def cmd_bench_attributes(args: argparse.Namespace, settings: Settings) -> int:
+    """``vigil bench attributes``: train and evaluate; write the JSON and Markdown reports."""
+    options = TrainAttributesOptions(
+        dataset=args.dataset, epochs=args.epochs, seed=args.seed, limit=args.limit
+    )
+    run = train_and_evaluate(settings, options)
+    write_json(args.json, run.figures)
+    markdown = attributes_markdown(run.figures)
+    args.json.with_suffix(".md").write_text(markdown, encoding="utf-8")
+    print(markdown)
+    print(f"reports: {args.json}, {args.json.with_suffix('.md')}")
+    return 0
+
+
+def _add_common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--epochs", type=_positive_int, default=DEFAULT_EPOCHS, help="passes over the training faces"
+    )
+    parser.add_argument("--seed", type=int, default=0, help="seeds the split, initialisation and batches")
+    parser.add_argument(
+        "--limit", type=_positive_int, help="use a random sample of N labelled images (seeded)"
+    )
+
+
+def _figures(
+    options: TrainAttributesOptions,
+    dataset: AttributeDataset,
+    trained: TrainedAttributes,
+    evaluation: AttributeEvaluation,
+    embedder_version: str,
+    no_face: int,
+) -> dict[str, JsonValue]:
+    return {
+        "dataset": str(options.dataset),
+        "images": len(dataset.paths),
+        "skipped_files": dataset.skipped,
+        "no_face": no_face,
+        "embedder_version": embedder_version,
+        "protocol": PROTOCOL,
+        "seed": options.seed,
+        "train_images": len(dataset.paths) - evaluation.faces,
+        "epochs": options.epochs,
+        "calibration_faces": trained.calibration_faces,
+        "spread_scale": round(trained.spread_scale, 3),
+        "training_seconds": round(trained.seconds, 1),
+        "loss_first_epoch": round(trained.epoch_losses[0], 4),
+        "loss_last_epoch": round(trained.epoch_losses[-1], 4),
+        "held_out": evaluation.to_dict(),
+        "levi_hassner_bar": dict(LEVI_HASSNER_BAR),
+    }
+
+
+def _summary_line(evaluation: AttributeEvaluation) -> str:
+    return (
+        f"  held-out ({evaluation.faces} faces): age MAE {evaluation.age_mae_years:.2f} years "
+        f"(always the mean age: {evaluation.mean_age_mae_years:.2f}), "
+        f"gender {evaluation.gender_accuracy:.2%} "
+        f"(always the majority: {evaluation.majority_gender_accuracy:.2%})"
+    )
+
+
+def _float(value: JsonValue) -> float:
+    return float(value) if isinstance(value, int | float) else float("nan")
+
+
+def _int(value: JsonValue) -> int:
+    return int(value) if isinstance(value, int | float) else 0
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value

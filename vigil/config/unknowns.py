@@ -1,0 +1,46 @@
+"""Settings for faces the gallery does not know: what is kept of them, and how they are grouped."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from vigil.config.base import VigilModel
+
+
+class UnknownsConfig(VigilModel):
+    """Unknown tracks of the stream, kept as embeddings (never images) for `vigil unknowns`."""
+
+    keep: bool = Field(
+        True,
+        description=(
+            "Keep the best embeddings of each unknown track (with camera, time and event id) so `vigil "
+            "unknowns cluster` can group repeat strangers. Off: nothing is kept of unknown faces."
+        ),
+    )
+    retention_s: float = Field(
+        30 * 24 * 3600.0,
+        gt=0.0,
+        description=(
+            "Seconds an unknown track's embeddings, and the clusters made of them, are kept; Redis "
+            "expires them after this (default 30 days)."
+        ),
+    )
+    per_track: int = Field(
+        5,
+        ge=1,
+        le=50,
+        description=(
+            "Embeddings kept per unknown track: its best faces by detection score times face size "
+            "(sharper, larger faces embed more reliably)."
+        ),
+    )
+    cluster_threshold: float | None = Field(
+        None,
+        ge=-1.0,
+        le=1.0,
+        description=(
+            "Average cosine similarity (higher = stricter) at which `vigil unknowns cluster` joins two "
+            "groups of tracks (average linkage over the tracks' mean embeddings). Unset: the calibrated "
+            "threshold for a gallery of one person, i.e. the 1:1 same-person rule at indexer.target_fpir."
+        ),
+    )
