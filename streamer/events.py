@@ -18,7 +18,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from typing import cast
+from typing import Literal, cast
 
 import redis
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -40,6 +40,17 @@ class EventType(enum.StrEnum):
     RECOGNIZED = "recognized"
     UNKNOWN = "unknown"
     TRACK_ENDED = "track_ended"
+
+
+class EventAttributes(BaseModel):
+    """Age and gender of the track's person, from its best faces (``vigil.models.attributes``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    age: float = Field(description="Estimated age in years.")
+    age_range: list[int] = Field(min_length=2, max_length=2, description="Plausible ages [low, high].")
+    gender: Literal["male", "female"] = Field(description="The more probable of the two.")
+    gender_confidence: float = Field(ge=0.5, le=1.0, description="Its probability.")
 
 
 class Event(BaseModel):
@@ -81,6 +92,13 @@ class Event(BaseModel):
     latency_ms: float = Field(description="Capture to publication, in milliseconds.")
     track_frames: int = Field(ge=1, description="Frames in the track so far.")
     duration_s: float | None = Field(None, description="track_ended: first to last sighting, in seconds.")
+    attributes: EventAttributes | None = Field(
+        None,
+        description=(
+            "Age and gender, computed once per track from its recent faces (null when "
+            "`streamer.tracker.attributes` is off or no attribute head is available)."
+        ),
+    )
 
     def to_json(self) -> str:
         return self.model_dump_json()

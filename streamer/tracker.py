@@ -30,6 +30,7 @@ from streamer import metrics
 from streamer.analysis import FrameResult
 from streamer.events import Event, EventPublisher, EventType
 from streamer.learning import TrackLearning
+from streamer.track_attributes import TrackAttributes
 from streamer.tracking import CameraTracker
 from vigil.config import Settings
 from vigil.stop import StopFlag
@@ -109,6 +110,7 @@ class TrackerService:
         self.publisher = EventPublisher(client, settings.streamer.events)
         self.buffer = ReorderBuffer(settings.streamer.tracker.reorder_window_ms / 1000)
         self.trackers: dict[str, CameraTracker] = {}
+        self._attributes = TrackAttributes(settings.home) if settings.streamer.tracker.attributes else None
         self.finish_after = finish_after
         self.ended: set[str] = set()
         self._last_result_at: dict[str, tuple[float, float]] = {}  # camera -> (wall time, capture time)
@@ -194,7 +196,9 @@ class TrackerService:
     def _tracker(self, camera: str) -> CameraTracker:
         if camera not in self.trackers:
             keep = self.settings.indexer.unknowns.per_track
-            self.trackers[camera] = CameraTracker(camera, self.config.tracker, self.run_token, keep)
+            self.trackers[camera] = CameraTracker(
+                camera, self.config.tracker, self.run_token, keep, self._attributes
+            )
         return self.trackers[camera]
 
     def _publish(self, events: list[Event], read_at: float | None = None) -> None:

@@ -20,13 +20,14 @@ from __future__ import annotations
 
 import itertools
 from collections import Counter, deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
 import numpy as np
 
 from streamer.analysis import FaceResult, FrameResult
-from streamer.events import Event, EventType, iso_time
+from streamer.events import Event, EventAttributes, EventType, iso_time
 from vigil.config.streamer import TrackerConfig
 
 # Embeddings kept per track for association: enough to bridge a pose change.
@@ -40,6 +41,10 @@ class SeenFace(NamedTuple):
 
     face: FaceResult
     captured_at: float
+
+
+AttributeEstimate = Callable[[np.ndarray, str], EventAttributes | None]
+"""Age and gender from a track's ``(N, D)`` backbone embeddings and the space they were matched in."""
 
 
 @dataclass(frozen=True)
@@ -86,6 +91,7 @@ class Track:
     unknown_event_id: str | None = None
     best_face_at: dict[str, float] = field(default_factory=dict)
     unknown_faces: list[SeenFace] = field(default_factory=list)
+    attributes: EventAttributes | None = None
 
     def similarity(self, embedding: np.ndarray) -> float:
         if not self.recent:
@@ -126,8 +132,16 @@ class Track:
 class CameraTracker:
     """Tracks of one camera; ``update`` takes frames in order and returns the events they cause."""
 
-    def __init__(self, camera: str, config: TrackerConfig, run_token: str, keep_faces: int = 5) -> None:
+    def __init__(
+        self,
+        camera: str,
+        config: TrackerConfig,
+        run_token: str,
+        keep_faces: int = 5,
+        attributes: AttributeEstimate | None = None,
+    ) -> None:
         self.camera = camera
+        self._attributes = attributes
         self.config = config
         self.keep_faces = keep_faces
         self._run_token = run_token
@@ -243,6 +257,9 @@ class CameraTracker:
 
     def _event(self, kind: EventType, track: Track, frame: FrameResult, face: FaceResult) -> Event:
         identity = track.announced if kind is not EventType.UNKNOWN else None
+        if track.attributes is None and self._attributes is not None and track.recent:
+            # Once per track, at its first recognized/unknown event; its track_ended repeats it.
+            track.attributes = self._attributes(np.stack(list(track.recent)), frame.embedder_version)
         return Event(
             type=kind,
             captured_at=iso_time(frame.captured_at),
@@ -260,6 +277,7 @@ class CameraTracker:
             calibration=frame.calibration,
             latency_ms=0.0,
             track_frames=track.frames,
+            attributes=track.attributes,
         )
 
 

@@ -157,6 +157,14 @@ class WorkerConfig(VigilModel):
 class TrackerConfig(VigilModel):
     """Associating faces across frames into tracks, and deciding one identity per visit."""
 
+    attributes: bool = Field(
+        True,
+        description=(
+            "Estimate age and gender once per track (from its recent faces) and put them in its events, "
+            "with the promoted attribute head or the one Vigil ships."
+        ),
+    )
+
     min_iou: float = Field(
         0.2,
         ge=0.0,
