@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING
 
 from trainer.attribute_data import HELD_OUT_FRACTION, AttributeDataset, held_out_split, read_attribute_dataset
 from trainer.report import JsonValue, markdown_table, write_json
-from vigil.arguments import writable_json
+from vigil.arguments import positive_int, writable_json
 from vigil.artifacts import Artifact, ArtifactRegistry
 from vigil.config import Settings
 
@@ -255,11 +255,11 @@ def cmd_bench_attributes(args: argparse.Namespace, settings: Settings) -> int:
 
 def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--epochs", type=_positive_int, default=DEFAULT_EPOCHS, help="passes over the training faces"
+        "--epochs", type=positive_int, default=DEFAULT_EPOCHS, help="passes over the training faces"
     )
     parser.add_argument("--seed", type=int, default=0, help="seeds the split, initialisation and batches")
     parser.add_argument(
-        "--limit", type=_positive_int, help="use a random sample of N labelled images (seeded)"
+        "--limit", type=positive_int, help="use a random sample of N labelled images (seeded)"
     )
 
 
@@ -306,13 +306,3 @@ def _float(value: JsonValue) -> float:
 
 def _int(value: JsonValue) -> int:
     return int(value) if isinstance(value, int | float) else 0
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
-    return value

@@ -40,6 +40,7 @@ from trainer.head_calibration import ImpostorScores, cosine_scores, map_calibrat
 from trainer.metrics import VerificationResult
 from trainer.pairs import DEFAULT_FOLDS, Pair, read_pairs
 from trainer.report import JsonValue, write_json
+from vigil.arguments import positive_int
 from vigil.artifacts import Artifact, ArtifactRegistry
 from vigil.config import Settings
 from vigil.errors import CalibrationError, DatasetError
@@ -353,7 +354,7 @@ def add_command(
         "--kind", choices=get_args(HeadKind), default=DEFAULT_KIND, help="head kind (default: %(default)s)"
     )
     head.add_argument(
-        "--epochs", type=_positive_int, default=DEFAULT_EPOCHS, help="passes over the training images"
+        "--epochs", type=positive_int, default=DEFAULT_EPOCHS, help="passes over the training images"
     )
     head.add_argument("--exclude-pairs", type=Path, help="leave out every person named in this pairs file")
     head.add_argument(
@@ -481,6 +482,21 @@ def _figures(
     base, head = evaluation.base.to_dict(), evaluation.head.to_dict()
     return {
         "dataset": str(options.dataset),
+        **_training_summary(options, dataset, trained),
+        "epoch_losses": trained.epoch_losses,
+        "training_seconds": round(trained.seconds, 1),
+        "eval_pairs": str(pairs_file),
+        "eval_protocol": EVAL_PROTOCOL,
+        "base": {key: base[key] for key in keys},
+        "head": {key: head[key] for key in keys},
+    }
+
+
+def _training_summary(
+    options: TrainHeadOptions, dataset: PeopleDataset, trained: TrainedHead
+) -> dict[str, float | int | str]:
+    """What was trained on and how, as both the report and the artifact record it."""
+    return {
         "people": len(dataset.names),
         "images": len(dataset.paths),
         "skipped_people": dataset.skipped,
@@ -491,12 +507,6 @@ def _figures(
         "seed": options.seed,
         "loss_before": trained.loss_before,
         "loss_after": trained.loss_after,
-        "epoch_losses": trained.epoch_losses,
-        "training_seconds": round(trained.seconds, 1),
-        "eval_pairs": str(pairs_file),
-        "eval_protocol": EVAL_PROTOCOL,
-        "base": {key: base[key] for key in keys},
-        "head": {key: head[key] for key in keys},
     }
 
 
@@ -522,17 +532,8 @@ def _artifact_data(
 ) -> dict[str, float | int | str]:
     return {
         "dataset": str(options.dataset.resolve()),
-        "people": len(dataset.names),
-        "images": len(dataset.paths),
-        "skipped_people": dataset.skipped,
-        "excluded_people": dataset.excluded,
+        **_training_summary(options, dataset, trained),
         "exclude_pairs": str(options.exclude_pairs or ""),
-        "loss": options.loss,
-        "kind": options.kind,
-        "epochs": options.epochs,
-        "seed": options.seed,
-        "loss_before": trained.loss_before,
-        "loss_after": trained.loss_after,
         "eval_pairs": str(pairs_file.resolve()),
         "eval_protocol": EVAL_PROTOCOL,
         "head_space": head_space,
@@ -573,13 +574,3 @@ def _markdown(figures: dict[str, JsonValue], evaluation: HeadEvaluation) -> str:
 
 def _number(value: JsonValue) -> float:
     return float(value) if isinstance(value, int | float) else float("nan")
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
-    return value

@@ -12,7 +12,7 @@ import json
 import logging
 import math
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -27,12 +27,13 @@ from trainer.calibrate_command import add_command as add_calibrate_command
 from trainer.train_attributes import add_command as add_attributes_commands
 from trainer.train_head import add_command as add_train_head
 from vigil import __version__
-from vigil.arguments import probability, writable_json
+from vigil.arguments import positive_int, probability, writable_json
 from vigil.config import Settings, load_settings
 from vigil.errors import VigilError
 
 if TYPE_CHECKING:
     from indexer.gallery import Gallery
+    from indexer.identify import Identification, Identifier
     from indexer.records import Identity
 
 logger = logging.getLogger(__name__)
@@ -67,13 +68,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as exc:  # e.g. an unwritable --json location
         print(f"vigil: error: {exc.strerror or exc}: {exc.filename or ''}; check the path", file=sys.stderr)
         return EXIT_USAGE
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
-    return value
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -184,15 +178,15 @@ def _build_parser() -> argparse.ArgumentParser:
 
     embed = bench.add_parser("embed", help="embedder faces/s vs dlib's own implementation")
     embed.add_argument("--json", type=writable_json, default="bench-results/embed.json", help="results JSON")
-    embed.add_argument("--repeats", type=_positive_int, default=5, help="timed passes per configuration")
+    embed.add_argument("--repeats", type=positive_int, default=5, help="timed passes per configuration")
     embed.set_defaults(handler=_cmd_bench_embed)
 
     index_bench = bench.add_parser("index", help="FAISS index build/latency/recall on a synthetic gallery")
-    index_bench.add_argument("--size", type=_positive_int, default=1_000_000, help="templates in the gallery")
-    index_bench.add_argument("--dim", type=_positive_int, default=128, help="embedding dimension")
-    index_bench.add_argument("--queries", type=_positive_int, default=1000, help="queries to time")
+    index_bench.add_argument("--size", type=positive_int, default=1_000_000, help="templates in the gallery")
+    index_bench.add_argument("--dim", type=positive_int, default=128, help="embedding dimension")
+    index_bench.add_argument("--queries", type=positive_int, default=1000, help="queries to time")
     index_bench.add_argument(
-        "--probes", type=_positive_int, default=32, help="IVF lists searched per query (nprobe)"
+        "--probes", type=positive_int, default=32, help="IVF lists searched per query (nprobe)"
     )
     index_bench.add_argument(
         "--json", type=writable_json, default="bench-results/index.json", help="results JSON"
@@ -204,7 +198,7 @@ def _build_parser() -> argparse.ArgumentParser:
         "--json", type=writable_json, default="bench-results/detect.json", help="results JSON"
     )
     detect_bench.add_argument(
-        "--repeats", type=_positive_int, default=5, help="timed passes per configuration"
+        "--repeats", type=positive_int, default=5, help="timed passes per configuration"
     )
     detect_bench.set_defaults(handler=_cmd_bench_detect)
     return parser
@@ -447,42 +441,21 @@ def _cmd_people_delete(args: argparse.Namespace, settings: Settings) -> int:
 
 def _cmd_identify(args: argparse.Namespace, settings: Settings) -> int:
     from indexer.identify import Identifier
-    from vigil.image import load_image
     from vigil.models.pipeline import FacePipeline
 
     identifier = Identifier.from_settings(
         _open_gallery(settings), FacePipeline.from_settings(settings), settings
     )
     failures = 0
-    for path in args.images:
-        try:
-            results = identifier.identify(load_image(path))
-        except VigilError as exc:
-            print(f"vigil: error: {exc}", file=sys.stderr)
+    for path, results in _identify_images(identifier, args.images):
+        if results is None:
             failures += 1
-            continue
-        if args.json:
-            print(
-                json.dumps(
-                    {
-                        "image": str(path),
-                        "faces": [
-                            {
-                                "name": r.name,
-                                "identity_id": r.decision.identity_id,
-                                "score": None if math.isnan(r.decision.score) else round(r.decision.score, 4),
-                                "box_xyxy": [round(float(v), 1) for v in r.face.box_xyxy],
-                            }
-                            for r in results
-                        ],
-                    }
-                )
-            )
+        elif args.json:
+            print(json.dumps({"image": str(path), "faces": [_identity_fields(r) for r in results]}))
         else:
             print(f"{path}: {len(results)} face(s)")
             for r in results:
-                box = ", ".join(f"{v:.0f}" for v in r.face.box_xyxy)
-                print(f"  {r.label} (similarity {r.decision.score:.3f}) at ({box})")
+                print(_identity_line(r))
     return EXIT_USAGE if failures else 0
 
 
@@ -490,7 +463,6 @@ def _cmd_analyze(args: argparse.Namespace, settings: Settings) -> int:
     import numpy as np
 
     from indexer.identify import Identifier
-    from vigil.image import load_image
     from vigil.models.attributes import load_attribute_head, predict_attributes
     from vigil.models.pipeline import FacePipeline
 
@@ -499,11 +471,8 @@ def _cmd_analyze(args: argparse.Namespace, settings: Settings) -> int:
     logger.info("attribute head: %s", head_source)
     identifier = Identifier.from_settings(_open_gallery(settings), pipeline, settings)
     failures = 0
-    for path in args.images:
-        try:
-            results = identifier.identify(load_image(path))
-        except VigilError as exc:
-            print(f"vigil: error: {exc}", file=sys.stderr)
+    for path, results in _identify_images(identifier, args.images):
+        if results is None:
             failures += 1
             continue
         embeddings = np.zeros((len(results), head.in_dim), np.float32)
@@ -512,25 +481,48 @@ def _cmd_analyze(args: argparse.Namespace, settings: Settings) -> int:
         attributes = predict_attributes(head, embeddings)
         if args.json:
             faces = [
-                {
-                    "name": r.name,
-                    "identity_id": r.decision.identity_id,
-                    "score": None if math.isnan(r.decision.score) else round(r.decision.score, 4),
-                    "box_xyxy": [round(float(v), 1) for v in r.face.box_xyxy],
-                    **face.to_dict(),
-                }
-                for r, face in zip(results, attributes, strict=True)
+                {**_identity_fields(r), **face.to_dict()} for r, face in zip(results, attributes, strict=True)
             ]
             print(json.dumps({"image": str(path), "faces": faces}))
         else:
             print(f"{path}: {len(results)} face(s)")
             for r, face in zip(results, attributes, strict=True):
-                box = ", ".join(f"{v:.0f}" for v in r.face.box_xyxy)
                 print(
-                    f"  {r.label} (similarity {r.decision.score:.3f}) at ({box}): age {face.age:.0f} "
-                    f"({face.age_range[0]}-{face.age_range[1]}), {face.gender} ({face.gender_confidence:.0%})"
+                    f"{_identity_line(r)}: age {face.age:.0f} ({face.age_range[0]}-{face.age_range[1]}), "
+                    f"{face.gender} ({face.gender_confidence:.0%})"
                 )
     return EXIT_USAGE if failures else 0
+
+
+def _identify_images(
+    identifier: Identifier, paths: Sequence[Path]
+) -> Iterator[tuple[Path, list[Identification] | None]]:
+    """Each image with its faces' identities; None for one that cannot be read (its error printed)."""
+    from vigil.image import load_image
+
+    for path in paths:
+        try:
+            yield path, identifier.identify(load_image(path))
+        except VigilError as exc:
+            print(f"vigil: error: {exc}", file=sys.stderr)
+            yield path, None
+
+
+def _identity_fields(result: Identification) -> dict[str, object]:
+    """One face's identity as ``--json`` prints it."""
+    score = result.decision.score
+    return {
+        "name": result.name,
+        "identity_id": result.decision.identity_id,
+        "score": None if math.isnan(score) else round(score, 4),
+        "box_xyxy": [round(float(v), 1) for v in result.face.box_xyxy],
+    }
+
+
+def _identity_line(result: Identification) -> str:
+    """One face's identity as the text output prints it."""
+    box = ", ".join(f"{v:.0f}" for v in result.face.box_xyxy)
+    return f"  {result.label} (similarity {result.decision.score:.3f}) at ({box})"
 
 
 def _cmd_gallery_export(args: argparse.Namespace, settings: Settings) -> int:
