@@ -23,6 +23,7 @@ Keys, under the gallery's namespace: ``aging:opted_in`` (set of identity ids).
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -75,13 +76,55 @@ def refusal(recognition: Recognition, config: AgingConfig) -> str | None:
         return f"track of {recognition.frames} frames, below {config.min_track_frames}"
     if recognition.agreeing_frames < recognition.frames:
         return f"only {recognition.agreeing_frames} of {recognition.frames} frames named the person"
-    if not recognition.score >= recognition.threshold + config.extra_score:
-        return f"score {recognition.score:.3f} below threshold + extra"
-    if not recognition.margin >= config.min_margin:  # inf (no runner-up) passes
-        return f"margin {recognition.margin:.3f} below {config.min_margin}"
+    reason = confidence_refusal(recognition.score, recognition.margin, recognition.threshold, config)
+    if reason is not None:
+        return reason
     if recognition.face_px < config.min_face_px:
         return f"face of {recognition.face_px:.0f} px, below {config.min_face_px}"
     return None
+
+
+def confidence_refusal(score: float, margin: float, threshold: float, config: AgingConfig) -> str | None:
+    """Why a face named with this score and lead is not confident enough to teach the gallery, or None.
+
+    The per-face part of :func:`refusal`, on its own for callers that have single photos
+    rather than tracks (the template-aging simulation of ``vigil bench pairs``).
+
+    Args:
+        score: Cosine similarity to the person's best template.
+        margin: Lead over the runner-up person (``inf`` with none, which passes).
+        threshold: The match threshold in force.
+        config: The aging rules.
+    """
+    if not score >= threshold + config.extra_score:
+        return f"score {score:.3f} below threshold + extra"
+    if not margin >= config.min_margin:
+        return f"margin {margin:.3f} below {config.min_margin}"
+    return None
+
+
+def near_duplicate(embedding: Embedding, templates: Sequence[Embedding], max_similarity: float) -> int | None:
+    """The position of the first template ``embedding`` nearly repeats, or None.
+
+    A near-duplicate (cosine similarity above ``max_similarity``) adds nothing but weight,
+    so aging skips it and the person's templates stay diverse.
+
+    Args:
+        embedding: ``(D,)`` float32, any length (normalised here).
+        templates: The person's templates, each ``(D,)`` float32 in the same space.
+        max_similarity: ``AgingConfig.max_similarity``.
+    """
+    unit = embedding / max(float(np.linalg.norm(embedding)), 1e-12)
+    for position, template in enumerate(templates):
+        stored = template / max(float(np.linalg.norm(template)), 1e-12)
+        if float(stored @ unit) > max_similarity:
+            return position
+    return None
+
+
+def surplus_aging_templates(aging_templates: int, max_templates: int) -> int:
+    """How many of a person's oldest aging templates go before one more joins (at most ``max_templates``)."""
+    return max(aging_templates - max_templates + 1, 0)
 
 
 def is_opted_in(gallery: Gallery, identity_id: str) -> bool:
@@ -119,18 +162,16 @@ def age_templates(gallery: Gallery, recognition: Recognition, config: AgingConfi
         for template in gallery.identity_templates(recognition.identity_id)
         if template.embedder_version == recognition.embedder_version
     ]
-    unit = recognition.embedding / max(float(np.linalg.norm(recognition.embedding)), 1e-12)
-    for template in templates:
-        stored = template.embedding / max(float(np.linalg.norm(template.embedding)), 1e-12)
-        if float(stored @ unit) > config.max_similarity:
-            logger.debug(
-                "no aging template for %s: near-duplicate of %d",
-                recognition.identity_id,
-                template.template_id,
-            )
-            return None
+    duplicate = near_duplicate(recognition.embedding, [t.embedding for t in templates], config.max_similarity)
+    if duplicate is not None:
+        logger.debug(
+            "no aging template for %s: near-duplicate of %d",
+            recognition.identity_id,
+            templates[duplicate].template_id,
+        )
+        return None
     aging = sorted((t for t in templates if t.origin == "aging"), key=lambda t: t.template_id)
-    for oldest in aging[: max(len(aging) - config.max_templates + 1, 0)]:
+    for oldest in aging[: surplus_aging_templates(len(aging), config.max_templates)]:
         note = "over indexer.aging.max_templates"
         entry = history_entry("removed", "template", oldest.template_id, "aging", recognition.event_id, note)
         gallery.remove_template(recognition.identity_id, oldest.template_id, entry)

@@ -139,6 +139,30 @@ class Thresholds:
     source: str
 
 
+@dataclass(frozen=True)
+class RuleOverride:
+    """A threshold and/or margin set over the calibrated rule, e.g. a camera's own
+    ``match_threshold`` / ``match_margin``.
+
+    Attributes:
+        threshold: Replaces the calibrated threshold (cosine similarity); None keeps it.
+        margin: Replaces the calibrated margin; None keeps it.
+        label: Who overrides, appended to the rule's ``source`` (e.g. ``camera door's override``).
+    """
+
+    threshold: float | None = None
+    margin: float | None = None
+    label: str = "override"
+
+    def over(self, calibrated: Thresholds) -> Thresholds:
+        """The rule in force: ``calibrated`` with what this override sets."""
+        return Thresholds(
+            calibrated.threshold if self.threshold is None else self.threshold,
+            calibrated.margin if self.margin is None else self.margin,
+            f"{calibrated.source}; {self.label}",
+        )
+
+
 def read_calibration(path: Path) -> Calibration:
     """Parse and validate a calibration file; raises ``CalibrationError`` with one line on any problem."""
     try:

@@ -20,16 +20,16 @@ the gallery's versioned transaction and searchers reload them)::
     negatives:{embedder_version}       zset   negative ids of that embedder, score = id
     negative:next_id                   string INCR counter for negative ids
     feedback:{feedback_id}             hash   one Feedback record (embedding as float32 bytes)
-    feedback                           zset   feedback ids, score = Unix time
+    feedback                           zset   feedback ids, score = Unix time of created_at
     identity:{identity_id}:feedback    set    feedback ids about the identity
 """
 
 from __future__ import annotations
 
 import logging
-import time
 import uuid
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Literal, TypeAlias, cast
 
 import numpy as np
@@ -76,6 +76,27 @@ class Feedback:
 
 
 @dataclass(frozen=True)
+class Negative:
+    """A stored hard negative: a face that is *not* this person.
+
+    Attributes:
+        negative_id: Gallery-wide id.
+        identity_id: Whose negative it is.
+        embedder_version: Space of ``embedding``.
+        embedding: ``(D,)`` float32.
+        event_id: The corrected event, if any.
+        created_at: ISO-8601 UTC time it was stored.
+    """
+
+    negative_id: int
+    identity_id: str
+    embedder_version: str
+    embedding: Embedding = field(repr=False)
+    event_id: str | None
+    created_at: str
+
+
+@dataclass(frozen=True)
 class FeedbackPair:
     """A labelled probe for calibration: this face is (``same``) or is not this person."""
 
@@ -100,27 +121,18 @@ class Corrections:
         """
         vector = _checked(embedding)
         gallery = self.gallery
-        negative_id = int(gallery.call(lambda: gallery.client.incr(gallery.key("negative:next_id"))))
+        (negative_id,) = self.allocate_negative_ids(1)
+        negative = Negative(negative_id, identity_id, embedder_version, vector, event_id, now())
 
         def work(pipe: Pipeline) -> None:
-            if not pipe.exists(gallery.key(f"identity:{identity_id}")):
+            if not pipe.exists(gallery.identity_key(identity_id)):
                 raise GalleryError(f"unknown identity id {identity_id!r}")
             pipe.multi()
-            fields: dict[str, str | bytes] = {
-                "identity_id": identity_id,
-                "embedder_version": embedder_version,
-                "embedding": vector.astype("<f4").tobytes(),
-                "created_at": now(),
-            }
-            if event_id is not None:
-                fields["event_id"] = event_id
-            pipe.hset(self._negative_key(negative_id), mapping=fields)  # type: ignore[arg-type]
-            pipe.zadd(gallery.key(f"negatives:{embedder_version}"), {str(negative_id): negative_id})
-            pipe.sadd(self._negatives_of_key(identity_id), negative_id)
+            self.queue_negative(pipe, negative)
             entry = history_entry("added", "negative", negative_id, "feedback", event_id)
             queue_entry(pipe, gallery.history_key(identity_id), entry)
 
-        gallery.transaction(work, gallery.key(f"identity:{identity_id}"))
+        gallery.transaction(work, gallery.identity_key(identity_id))
         logger.info("hard negative %d added to identity %s", negative_id, identity_id)
         return negative_id
 
@@ -167,6 +179,21 @@ class Corrections:
             return [], np.zeros((0, 0), np.float32)
         return owners, np.stack(vectors)
 
+    def identity_negatives(self, identity_id: str) -> list[Negative]:
+        """One identity's negatives (every embedder version), by negative id."""
+        gallery = self.gallery
+
+        def read() -> tuple[list[int], list[dict[bytes, bytes]]]:
+            members = cast(set[bytes], gallery.client.smembers(self._negatives_of_key(identity_id)))
+            negative_ids = sorted(int(raw) for raw in members)
+            with gallery.client.pipeline(transaction=True) as pipe:
+                for negative_id in negative_ids:
+                    pipe.hgetall(self._negative_key(negative_id))
+                return negative_ids, list(pipe.execute())
+
+        negative_ids, hashes = gallery.call(read)
+        return [_negative(nid, raw) for nid, raw in zip(negative_ids, hashes, strict=True) if raw]
+
     def record(
         self,
         event_id: str,
@@ -183,23 +210,10 @@ class Corrections:
             _checked(embedding), now(), item_id,
         )  # fmt: skip
         gallery = self.gallery
-        key = gallery.key(f"feedback:{feedback.feedback_id}")
-        fields: dict[str, str | bytes | int] = {
-            "event_id": event_id,
-            "verdict": verdict,
-            "identity_id": identity_id,
-            "name": name,
-            "embedder_version": embedder_version,
-            "embedding": feedback.embedding.astype("<f4").tobytes(),
-            "created_at": feedback.created_at,
-            "item_id": item_id,
-        }
 
         def write() -> None:
             with gallery.client.pipeline(transaction=True) as pipe:
-                pipe.hset(key, mapping=fields)  # type: ignore[arg-type]
-                pipe.zadd(gallery.key("feedback"), {feedback.feedback_id: time.time()})
-                pipe.sadd(self._feedback_of_key(identity_id), feedback.feedback_id)
+                self.queue_feedback(pipe, feedback)
                 pipe.execute()
 
         gallery.call(write)
@@ -245,6 +259,49 @@ class Corrections:
             work, self._negatives_of_key(identity_id), self._feedback_of_key(identity_id)
         )
 
+    def allocate_negative_ids(self, count: int) -> list[int]:
+        """Reserve ``count`` negative ids (outside any transaction: an aborted call leaves a gap)."""
+        if count == 0:
+            return []
+        gallery = self.gallery
+        last = int(gallery.call(lambda: gallery.client.incrby(gallery.key("negative:next_id"), count)))
+        return list(range(last - count + 1, last + 1))
+
+    def queue_negative(self, pipe: Pipeline, negative: Negative) -> None:
+        """Queue the writes that store a negative (after ``multi()``, in ``Gallery.transaction``,
+        so searchers reload); the caller records it in the person's history."""
+        gallery = self.gallery
+        fields: dict[str, str | bytes] = {
+            "identity_id": negative.identity_id,
+            "embedder_version": negative.embedder_version,
+            "embedding": negative.embedding.astype("<f4").tobytes(),
+            "created_at": negative.created_at,
+        }
+        if negative.event_id is not None:
+            fields["event_id"] = negative.event_id
+        pipe.hset(self._negative_key(negative.negative_id), mapping=fields)  # type: ignore[arg-type]
+        version_key = gallery.key(f"negatives:{negative.embedder_version}")
+        pipe.zadd(version_key, {str(negative.negative_id): negative.negative_id})
+        pipe.sadd(self._negatives_of_key(negative.identity_id), negative.negative_id)
+
+    def queue_feedback(self, pipe: Pipeline, feedback: Feedback) -> None:
+        """Queue the writes that keep a feedback record, ordered in the log by its ``created_at``."""
+        gallery = self.gallery
+        fields: dict[str, str | bytes | int] = {
+            "event_id": feedback.event_id,
+            "verdict": feedback.verdict,
+            "identity_id": feedback.identity_id,
+            "name": feedback.name,
+            "embedder_version": feedback.embedder_version,
+            "embedding": feedback.embedding.astype("<f4").tobytes(),
+            "created_at": feedback.created_at,
+            "item_id": feedback.item_id,
+        }
+        pipe.hset(gallery.key(f"feedback:{feedback.feedback_id}"), mapping=fields)  # type: ignore[arg-type]
+        score = datetime.fromisoformat(feedback.created_at).timestamp()
+        pipe.zadd(gallery.key("feedback"), {feedback.feedback_id: score})
+        pipe.sadd(self._feedback_of_key(feedback.identity_id), feedback.feedback_id)
+
     def _negative_key(self, negative_id: int) -> str:
         return self.gallery.key(f"negative:{negative_id}")
 
@@ -281,6 +338,19 @@ def _checked(embedding: Embedding) -> Embedding:
     if vector.ndim != 1 or vector.shape[0] == 0 or not np.isfinite(vector).all():
         raise GalleryError(f"a correction needs a finite (D,) embedding, got shape {vector.shape}")
     return vector
+
+
+def _negative(negative_id: int, raw: dict[bytes, bytes]) -> Negative:
+    fields = {text(key): value for key, value in raw.items()}
+    event_id = fields.get("event_id")
+    return Negative(
+        negative_id=negative_id,
+        identity_id=text(fields["identity_id"]),
+        embedder_version=text(fields["embedder_version"]),
+        embedding=np.frombuffer(blob(fields["embedding"]), dtype="<f4").astype(np.float32),
+        event_id=None if event_id is None else text(event_id),
+        created_at=text(fields["created_at"]),
+    )
 
 
 def _feedback(feedback_id: str, raw: dict[bytes, bytes]) -> Feedback:

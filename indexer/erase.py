@@ -3,7 +3,8 @@
 The gallery in Redis is the system of record: search indexes in every process follow its
 version counter and drop the person on their next query. Beside it are stores about the
 person: hard negatives and feedback (``indexer.corrections``), unknown clusters enrolled
-as them (``indexer.unknowns``), their aging opt-in (``indexer.aging``), and kept
+as them (``indexer.unknowns``; with whatever an interrupted enrolment left of their tracks,
+face images included), their aging opt-in (``indexer.aging``), and kept
 enrolment photos on disk. Their history and templates go with the identity itself.
 """
 

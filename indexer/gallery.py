@@ -29,7 +29,6 @@ import logging
 import re
 import uuid
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any, TypeVar, cast
 
 import numpy as np
@@ -38,7 +37,6 @@ import redis
 from redis.client import Pipeline
 
 from indexer import records
-from indexer.backup import export_header, identity_record, read_export
 from indexer.history import HistoryEntry, history_entry, parse_entries, queue_entry
 from indexer.records import (
     Identity,
@@ -51,7 +49,6 @@ from indexer.records import (
     template_from_hash,
 )
 from vigil.errors import GalleryError
-from vigil.files import write_text_atomically
 from vigil.streams import redis_errors, text
 from vigil.typing import Embedding, Embeddings
 
@@ -127,7 +124,7 @@ class Gallery:
         metadata = dict(metadata or {})
         check_metadata(metadata)
         rows = [check_template(template) for template in templates]
-        template_ids = self._allocate_template_ids(len(rows))
+        template_ids = self.allocate_template_ids(len(rows))
         now = records.now()
         identity = Identity(uuid.uuid4().hex, name, metadata, now, now)
 
@@ -135,9 +132,9 @@ class Gallery:
             if pipe.hexists(self.key("names"), name):
                 raise GalleryError(f"an identity named {name!r} already exists; pick another name")
             pipe.multi()
-            self._queue_identity(pipe, identity)
+            self.queue_identity(pipe, identity)
             for template_id, (template, embedding) in zip(template_ids, rows, strict=True):
-                self._queue_template(pipe, template_id, identity.identity_id, template, embedding, now)
+                self.queue_template(pipe, template_id, identity.identity_id, template, embedding, now)
 
         self.transaction(work, self.key("names"))
         logger.info("enrolled identity %s (%r) with %d templates", identity.identity_id, name, len(rows))
@@ -156,17 +153,17 @@ class Gallery:
         rows = [check_template(template) for template in templates]
         if not rows:
             return []
-        template_ids = self._allocate_template_ids(len(rows))
+        template_ids = self.allocate_template_ids(len(rows))
         now = records.now()
 
         def work(pipe: Pipeline) -> None:
-            if not pipe.exists(self._identity_key(identity_id)):
+            if not pipe.exists(self.identity_key(identity_id)):
                 raise GalleryError(f"unknown identity id {identity_id!r}")
             pipe.multi()
             for template_id, (template, embedding) in zip(template_ids, rows, strict=True):
-                self._queue_template(pipe, template_id, identity_id, template, embedding, now)
+                self.queue_template(pipe, template_id, identity_id, template, embedding, now)
 
-        self.transaction(work, self._identity_key(identity_id))
+        self.transaction(work, self.identity_key(identity_id))
         logger.info("added %d templates to identity %s", len(rows), identity_id)
         return template_ids
 
@@ -188,12 +185,12 @@ class Gallery:
             pipe.hdel(self.key("names"), identity.name)
             pipe.hset(self.key("names"), new_name, identity_id)
             pipe.hset(
-                self._identity_key(identity_id),
+                self.identity_key(identity_id),
                 mapping={"name": new_name, "updated_at": renamed.updated_at},
             )
             return renamed
 
-        renamed = self.transaction(work, self._identity_key(identity_id), self.key("names"))
+        renamed = self.transaction(work, self.identity_key(identity_id), self.key("names"))
         logger.info("renamed identity %s to %r", identity_id, new_name)
         return renamed
 
@@ -220,14 +217,14 @@ class Gallery:
                 pipe.delete(self._template_key(template_id))
             pipe.delete(
                 self._templates_of_key(identity_id),
-                self._identity_key(identity_id),
+                self.identity_key(identity_id),
                 self.history_key(identity_id),
             )
             pipe.hdel(self.key("names"), identity.name)
             pipe.srem(self.key("identities"), identity_id)
             return len(template_ids)
 
-        removed = self.transaction(work, self._identity_key(identity_id), self._templates_of_key(identity_id))
+        removed = self.transaction(work, self.identity_key(identity_id), self._templates_of_key(identity_id))
         logger.info("deleted identity %s and %d templates", identity_id, removed)
         return removed
 
@@ -254,7 +251,7 @@ class Gallery:
             queue_entry(pipe, self.history_key(identity_id), entry)
             return template
 
-        removed = self.transaction(work, self._identity_key(identity_id), self._template_key(template_id))
+        removed = self.transaction(work, self.identity_key(identity_id), self._template_key(template_id))
         logger.info("removed template %d of identity %s (%s)", template_id, identity_id, entry.origin)
         return removed
 
@@ -266,7 +263,7 @@ class Gallery:
         Raises:
             GalleryError: Unknown identity.
         """
-        raw = self.call(lambda: self._client.hgetall(self._identity_key(identity_id)))
+        raw = self.call(lambda: self._client.hgetall(self.identity_key(identity_id)))
         if not raw:
             raise GalleryError(f"unknown identity id {identity_id!r}")
         return identity_from_hash(identity_id, raw)
@@ -299,7 +296,7 @@ class Gallery:
             identity_ids = sorted(text(raw) for raw in pipe.smembers(self.key("identities")))
             pipe.multi()
             for identity_id in identity_ids:
-                pipe.hgetall(self._identity_key(identity_id))
+                pipe.hgetall(self.identity_key(identity_id))
             return identity_ids
 
         identities: list[Identity] = []
@@ -317,7 +314,7 @@ class Gallery:
         """
 
         def work(pipe: Pipeline) -> list[int]:
-            if not pipe.exists(self._identity_key(identity_id)):
+            if not pipe.exists(self.identity_key(identity_id)):
                 raise GalleryError(f"unknown identity id {identity_id!r}")
             template_ids = sorted(int(raw) for raw in pipe.smembers(self._templates_of_key(identity_id)))
             pipe.multi()
@@ -399,76 +396,7 @@ class Gallery:
         raw = self.call(lambda: self._client.get(self.key("gallery:version")))
         return 0 if raw is None else int(raw)
 
-    # -- export / import ------------------------------------------------------------------
-
-    def export(self, path: Path) -> int:
-        """Write every identity and template to a portable JSON-lines file.
-
-        The first line is a header (``format``, ``format_version``, ``exported_at``); each
-        further line is one identity with its templates, embeddings as base64 float32
-        (little-endian). The file is written to a temporary name and renamed, so a reader
-        never sees half of it.
-
-        Returns:
-            How many identities were written.
-        """
-        identities = self.list_identities()
-        lines = [export_header()]
-        for identity in identities:
-            try:
-                templates = self.identity_templates(identity.identity_id)
-            except GalleryError:  # deleted while exporting
-                continue
-            lines.append(json.dumps(identity_record(identity, templates)))
-        write_text_atomically(path, "\n".join(lines) + "\n")
-        logger.info("exported %d identities to %s", len(lines) - 1, path)
-        return len(lines) - 1
-
-    def import_file(self, path: Path) -> int:
-        """Add the identities of an export file, in one transaction.
-
-        Identity ids, names and metadata are kept; templates get new ids. Everything is
-        validated before anything is written.
-
-        Returns:
-            How many identities were imported.
-
-        Raises:
-            GalleryError: The file is unreadable or corrupt, or an identity's id or name is
-                already in the gallery; the gallery is then unchanged.
-        """
-        records = read_export(path)
-        count = sum(len(templates) for _, templates in records)
-        template_ids = self._allocate_template_ids(count)
-
-        def work(pipe: Pipeline) -> None:
-            for identity, _ in records:
-                if pipe.exists(self._identity_key(identity.identity_id)):
-                    raise GalleryError(
-                        f"{path}: identity id {identity.identity_id} is already in the gallery"
-                    )
-                if pipe.hexists(self.key("names"), identity.name):
-                    raise GalleryError(f"{path}: an identity named {identity.name!r} already exists")
-            pipe.multi()
-            unused_ids = iter(template_ids)  # afresh on every attempt
-            for identity, templates in records:
-                self._queue_identity(pipe, identity)
-                for template, created_at in templates:
-                    self._queue_template(
-                        pipe,
-                        next(unused_ids),
-                        identity.identity_id,
-                        template,
-                        template.embedding,
-                        created_at,
-                    )
-
-        watched = [self.key("names")] + [self._identity_key(identity.identity_id) for identity, _ in records]
-        self.transaction(work, *watched)
-        logger.info("imported %d identities (%d templates) from %s", len(records), count, path)
-        return len(records)
-
-    # -- shared with the stores beside the gallery (history, corrections, unknowns) -----------
+    # -- shared with the stores beside the gallery (history, corrections, unknowns, backup) ---
 
     @property
     def client(self) -> redis.Redis:
@@ -480,6 +408,69 @@ class Gallery:
 
     def history_key(self, identity_id: str) -> str:
         return self.key(f"identity:{identity_id}:history")
+
+    def identity_key(self, identity_id: str) -> str:
+        return self.key(f"identity:{identity_id}")
+
+    def allocate_template_ids(self, count: int) -> list[int]:
+        """Reserve ``count`` template ids (outside any transaction: an aborted call leaves a gap)."""
+        if count == 0:
+            return []
+        last = int(self.call(lambda: self._client.incrby(self.key("template:next_id"), count)))
+        return list(range(last - count + 1, last + 1))
+
+    def queue_identity(self, pipe: Pipeline, identity: Identity) -> None:
+        """Queue the writes that add ``identity`` (after ``multi()``, in :meth:`transaction`)."""
+        pipe.hset(
+            self.identity_key(identity.identity_id),
+            mapping={
+                "name": identity.name,
+                "metadata": json.dumps(identity.metadata, sort_keys=True),
+                "created_at": identity.created_at,
+                "updated_at": identity.updated_at,
+            },
+        )
+        pipe.hset(self.key("names"), identity.name, identity.identity_id)
+        pipe.sadd(self.key("identities"), identity.identity_id)
+
+    def queue_template(
+        self,
+        pipe: Pipeline,
+        template_id: int,
+        identity_id: str,
+        template: NewTemplate,
+        embedding: Embedding,
+        created_at: str,
+        *,
+        history: bool = True,
+    ) -> None:
+        """Queue the writes that add a template (after ``multi()``, in :meth:`transaction`).
+
+        Args:
+            embedding: ``template``'s embedding as ``check_template`` returned it.
+            history: Record the addition in the person's history; off when an import
+                restores the history the export kept.
+        """
+        fields: dict[str, str | bytes | int | float] = {
+            "identity_id": identity_id,
+            "embedder_version": template.embedder_version,
+            "embedding": embedding.astype("<f4").tobytes(),
+            "dim": int(embedding.shape[0]),
+            "source": template.source,
+            "quality": float(template.quality),
+            "created_at": created_at,
+        }
+        if template.captured_at is not None:
+            fields["captured_at"] = template.captured_at
+        if template.event_id is not None:
+            fields["event_id"] = template.event_id
+        fields["origin"] = template.origin
+        pipe.hset(self._template_key(template_id), mapping=fields)  # type: ignore[arg-type]
+        pipe.zadd(self._version_key(template.embedder_version), {str(template_id): template_id})
+        pipe.sadd(self._templates_of_key(identity_id), template_id)
+        if history:
+            entry = history_entry("added", "template", template_id, template.origin, template.event_id)
+            queue_entry(pipe, self.history_key(identity_id), entry)
 
     def transaction(self, work: Callable[[Pipeline], _T], *watched: str) -> _T:
         """Run ``work`` under WATCH (it reads, calls ``multi()`` and queues writes), then
@@ -526,9 +517,6 @@ class Gallery:
 
     # -- private --------------------------------------------------------------------------
 
-    def _identity_key(self, identity_id: str) -> str:
-        return self.key(f"identity:{identity_id}")
-
     def _templates_of_key(self, identity_id: str) -> str:
         return self.key(f"identity:{identity_id}:templates")
 
@@ -538,57 +526,8 @@ class Gallery:
     def _version_key(self, embedder_version: str) -> str:
         return self.key(f"templates:{embedder_version}")
 
-    def _allocate_template_ids(self, count: int) -> list[int]:
-        """Reserve ``count`` template ids (outside any transaction: an aborted call leaves a gap)."""
-        if count == 0:
-            return []
-        last = int(self.call(lambda: self._client.incrby(self.key("template:next_id"), count)))
-        return list(range(last - count + 1, last + 1))
-
-    def _queue_identity(self, pipe: Pipeline, identity: Identity) -> None:
-        pipe.hset(
-            self._identity_key(identity.identity_id),
-            mapping={
-                "name": identity.name,
-                "metadata": json.dumps(identity.metadata, sort_keys=True),
-                "created_at": identity.created_at,
-                "updated_at": identity.updated_at,
-            },
-        )
-        pipe.hset(self.key("names"), identity.name, identity.identity_id)
-        pipe.sadd(self.key("identities"), identity.identity_id)
-
-    def _queue_template(
-        self,
-        pipe: Pipeline,
-        template_id: int,
-        identity_id: str,
-        template: NewTemplate,
-        embedding: Embedding,
-        created_at: str,
-    ) -> None:
-        fields: dict[str, str | bytes | int | float] = {
-            "identity_id": identity_id,
-            "embedder_version": template.embedder_version,
-            "embedding": embedding.astype("<f4").tobytes(),
-            "dim": int(embedding.shape[0]),
-            "source": template.source,
-            "quality": float(template.quality),
-            "created_at": created_at,
-        }
-        if template.captured_at is not None:
-            fields["captured_at"] = template.captured_at
-        if template.event_id is not None:
-            fields["event_id"] = template.event_id
-        fields["origin"] = template.origin
-        pipe.hset(self._template_key(template_id), mapping=fields)  # type: ignore[arg-type]
-        pipe.zadd(self._version_key(template.embedder_version), {str(template_id): template_id})
-        pipe.sadd(self._templates_of_key(identity_id), template_id)
-        entry = history_entry("added", "template", template_id, template.origin, template.event_id)
-        queue_entry(pipe, self.history_key(identity_id), entry)
-
     def _read_identity(self, pipe: Pipeline, identity_id: str) -> Identity:
-        raw = pipe.hgetall(self._identity_key(identity_id))
+        raw = pipe.hgetall(self.identity_key(identity_id))
         if not raw:
             raise GalleryError(f"unknown identity id {identity_id!r}")
         return identity_from_hash(identity_id, raw)

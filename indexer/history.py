@@ -4,7 +4,8 @@ Each identity has an append-only Redis list ``{namespace}:identity:{identity_id}
 of JSON entries, written in the same transaction as the change it records, so the
 history can never miss a change. Entries are numbered from 1 in list order; the number
 is what ``vigil people history NAME --undo ENTRY`` takes. Erasing the person deletes the
-list with everything else.
+list with everything else. A gallery export carries the list, and an import restores it with
+the same numbers, its item ids mapped to the new ones (``indexer.backup``).
 """
 
 from __future__ import annotations

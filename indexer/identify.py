@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from indexer.calibration import CalibrationSource, Thresholds
+from indexer.calibration import CalibrationSource, RuleOverride, Thresholds
 from indexer.corrections import Corrections, negatives_by_identity
 from indexer.gallery import Gallery
 from indexer.head_source import ActiveHead, HeadSource
@@ -78,6 +78,7 @@ class Identifier:
         self._negatives: dict[str, Embeddings] = {}
         self._version: int | None = None
         self._head: ActiveHead | None = None
+        self._rule: Thresholds | None = None
 
     @classmethod
     def from_settings(cls, gallery: Gallery, pipeline: FacePipeline, settings: Settings) -> Identifier:
@@ -140,25 +141,29 @@ class Identifier:
         return self.name_faces(self.pipeline.analyze([image])[0])
 
     def name_faces(
-        self, faces: Sequence[Face], rules: Sequence[Thresholds | None] | None = None
+        self, faces: Sequence[Face], overrides: Sequence[RuleOverride | None] | None = None
     ) -> list[Identification]:
         """The identity (or *unknown*) of faces the pipeline found, searched in one batch.
 
+        The gallery is refreshed once, here, and the calibrated rule is taken for the gallery
+        as it is then, so callers that decide with overrides (a worker's cameras) need no
+        refresh of their own: :meth:`rule` gives them the rule each face was decided with.
+
         Args:
             faces: From the pipeline.
-            rules: Per face, a rule to decide with instead of the calibrated one (e.g. a
-                camera's override); None: the calibrated rule for all.
+            overrides: Per face, an override of the calibrated rule (e.g. its camera's), or
+                None for the calibrated rule; None: the calibrated rule for all.
         """
         self.refresh()
+        self._rule = self.thresholds()  # after refresh(): for the gallery as it is now
         if not faces:
             return []
-        calibrated = self.thresholds()  # after refresh(): for the gallery as it is now
         probes = self._in_space(np.stack([face.embedding for face in faces]))
         candidates = self._index.search(probes, k=self.top_k)
-        per_face = rules if rules is not None else [None] * len(faces)
+        per_face = overrides if overrides is not None else [None] * len(faces)
         results = []
         for face, probe, matches, override in zip(faces, probes, candidates, per_face, strict=True):
-            rule = override if override is not None else calibrated
+            rule = self.rule(override)
             decision = decide(matches, rule.threshold, rule.margin)
             if decision.identity_id in self._negatives:
                 negative_score = self._negative_score(decision.identity_id, probe)
@@ -166,6 +171,14 @@ class Identifier:
             name = self._names.get(decision.identity_id) if decision.identity_id else None
             results.append(Identification(face, decision, name))
         return results
+
+    def rule(self, override: RuleOverride | None = None) -> Thresholds:
+        """The rule the latest :meth:`name_faces` decided with, under ``override`` if given.
+
+        Before any search, the rule in force now (as :meth:`thresholds`).
+        """
+        calibrated = self._rule if self._rule is not None else self.thresholds()
+        return calibrated if override is None else override.over(calibrated)
 
     def _negative_score(self, identity_id: str, probe: Embedding) -> float:
         """Cosine similarity of a probe (in the index's space) to the person's closest negative."""

@@ -1,8 +1,13 @@
 """Unknown faces: what the stream keeps of strangers, their clusters, and enrolling a cluster.
 
 When the tracker announces an ``unknown`` track it keeps that track's best few embeddings
-(never images) with camera, time and event ids, here; when the track ends still unknown,
-the entry is refreshed with the best faces of the whole track. Everything expires after
+with camera, time and event ids, here; when the track ends still unknown, the entry is
+refreshed with the best faces of the whole track. Images are kept only if the user opted in
+(``indexer.unknowns.keep_images``): one small JPEG of the track's best face, in the entry's
+own hash, so that whatever deletes the entry (expiry, ``forget``, enrolment, ``feedback
+--is``, erasure) deletes the image with it. Enrolling consumes the entries, images
+included: an image is not a template, and keeping photos of enrolled people is the
+separate ``indexer.keep_sources`` opt-in. Everything expires after
 ``indexer.unknowns.retention_s`` (Redis key expiry, so nothing outlives it even if Vigil
 never runs again). ``vigil unknowns cluster`` groups the entries (``indexer.clustering``)
 into numbered clusters; ``vigil unknowns enroll CLUSTER NAME`` turns one into a person (or
@@ -12,7 +17,8 @@ embeddings) until it expires or the person is erased.
 Keys, under the gallery's namespace::
 
     unknown:{entry_id}            hash    camera, track_id, captured_at, embedder_version, dim,
-                                          embeddings (K×D float32 bytes), qualities, event_ids (JSON)
+                                          embeddings (K×D float32 bytes), qualities, event_ids (JSON),
+                                          image (JPEG bytes; only with keep_images)
     unknowns                      zset    entry ids, score = time stored (Unix seconds)
     unknown:event:{event_id}      string  the entry id an event refers to
     unknown:cluster:{cluster_id}  hash    entries (JSON), created_at, threshold, embedder_version,
@@ -43,6 +49,11 @@ from vigil.typing import Embeddings
 logger = logging.getLogger(__name__)
 
 _CLUSTER_ID = re.compile(r"[0-9]{1,18}")
+# What an entry holds besides its image, read without the image (clustering reads every entry).
+_SIGHTING_FIELDS = (
+    "camera", "track_id", "captured_at", "embedder_version", "dim", "embeddings", "qualities", "event_ids",
+)  # fmt: skip
+_JPEG_START = b"\xff\xd8"
 
 
 @dataclass(frozen=True)
@@ -105,12 +116,23 @@ class UnknownStore:
 
     # -- entries --------------------------------------------------------------------------
 
-    def keep(self, sighting: UnknownSighting) -> None:
-        """Store (or refresh) an unknown track's embeddings, expiring after the retention period."""
+    def keep(self, sighting: UnknownSighting, image: bytes | None = None) -> None:
+        """Store (or refresh) an unknown track's embeddings, expiring after the retention period.
+
+        Args:
+            sighting: The track.
+            image: A JPEG of its best face (``indexer.unknowns.keep_images``), or None. A
+                refresh without one drops the image kept before.
+
+        Raises:
+            GalleryError: No embeddings, or ``image`` is not a JPEG.
+        """
         if sighting.embeddings.ndim != 2 or len(sighting.embeddings) == 0:
             raise GalleryError(f"an unknown track needs (K, D) embeddings, got {sighting.embeddings.shape}")
+        if image is not None and not image.startswith(_JPEG_START):
+            raise GalleryError(f"the image of unknown track {sighting.track_id} is not a JPEG")
         gallery, ttl_ms = self.gallery, int(self.retention_s * 1000)
-        fields = {
+        fields: dict[str, str | int | bytes] = {
             "camera": sighting.camera,
             "track_id": sighting.track_id,
             "captured_at": sighting.captured_at,
@@ -120,6 +142,8 @@ class UnknownStore:
             "qualities": json.dumps(sighting.qualities),
             "event_ids": json.dumps(sighting.event_ids),
         }
+        if image is not None:
+            fields["image"] = image
 
         def write() -> None:
             with gallery.client.pipeline(transaction=True) as pipe:
@@ -137,8 +161,10 @@ class UnknownStore:
 
     def entry(self, entry_id: str) -> UnknownSighting | None:
         """The kept track, or None when it expired or was consumed."""
-        raw = self.gallery.call(lambda: self.gallery.client.hgetall(self._entry_key(entry_id)))
-        return _sighting(entry_id, cast(dict[bytes, bytes], raw)) if raw else None
+        raw = self.gallery.call(
+            lambda: self.gallery.client.hmget(self._entry_key(entry_id), _SIGHTING_FIELDS)
+        )
+        return _sighting(entry_id, cast(list[bytes | None], raw))
 
     def entry_for_event(self, event_id: str) -> UnknownSighting | None:
         """The kept track an event refers to, or None."""
@@ -151,7 +177,7 @@ class UnknownStore:
         """Every kept track, first stored first (expired ones are dropped from the index here)."""
         gallery = self.gallery
 
-        def read() -> tuple[list[str], list[dict[bytes, bytes]]]:
+        def read() -> tuple[list[str], list[list[bytes | None]]]:
             oldest = time.time() - self.retention_s
             gallery.client.zremrangebyscore(gallery.key("unknowns"), "-inf", f"({oldest}")
             entry_ids = [
@@ -159,17 +185,43 @@ class UnknownStore:
             ]
             with gallery.client.pipeline(transaction=False) as pipe:
                 for entry_id in entry_ids:
-                    pipe.hgetall(self._entry_key(entry_id))
+                    pipe.hmget(self._entry_key(entry_id), _SIGHTING_FIELDS)
                 return entry_ids, list(pipe.execute())
 
         entry_ids, hashes = gallery.call(read)
-        gone = [entry_id for entry_id, raw in zip(entry_ids, hashes, strict=True) if not raw]
+        found = [_sighting(entry_id, raw) for entry_id, raw in zip(entry_ids, hashes, strict=True)]
+        gone = [entry_id for entry_id, sighting in zip(entry_ids, found, strict=True) if sighting is None]
         if gone:
             gallery.call(lambda: gallery.client.zrem(gallery.key("unknowns"), *gone))
-        return [_sighting(entry_id, raw) for entry_id, raw in zip(entry_ids, hashes, strict=True) if raw]
+        return [sighting for sighting in found if sighting is not None]
+
+    def images(self, entry_ids: list[str]) -> dict[str, bytes]:
+        """The kept JPEGs of these tracks' best faces, by entry id (tracks without one are left out)."""
+        gallery = self.gallery
+
+        def read() -> list[bytes | None]:
+            with gallery.client.pipeline(transaction=False) as pipe:
+                for entry_id in entry_ids:
+                    pipe.hget(self._entry_key(entry_id), "image")
+                return list(pipe.execute())
+
+        found = gallery.call(read) if entry_ids else []
+        return {entry_id: raw for entry_id, raw in zip(entry_ids, found, strict=True) if raw}
+
+    def count_images(self, entry_ids: list[str]) -> int:
+        """How many of these tracks keep an image (without reading them)."""
+        gallery = self.gallery
+
+        def read() -> list[bool]:
+            with gallery.client.pipeline(transaction=False) as pipe:
+                for entry_id in entry_ids:
+                    pipe.hexists(self._entry_key(entry_id), "image")
+                return list(pipe.execute())
+
+        return sum(gallery.call(read)) if entry_ids else 0
 
     def consume_entries(self, entry_ids: list[str]) -> None:
-        """Delete kept tracks (they became templates), with their event links."""
+        """Delete kept tracks (they became templates or were forgotten), images and event links too."""
         sightings = [s for s in (self.entry(entry_id) for entry_id in entry_ids) if s is not None]
         gallery = self.gallery
 
@@ -275,9 +327,11 @@ class UnknownStore:
         return len(doomed)
 
     def erase(self, identity_id: str) -> int:
-        """Delete the clusters enrolled as this identity; returns how many."""
-        doomed = [cluster.cluster_id for cluster in self.clusters() if cluster.enrolled_as == identity_id]
-        self._delete_clusters(doomed)
+        """Delete the clusters enrolled as this identity, and what is left of their tracks; how many."""
+        doomed = [cluster for cluster in self.clusters() if cluster.enrolled_as == identity_id]
+        # Enrolment consumed the tracks, unless interrupted between marking and consuming (images too).
+        self.consume_entries([entry_id for cluster in doomed for entry_id in cluster.entries])
+        self._delete_clusters([cluster.cluster_id for cluster in doomed])
         return len(doomed)
 
     # -- private --------------------------------------------------------------------------
@@ -395,8 +449,11 @@ def enroll_cluster(store: UnknownStore, cluster_id: int, name: str) -> tuple[Ide
     return identity, len(templates)
 
 
-def _sighting(entry_id: str, raw: dict[bytes, bytes]) -> UnknownSighting:
-    fields = {text(key): value for key, value in raw.items()}
+def _sighting(entry_id: str, raw: list[bytes | None]) -> UnknownSighting | None:
+    """An entry from its ``_SIGHTING_FIELDS`` values; None when it is gone (every value None)."""
+    if any(value is None for value in raw):
+        return None
+    fields = dict(zip(_SIGHTING_FIELDS, cast(list[bytes], raw), strict=True))
     dim = int(fields["dim"])
     vectors = np.frombuffer(blob(fields["embeddings"]), dtype="<f4").astype(np.float32)
     return UnknownSighting(

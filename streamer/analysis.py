@@ -3,7 +3,10 @@
 Workers may analyse a camera's frames out of order and on several machines; the tracker
 needs them in order. So each result names its camera and frame number, and carries what
 tracking needs: boxes, landmarks, embeddings (for association) and the open-set decision
-made against the gallery at that moment (with the rule in force, for the event).
+made against the gallery at that moment (with the rule in force, for the event). Only when
+the user opted in to images of unknown faces (``indexer.unknowns.keep_images``) does an
+unmatched face also carry a small JPEG of itself (``face_crop_jpeg``): the worker has the
+frame, the tracker only what travels here, and only the tracker knows which track is kept.
 """
 
 from __future__ import annotations
@@ -11,13 +14,22 @@ from __future__ import annotations
 import base64
 import json
 import math
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
+import cv2
 import numpy as np
 
 from indexer.identify import Identification
-from vigil.typing import Embedding
+from vigil.typing import Embedding, ImageRGB
+
+# A kept unknown face is for a person to recognise by eye, not for matching (the embeddings
+# are): 128 px a side and JPEG quality 85 make 3 to 6 KB, with the margin of the aligner's
+# default padding (a quarter of the face) to show hair and chin.
+FACE_CROP_MAX_SIDE_PX = 128
+FACE_CROP_MARGIN = 0.25
+FACE_CROP_JPEG_QUALITY = 85
 
 
 @dataclass(frozen=True)
@@ -35,6 +47,8 @@ class FaceResult:
         candidate_id: The best person even when not accepted (for voting), or None.
         margin: Best person's lead over the runner-up (``inf`` with none; None with an empty
             gallery), for template aging.
+        crop_jpeg: The face as a small JPEG (``face_crop_jpeg``), or None: only unmatched faces,
+            and only with ``indexer.unknowns.keep_images``.
     """
 
     box: list[float]
@@ -46,9 +60,10 @@ class FaceResult:
     score: float | None
     candidate_id: str | None
     margin: float | None = None
+    crop_jpeg: bytes | None = field(default=None, repr=False)
 
     @classmethod
-    def from_identification(cls, result: Identification) -> FaceResult:
+    def from_identification(cls, result: Identification, crop_jpeg: bytes | None = None) -> FaceResult:
         decision = result.decision
         return cls(
             box=[round(float(v), 1) for v in result.face.box_xyxy],
@@ -60,6 +75,7 @@ class FaceResult:
             score=None if math.isnan(decision.score) else round(decision.score, 4),
             candidate_id=decision.candidates[0].identity_id if decision.candidates else None,
             margin=None if math.isnan(decision.margin) else round(decision.margin, 4),
+            crop_jpeg=crop_jpeg,
         )
 
 
@@ -124,6 +140,34 @@ class FrameResult:
         )
 
 
+def face_crop_jpeg(image: ImageRGB, box_xyxy: Sequence[float]) -> bytes | None:
+    """A face with a margin, scaled down to at most ``FACE_CROP_MAX_SIDE_PX`` a side, as JPEG.
+
+    Args:
+        image: The frame, ``(H, W, 3)`` uint8 RGB.
+        box_xyxy: The face's corners in pixels (may reach past the frame's edges).
+
+    Returns:
+        The JPEG file's bytes, or None when the box lies outside the frame.
+    """
+    x1, y1, x2, y2 = (float(v) for v in box_xyxy)
+    pad_x, pad_y = (x2 - x1) * FACE_CROP_MARGIN, (y2 - y1) * FACE_CROP_MARGIN
+    height, width = image.shape[:2]
+    left, top = max(math.floor(x1 - pad_x), 0), max(math.floor(y1 - pad_y), 0)
+    right, bottom = min(math.ceil(x2 + pad_x), width), min(math.ceil(y2 + pad_y), height)
+    if right <= left or bottom <= top:
+        return None
+    crop = image[top:bottom, left:right]
+    scale = FACE_CROP_MAX_SIDE_PX / max(crop.shape[:2])
+    if scale < 1.0:
+        size = (max(1, round(crop.shape[1] * scale)), max(1, round(crop.shape[0] * scale)))
+        crop = np.asarray(cv2.resize(crop, size, interpolation=cv2.INTER_AREA), dtype=np.uint8)
+    ok, jpeg = cv2.imencode(
+        ".jpg", cv2.cvtColor(crop, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, FACE_CROP_JPEG_QUALITY]
+    )
+    return jpeg.tobytes() if ok else None
+
+
 def _face_dict(face: FaceResult) -> dict[str, Any]:
     return {
         "box": face.box,
@@ -135,6 +179,7 @@ def _face_dict(face: FaceResult) -> dict[str, Any]:
         "score": face.score,
         "candidate_id": face.candidate_id,
         "margin": face.margin,  # inf (no runner-up) travels as JSON's Infinity, which Python reads back
+        "crop": None if face.crop_jpeg is None else base64.b64encode(face.crop_jpeg).decode("ascii"),
     }
 
 
@@ -149,4 +194,5 @@ def _face_from_dict(raw: dict[str, Any]) -> FaceResult:
         score=raw["score"],
         candidate_id=raw["candidate_id"],
         margin=raw.get("margin"),
+        crop_jpeg=None if raw.get("crop") is None else base64.b64decode(raw["crop"]),
     )

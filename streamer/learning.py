@@ -9,8 +9,11 @@ The tracker service hands each published ``unknown`` / ``track_ended`` event's
   ``tracker.unknown_after_frames`` frames are noise and are not kept);
 - a track that ended recognised may add its best face as an aging template (``indexer.aging``).
 
-Only embeddings are stored, never images. Embeddings are the backbone's (results carry
-them so); the space named in events may be a head's, so it is mapped back to its backbone.
+Only embeddings are stored, and images only if the user opted in
+(``indexer.unknowns.keep_images``): then the unknown entry also keeps the JPEG of the
+track's best face that has one (workers attach them to unmatched faces, ``face_crop_jpeg``).
+Embeddings are the backbone's (results carry them so); the space named in events may be a
+head's, so it is mapped back to its backbone.
 """
 
 from __future__ import annotations
@@ -83,6 +86,10 @@ class TrackLearning:
         entry_id = outcome.unknown_event_id or event.event_id
         event_ids = list(dict.fromkeys([entry_id, event.event_id]))
         best = outcome.unknown_faces[: self.config.unknowns.per_track]
+        image = None
+        if self.config.unknowns.keep_images:
+            # The best face with a crop: all have one, unless a worker without the opt-in saw some.
+            image = next((seen.face.crop_jpeg for seen in best if seen.face.crop_jpeg is not None), None)
         self.unknowns.keep(
             UnknownSighting(
                 entry_id=entry_id,
@@ -93,7 +100,8 @@ class TrackLearning:
                 embeddings=np.stack([seen.face.embedding for seen in best]).astype(np.float32),
                 qualities=[round(seen.face.detection_score * face_size_px(seen.face), 2) for seen in best],
                 event_ids=event_ids,
-            )
+            ),
+            image,
         )
         return "unknown_kept"
 

@@ -9,15 +9,21 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from vigil.arguments import writable_folder
 from vigil.config import Settings
 
 if TYPE_CHECKING:
     from indexer.gallery import Gallery
-    from indexer.unknowns import UnknownStore
+    from indexer.unknowns import UnknownCluster, UnknownStore
 
 _EXIT_ERROR = 2
+_IMAGES_HELP = (
+    "copy each cluster's kept face images (indexer.unknowns.keep_images) to DIR/CLUSTER/ and print "
+    "their paths; the copies are yours to delete, Vigil's own expire"
+)
 
 
 def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -26,9 +32,11 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     ).add_subparsers(title="actions", metavar="ACTION", required=True)
     cluster = unknowns.add_parser("cluster", help="group the kept unknown tracks into people")
     cluster.add_argument("--json", action="store_true", help="print the clusters as JSON")
+    cluster.add_argument("--images", type=writable_folder, metavar="DIR", help=_IMAGES_HELP)
     cluster.set_defaults(handler=cmd_unknowns_cluster)
     listing = unknowns.add_parser("list", help="the clusters (run `cluster` first)")
     listing.add_argument("--json", action="store_true", help="print the clusters as JSON")
+    listing.add_argument("--images", type=writable_folder, metavar="DIR", help=_IMAGES_HELP)
     listing.set_defaults(handler=cmd_unknowns_list)
     enroll = unknowns.add_parser(
         "enroll", help="enrol a cluster as a new person, or add it to an enrolled one"
@@ -99,8 +107,11 @@ def cmd_unknowns_list(args: argparse.Namespace, settings: Settings) -> int:
                 "event_ids": [event_id for s in sightings for event_id in s.event_ids],
                 "enrolled_as": cluster.enrolled_as,
                 "clustered_at": cluster.created_at,
+                "images": store.count_images(cluster.entries),
             }
         )
+        if args.images is not None:
+            rows[-1]["image_files"] = [str(path) for path in _export_images(store, cluster, args.images)]
     if args.json:
         for row in rows:
             print(json.dumps(row))
@@ -110,10 +121,15 @@ def cmd_unknowns_list(args: argparse.Namespace, settings: Settings) -> int:
         if row["enrolled_as"] is not None:
             print(f"cluster {row['cluster']}: enrolled as identity {row['enrolled_as']}")
             continue
+        images = ""
+        if row["images"]:
+            images = f", {row['images']} face image(s)" + ("" if args.images else " (see them: --images DIR)")
         print(
             f"cluster {row['cluster']}: {row['tracks']} track(s), {row['embeddings']} embedding(s), "
-            f"cameras {where}, seen {row['first_seen']} to {row['last_seen']}"
+            f"cameras {where}, seen {row['first_seen']} to {row['last_seen']}{images}"
         )
+        for path in row.get("image_files", []):
+            print(f"  {path}")
     if not rows:
         print("no unknown clusters (run `vigil unknowns cluster` to group the kept unknown faces)")
     return 0
@@ -217,6 +233,18 @@ def cmd_people_aging(args: argparse.Namespace, settings: Settings) -> int:
     )
     print(f"template aging {args.state} for {identity.name}{globally}")
     return 0
+
+
+def _export_images(store: UnknownStore, cluster: UnknownCluster, folder: Path) -> list[Path]:
+    """Write a cluster's kept face images to ``folder/CLUSTER/ENTRY.jpg``; their paths."""
+    from vigil.files import write_bytes_atomically
+
+    paths = []
+    for entry_id, jpeg in store.images(cluster.entries).items():
+        path = folder / str(cluster.cluster_id) / f"{entry_id}.jpg"
+        write_bytes_atomically(path, jpeg)
+        paths.append(path)
+    return paths
 
 
 def _open_store(settings: Settings) -> UnknownStore:

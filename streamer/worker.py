@@ -22,11 +22,11 @@ from typing import cast
 
 import redis
 
-from indexer.calibration import Thresholds
+from indexer.calibration import RuleOverride, Thresholds
 from indexer.gallery import Gallery
 from indexer.identify import Identification, Identifier
 from streamer import metrics
-from streamer.analysis import FaceResult, FrameResult
+from streamer.analysis import FaceResult, FrameResult, face_crop_jpeg
 from streamer.bus import BusFrame, FrameBus
 from vigil.config import Settings
 from vigil.errors import VigilError
@@ -91,7 +91,16 @@ class Worker:
         self.bus = FrameBus(client, settings.streamer.bus)
         self.pipeline = pipeline
         self.identifier = Identifier.from_settings(Gallery(client), pipeline, settings)
-        self._cameras = {camera.name: camera for camera in settings.streamer.cameras}
+        # Unmatched faces travel with a small JPEG only if the user opted in to keeping them.
+        self._crop_unknowns = settings.indexer.unknowns.keep and settings.indexer.unknowns.keep_images
+        # Cameras with their own match_threshold / match_margin; the others use the calibrated rule.
+        self._overrides = {
+            camera.name: RuleOverride(
+                camera.match_threshold, camera.match_margin, f"camera {camera.name}'s override"
+            )
+            for camera in settings.streamer.cameras
+            if camera.match_threshold is not None or camera.match_margin is not None
+        }
         self.consumer = consumer_name()
         self._last_reclaim = 0.0
         self._last_heartbeat = 0.0
@@ -167,15 +176,19 @@ class Worker:
         detected = time.perf_counter()
         faces = self.pipeline.embed_detections([f.image for f in pictures if f.image is not None], detections)
         embedded = time.perf_counter()
-        rules = self._camera_rules([frame.camera for frame in frames])
         named = self.identifier.name_faces(
             [face for frame_faces in faces for face in frame_faces],
             [
-                rules[frame.camera]
+                self._overrides.get(frame.camera)
                 for frame, frame_faces in zip(pictures, faces, strict=True)
                 for _ in frame_faces
             ],
         )
+        # The rules name_faces decided with (its one refresh sized the calibrated rule), for every
+        # camera of the batch, those whose frames held no face too.
+        rules = {
+            camera: self.identifier.rule(self._overrides.get(camera)) for camera in {f.camera for f in frames}
+        }
         searched = time.perf_counter()
         results = self._results(frames, pictures, [len(frame_faces) for frame_faces in faces], named, rules)
         self._publish(results, [frame.entry_id for frame in frames])
@@ -192,23 +205,6 @@ class Worker:
                 metrics.FRAMES_PROCESSED.labels(camera=result.camera).inc()
                 metrics.FACES_DETECTED.labels(camera=result.camera).inc(len(result.faces))
 
-    def _camera_rules(self, cameras: Sequence[str]) -> dict[str, Thresholds]:
-        """The rule each camera's faces are decided with: the calibrated one, with the camera's overrides."""
-        self.identifier.refresh()  # the rule depends on the gallery's size and the head in force
-        calibrated = self.identifier.thresholds()
-        rules = {}
-        for name in set(cameras):
-            camera = self._cameras.get(name)
-            if camera is None or (camera.match_threshold is None and camera.match_margin is None):
-                rules[name] = calibrated
-                continue
-            rules[name] = Thresholds(
-                calibrated.threshold if camera.match_threshold is None else camera.match_threshold,
-                calibrated.margin if camera.match_margin is None else camera.match_margin,
-                f"{calibrated.source}; camera {name}'s override",
-            )
-        return rules
-
     def _results(
         self,
         frames: Sequence[BusFrame],
@@ -221,7 +217,8 @@ class Worker:
         offset = 0
         for frame, count in zip(pictures, counts, strict=True):
             faces_of[frame.entry_id] = [
-                FaceResult.from_identification(n) for n in named[offset : offset + count]
+                FaceResult.from_identification(n, self._unknown_crop(frame, n))
+                for n in named[offset : offset + count]
             ]
             offset += count
         return [
@@ -239,6 +236,12 @@ class Worker:
             )
             for frame in frames
         ]
+
+    def _unknown_crop(self, frame: BusFrame, named: Identification) -> bytes | None:
+        """The face as a small JPEG, for ``indexer.unknowns.keep_images``: unmatched faces only."""
+        if not self._crop_unknowns or named.decision.identity_id is not None or frame.image is None:
+            return None
+        return face_crop_jpeg(frame.image, named.face.box_xyxy.tolist())
 
     def _publish(self, results: list[FrameResult], entry_ids: list[str]) -> None:
         with redis_errors(), self._client.pipeline(transaction=True) as pipe:

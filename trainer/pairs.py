@@ -20,6 +20,7 @@ Folds are numbered from 0. Every reader checks that each image exists and raises
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -71,7 +72,7 @@ def read_pairs(
     Raises:
         DatasetError: The file is missing, empty or malformed, or images are missing.
     """
-    content = _content_lines(_read_lines(pairs_file))
+    content = content_lines(read_list_lines(pairs_file))
     if not content:
         raise DatasetError(f"{pairs_file} is empty; point to a pairs file with at least one pair")
     first_fields = content[0][1].split()
@@ -102,8 +103,8 @@ def read_lfw_pairs(pairs_file: Path, images_dir: Path, *, check_images: bool = T
         >>> len(pairs), pairs[0].fold  # doctest: +SKIP
         (6000, 0)
     """
-    lines = _read_lines(pairs_file)
-    content = _content_lines(lines)
+    lines = read_list_lines(pairs_file)
+    content = content_lines(lines)
     if not content:
         raise DatasetError(f"{pairs_file} is empty; expected an LFW header like '10 300' on line 1")
     header_number, header = content[0]
@@ -120,7 +121,7 @@ def read_lfw_pairs(pairs_file: Path, images_dir: Path, *, check_images: bool = T
         for index, (line_number, line) in enumerate(body)
     ]
     if check_images:
-        _check_images_exist(pairs_file, images_dir, pairs)
+        check_images_exist(pairs_file, images_dir, _pair_paths(pairs))
     logger.info("read %d LFW pairs in %d folds from %s", len(pairs), folds, pairs_file)
     return pairs
 
@@ -146,10 +147,10 @@ def read_plain_pairs(
             the line number and the expected form), only some lines give a fold, or images
             are missing.
     """
-    lines = _read_lines(pairs_file)
+    lines = read_list_lines(pairs_file)
     parsed: list[tuple[Path, Path, bool, int | None]] = [
         _parse_plain_line(pairs_file, images_dir, line_number, line)
-        for line_number, line in _content_lines(lines)
+        for line_number, line in content_lines(lines)
     ]
     if not parsed:
         raise DatasetError(f"{pairs_file} has no pairs; add lines of the form 'path_a path_b same [fold]'")
@@ -164,30 +165,58 @@ def read_plain_pairs(
         for index, (path_a, path_b, same, fold) in enumerate(parsed)
     ]
     if check_images:
-        _check_images_exist(pairs_file, images_dir, pairs)
+        check_images_exist(pairs_file, images_dir, _pair_paths(pairs))
     logger.info("read %d plain pairs from %s", len(pairs), pairs_file)
     return pairs
 
 
-def _read_lines(pairs_file: Path) -> list[str]:
-    """Read a text file into lines, mapping I/O failures to :class:`DatasetError`."""
-    if not pairs_file.is_file():
-        raise DatasetError(f"pairs file {pairs_file} not found; check the path or download the benchmark")
+def read_list_lines(list_file: Path, kind: str = "pairs file") -> list[str]:
+    """Read a list file (pairs, probes) into lines, mapping I/O failures to :class:`DatasetError`.
+
+    Args:
+        list_file: The text file.
+        kind: What the file is, for the messages (e.g. ``"probe list"``).
+    """
+    if not list_file.is_file():
+        raise DatasetError(f"{kind} {list_file} not found; check the path or download the benchmark")
     try:
-        return pairs_file.read_text(encoding="utf-8").splitlines()
+        return list_file.read_text(encoding="utf-8").splitlines()
     except (OSError, UnicodeDecodeError) as error:
         raise DatasetError(
-            f"cannot read pairs file {pairs_file} ({error}); check it is a UTF-8 text file"
+            f"cannot read {kind} {list_file} ({error}); check it is a UTF-8 text file"
         ) from error
 
 
-def _content_lines(lines: list[str]) -> list[tuple[int, str]]:
-    """Non-blank, non-comment lines with their 1-based line numbers."""
+def content_lines(lines: list[str]) -> list[tuple[int, str]]:
+    """Non-blank, non-comment (``#``) lines with their 1-based line numbers."""
     return [
         (number, line)
         for number, line in enumerate(lines, start=1)
         if line.strip() and not line.lstrip().startswith("#")
     ]
+
+
+def check_images_exist(list_file: Path, images_dir: Path, paths: Sequence[Path]) -> None:
+    """Raise :class:`DatasetError` naming the first few of ``paths`` (from ``list_file``) that are missing."""
+    if not images_dir.is_dir():
+        raise DatasetError(
+            f"image folder {images_dir} for {list_file} not found; "
+            "point images_dir at the extracted image folder"
+        )
+    unique_paths = list(dict.fromkeys(paths))
+    missing = [path for path in unique_paths if not path.is_file()]
+    if missing:
+        shown = ", ".join(str(path) for path in missing[:_MISSING_SHOWN])
+        more = ", ..." if len(missing) > _MISSING_SHOWN else ""
+        raise DatasetError(
+            f"{len(missing)} of {len(unique_paths)} images listed in {list_file} are missing "
+            f"(first: {shown}{more}); check that images_dir points at the extracted image folder"
+        )
+
+
+def _pair_paths(pairs: list[Pair]) -> list[Path]:
+    """Both images of every pair, in order."""
+    return [path for pair in pairs for path in (pair.path_a, pair.path_b)]
 
 
 def _is_int(text: str) -> bool:
@@ -272,21 +301,3 @@ def _parse_plain_line(
             raise DatasetError(f"{where}: expected {expected}, got fold={fields[3]!r}")
         fold = int(fields[3])
     return images_dir / fields[0], images_dir / fields[1], fields[2] == "1", fold
-
-
-def _check_images_exist(pairs_file: Path, images_dir: Path, pairs: list[Pair]) -> None:
-    """Raise :class:`DatasetError` naming the first few images that do not exist."""
-    if not images_dir.is_dir():
-        raise DatasetError(
-            f"image folder {images_dir} for {pairs_file} not found; "
-            "point images_dir at the extracted image folder"
-        )
-    unique_paths = list(dict.fromkeys(path for pair in pairs for path in (pair.path_a, pair.path_b)))
-    missing = [path for path in unique_paths if not path.is_file()]
-    if missing:
-        shown = ", ".join(str(path) for path in missing[:_MISSING_SHOWN])
-        more = ", ..." if len(missing) > _MISSING_SHOWN else ""
-        raise DatasetError(
-            f"{len(missing)} of {len(unique_paths)} images listed in {pairs_file} are missing "
-            f"(first: {shown}{more}); check that images_dir points at the extracted image folder"
-        )

@@ -237,15 +237,19 @@ def plot_score_histograms(
     _save_png(figure, path, dpi)
 
 
-def markdown_table(rows: Sequence[tuple[str, str]], header: tuple[str, str] = ("Metric", "Value")) -> str:
-    """Render two-column rows as a GitHub-flavoured Markdown table.
+def markdown_table(rows: Sequence[Sequence[str]], header: Sequence[str] = ("Metric", "Value")) -> str:
+    """Render rows as a GitHub-flavoured Markdown table: a name column, then right-aligned values.
 
     Args:
-        rows: ``(name, value)`` cells, already formatted. ``|`` is escaped.
-        header: The two column titles.
+        rows: ``(name, value, ...)`` cells, already formatted, as many as ``header`` has.
+            ``|`` is escaped.
+        header: The column titles (two or more).
 
     Returns:
         The table, one line per row plus header and separator, ending in a newline.
+
+    Raises:
+        ValueError: A row has a different number of cells than ``header``.
 
     Example:
         >>> print(markdown_table([("AUC", "0.9950")]), end="")
@@ -253,8 +257,11 @@ def markdown_table(rows: Sequence[tuple[str, str]], header: tuple[str, str] = ("
         | --- | ---: |
         | AUC | 0.9950 |
     """
-    lines = [f"| {_escape_cell(header[0])} | {_escape_cell(header[1])} |", "| --- | ---: |"]
-    lines.extend(f"| {_escape_cell(name)} | {_escape_cell(value)} |" for name, value in rows)
+    widths = {len(row) for row in rows} - {len(header)}
+    if widths:
+        raise ValueError(f"the header has {len(header)} columns, some rows have {sorted(widths)}")
+    lines = [_table_row(header), "| --- |" + " ---: |" * (len(header) - 1)]
+    lines.extend(_table_row(row) for row in rows)
     return "\n".join(lines) + "\n"
 
 
@@ -326,6 +333,10 @@ def _save_png(figure: Figure, path: Path, dpi: int) -> None:
 
     write_atomically(path, save)
     logger.info("wrote plot %s", path)
+
+
+def _table_row(cells: Sequence[str]) -> str:
+    return "| " + " | ".join(_escape_cell(cell) for cell in cells) + " |"
 
 
 def _escape_cell(text: str) -> str:

@@ -19,6 +19,18 @@ def writable_json(text: str) -> Path:
     return path
 
 
+def writable_folder(text: str) -> Path:
+    """A folder to write files into, that exists (or can be made) and is writable."""
+    path = Path(text)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise argparse.ArgumentTypeError(f"cannot create {path}: {exc.strerror}") from None
+    if not os.access(path, os.W_OK):
+        raise argparse.ArgumentTypeError(f"{path} is not writable")
+    return path
+
+
 def probability(text: str) -> float:
     """A rate strictly between 0 and 1, e.g. a target false-accept rate."""
     try:

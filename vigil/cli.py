@@ -118,7 +118,9 @@ def _build_parser() -> argparse.ArgumentParser:
     gallery_cmd = commands.add_parser("gallery", help="back up or restore the gallery").add_subparsers(
         title="actions", metavar="ACTION", required=True
     )
-    export = gallery_cmd.add_parser("export", help="write every person and template to a portable file")
+    export = gallery_cmd.add_parser(
+        "export", help="write every person (templates, corrections, history, aging opt-in) to a portable file"
+    )
     export.add_argument("file", type=Path)
     export.set_defaults(handler=_cmd_gallery_export)
     restore = gallery_cmd.add_parser("import", help="add the people of an export file (all or nothing)")
@@ -526,8 +528,10 @@ def _identity_line(result: Identification) -> str:
 
 
 def _cmd_gallery_export(args: argparse.Namespace, settings: Settings) -> int:
-    count = _open_gallery(settings).export(args.file)
-    print(f"exported {count} people to {args.file}")
+    from indexer.backup import export_gallery
+
+    summary = export_gallery(_open_gallery(settings), args.file)
+    print(f"exported {summary.describe()} to {args.file}")
     return 0
 
 
@@ -564,6 +568,8 @@ def _cmd_gallery_reembed(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _cmd_gallery_import(args: argparse.Namespace, settings: Settings) -> int:
-    count = _open_gallery(settings).import_file(args.file)
-    print(f"imported {count} people from {args.file}")
+    from indexer.backup import import_gallery
+
+    summary = import_gallery(_open_gallery(settings), args.file)
+    print(f"imported {summary.describe()} from {args.file}")
     return 0

@@ -36,6 +36,11 @@ def write_text_atomically(path: Path, text: str) -> None:
     write_atomically(path, lambda temporary: temporary.write_text(text, encoding="utf-8"))
 
 
+def write_bytes_atomically(path: Path, data: bytes) -> None:
+    """``write_atomically`` for bytes."""
+    write_atomically(path, lambda temporary: temporary.write_bytes(data))
+
+
 FileStamp = tuple[int, int, int]
 """A file's inode, modification time (ns) and size."""
 

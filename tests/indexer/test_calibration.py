@@ -12,6 +12,8 @@ from indexer.calibration import (
     CalibrationSource,
     GallerySizeRule,
     IdentificationCalibration,
+    RuleOverride,
+    Thresholds,
     active_calibration_path,
     read_calibration,
     shipped_calibration_path,
@@ -97,6 +99,25 @@ def test_configured_thresholds_override_the_calibration(tmp_path: Path) -> None:
     # Both set: no calibration file is needed at all.
     rule = CalibrationSource(both, tmp_path / "empty", "uncalibrated").current()
     assert (rule.threshold, rule.margin, rule.source) == (0.7, 0.1, "configuration")
+
+
+@pytest.mark.parametrize(
+    ("override", "expected"),
+    [
+        # a camera's threshold alone: the calibrated margin stays
+        (RuleOverride(threshold=0.99, label="camera vault's override"), (0.99, 0.02)),
+        # its margin alone: the calibrated threshold stays
+        (RuleOverride(margin=0.1, label="camera vault's override"), (0.8, 0.1)),
+        # both set
+        (RuleOverride(0.7, 0.0, "camera vault's override"), (0.7, 0.0)),
+    ],
+)
+def test_an_override_replaces_only_what_it_sets(
+    override: RuleOverride, expected: tuple[float, float]
+) -> None:
+    rule = override.over(Thresholds(0.8, 0.02, "calibration test-0.8"))
+    assert (rule.threshold, rule.margin) == expected
+    assert rule.source == "calibration test-0.8; camera vault's override", "the rule says whose it is"
 
 
 def test_a_calibration_for_another_embedder_is_refused(tmp_path: Path) -> None:

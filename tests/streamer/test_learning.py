@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 import redis
 
@@ -23,14 +24,16 @@ from indexer.enroll import enroll_person
 from indexer.gallery import Gallery
 from indexer.identify import Identifier
 from indexer.unknowns import UnknownStore
-from streamer.analysis import FaceResult, FrameResult
+from streamer.analysis import FACE_CROP_MAX_SIDE_PX, FaceResult, FrameResult
+from streamer.bus import FrameBus
 from streamer.events import Event, EventType, read_events
 from streamer.tracker import TrackerService
+from streamer.worker import Worker
 from tests.conftest import LFW, PEOPLE, require, stop_embedded
 from tests.test_cli import run_vigil
 from vigil.config import Settings
 from vigil.config.redis import RedisConfig
-from vigil.image import load_image
+from vigil.image import decode_image, load_image
 from vigil.models.pipeline import FacePipeline
 from vigil.streams import connect_redis
 
@@ -97,11 +100,44 @@ def run_tracker(
     client: redis.Redis, settings: Settings, gallery: Gallery, results: list[FrameResult]
 ) -> list[Event]:
     """Track ``results`` with the real tracker service until their cameras end; the new events."""
+
+    def feed() -> None:
+        for result in results:
+            client.xadd(settings.streamer.bus.faces_stream, result.to_fields())  # type: ignore[arg-type]
+
+    return track(client, settings, gallery, {result.camera for result in results}, feed)
+
+
+def run_worker(
+    client: redis.Redis, settings: Settings, pipeline: FacePipeline, photos: list[Path], camera: str = "door"
+) -> list[Event]:
+    """``visit_results``' visits as the service sees them: frames on the bus, the real worker, the tracker."""
+
+    def feed() -> None:
+        bus = FrameBus(client, settings.streamer.bus)
+        bus.ensure_group()
+        worker = Worker(client, settings, pipeline)
+        number = 0
+        for visit, photo in enumerate(photos):
+            image = load_image(photo)
+            for frame in range(FRAMES_PER_VISIT):
+                bus.publish(camera, number, START_S + visit * VISIT_GAP_S + frame * FRAME_INTERVAL_S, image)
+                number += 1
+        bus.publish_end(camera, number)
+        while worker.step():
+            pass
+
+    return track(client, settings, Gallery(client), {camera}, feed)
+
+
+def track(
+    client: redis.Redis, settings: Settings, gallery: Gallery, cameras: set[str], feed: Callable[[], None]
+) -> list[Event]:
+    """Run the real tracker service on what ``feed`` writes to the faces stream until ``cameras`` end."""
     before = {event.event_id for _, event in read_events(client, settings.streamer.events)}
-    service = TrackerService(client, settings, "test", {result.camera for result in results}, gallery)
-    service.ensure_group()
-    for result in results:
-        client.xadd(settings.streamer.bus.faces_stream, result.to_fields())  # type: ignore[arg-type]
+    service = TrackerService(client, settings, "test", cameras, gallery)
+    service.ensure_group()  # before the results: a new group starts at new entries
+    feed()
     stop = threading.Event()
     thread = threading.Thread(target=service.run, args=(stop,), daemon=True)
     thread.start()
@@ -269,3 +305,101 @@ def test_template_aging_follows_a_face_over_the_years(
     assert [t.origin for t in gallery.identity_templates(fidel.identity_id)] == ["enrol"]
     assert [r.name for r in identifier.identify(load_image(old))] == [None]
     assert gallery.history(fidel.identity_id)[-1].origin == "undo"
+
+
+def jpegs_in(gallery: Gallery) -> list[bytes]:
+    """Keys of the gallery's namespace holding a JPEG (the frame bus and results streams left out)."""
+    client, found = gallery.client, []
+    for key in client.scan_iter(match=f"{gallery.namespace}:*"):
+        kind = client.type(key).decode()
+        values = list(client.hgetall(key).values()) if kind == "hash" else []
+        values += [client.get(key) or b""] if kind == "string" else []
+        found += [key for value in values if value.startswith(b"\xff\xd8")]
+    return found
+
+
+def test_unknown_faces_keep_no_image_unless_opted_in(
+    home: tuple[Path, redis.Redis], settings: Settings, pipeline: FacePipeline
+) -> None:
+    path, client = home
+    config = stream_settings(settings)
+    assert not config.indexer.unknowns.keep_images, "images of unknown faces are off by default"
+    # given a stranger's visit through the real bus, worker and tracker, with the default settings
+    events = run_worker(client, config, pipeline, [lfw_photo("Serena_Williams", 1)])
+    assert [e.type for e in events].count(EventType.UNKNOWN) == 1, [e.type for e in events]
+    # then the workers' results carried no crop, and the kept track has embeddings only
+    results = client.xrange(config.streamer.bus.faces_stream)
+    faces = [face for _, fields in results for face in FrameResult.from_fields(fields).faces]
+    assert faces and all(face.crop_jpeg is None for face in faces), "no crop travels without the opt-in"
+    gallery = Gallery(client)
+    store = UnknownStore(gallery, config.indexer.unknowns.retention_s)
+    (kept,) = store.entries()
+    assert store.images([kept.entry_id]) == {} and jpegs_in(gallery) == []
+    # and the CLI has no image to show or export
+    assert run_vigil("unknowns", "cluster", home=path).returncode == 0
+    listed = run_vigil("unknowns", "list", "--images", str(path / "faces"), home=path)
+    assert listed.returncode == 0, listed.stderr
+    assert "face image" not in listed.stdout and not list((path / "faces").iterdir()), listed.stdout
+
+
+def test_opted_in_unknown_tracks_keep_their_face_until_forgotten(
+    home: tuple[Path, redis.Redis], settings: Settings, pipeline: FacePipeline
+) -> None:
+    path, client = home
+    config = stream_settings(settings, {"unknowns": {"keep_images": True}})
+    # given two visits of a stranger through the real bus, worker and tracker, with images opted in
+    events = run_worker(client, config, pipeline, [lfw_photo("Serena_Williams", n) for n in (1, 2)])
+    assert [e.type for e in events].count(EventType.UNKNOWN) == 2, [e.type for e in events]
+    gallery = Gallery(client)
+    store = UnknownStore(gallery, config.indexer.unknowns.retention_s)
+    kept = store.entries()
+    images = store.images([sighting.entry_id for sighting in kept])
+    # then each kept track has a small JPEG of her best face, whose face embeds like the kept one
+    assert len(kept) == 2 and set(images) == {sighting.entry_id for sighting in kept}
+    for sighting in kept:
+        crop = decode_image(images[sighting.entry_id])
+        assert max(crop.shape[:2]) <= FACE_CROP_MAX_SIDE_PX and len(images[sighting.entry_id]) < 10_000
+        (face,) = pipeline.analyze([crop])[0]
+        kept_face = sighting.embeddings[0]
+        similarity = float(face.embedding @ kept_face) / float(
+            np.linalg.norm(face.embedding) * np.linalg.norm(kept_face)
+        )
+        assert similarity > 0.97, f"the image's face is not the kept face: similarity {similarity:.3f}"
+    # when the CLI clusters them and exports the cluster's images
+    assert run_vigil("unknowns", "cluster", home=path).returncode == 0
+    listed = run_vigil("unknowns", "list", home=path)
+    assert "2 face image(s) (see them: --images DIR)" in listed.stdout, listed.stdout
+    exported = run_vigil("unknowns", "list", "--json", "--images", str(path / "faces"), home=path)
+    assert exported.returncode == 0, exported.stderr
+    (row,) = [json.loads(line) for line in exported.stdout.splitlines()]
+    # then the listing says where each image is, and the files are the kept JPEGs
+    assert row["images"] == 2 and len(row["image_files"]) == 2, row
+    assert {Path(file).read_bytes() for file in row["image_files"]} == set(images.values())
+    assert all(Path(file).parent == path / "faces" / str(row["cluster"]) for file in row["image_files"])
+    # when the cluster is forgotten, then its images went with its embeddings
+    forgot = run_vigil("unknowns", "forget", str(row["cluster"]), home=path)
+    assert forgot.returncode == 0, forgot.stderr
+    assert store.entries() == [] and store.images(list(images)) == {} and jpegs_in(gallery) == []
+
+
+def test_enrolling_or_erasing_leaves_no_image_of_the_person(
+    home: tuple[Path, redis.Redis], settings: Settings, pipeline: FacePipeline
+) -> None:
+    path, client = home
+    config = stream_settings(settings, {"unknowns": {"keep_images": True}})
+    # given Chávez's visits kept with images, clustered
+    run_worker(client, config, pipeline, [lfw_photo("Hugo_Chavez", n) for n in (1, 2)])
+    gallery = Gallery(client)
+    assert len(jpegs_in(gallery)) == 2
+    assert run_vigil("unknowns", "cluster", home=path).returncode == 0
+    (cluster,) = UnknownStore(gallery, 60.0).clusters()
+    # when his cluster is enrolled, then its images go with the entries (they are not templates)
+    enrolled = run_vigil("unknowns", "enroll", str(cluster.cluster_id), "Hugo Chavez", home=path)
+    assert enrolled.returncode == 0, enrolled.stderr
+    assert jpegs_in(gallery) == [], (
+        "enrolment keeps templates, not images (indexer.keep_sources is that opt-in)"
+    )
+    # when he is erased, then nothing of him is left either
+    erased = run_vigil("people", "delete", "Hugo Chavez", home=path)
+    assert erased.returncode == 0, erased.stderr
+    assert jpegs_in(gallery) == [] and UnknownStore(gallery, 60.0).clusters() == []

@@ -75,3 +75,19 @@ def test_listing_with_nothing_kept_says_what_to_do(home: Path) -> None:
     listed = run_vigil("unknowns", "list", home=home)
     assert listed.returncode == 0, listed.stderr
     assert "run `vigil unknowns cluster`" in listed.stdout
+
+
+@pytest.mark.parametrize(
+    ("folder", "fragment"),
+    [
+        ("/proc/vigil/faces", "cannot create /proc/vigil/faces"),  # a folder that cannot be made
+        ("/proc/version", "cannot create /proc/version"),  # a file, not a folder
+    ],
+    ids=["unmakeable", "a-file"],
+)
+def test_an_images_folder_that_cannot_be_written_is_refused_first(
+    home: Path, folder: str, fragment: str
+) -> None:
+    result = run_vigil("unknowns", "list", "--images", folder, home=home)
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    assert f"argument --images: {fragment}" in result.stderr, result.stderr

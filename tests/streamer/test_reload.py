@@ -14,6 +14,8 @@ import pytest
 import redis
 
 from indexer.calibration import shipped_calibration_path
+from indexer.gallery import Gallery
+from indexer.identify import Identifier
 from streamer.analysis import FrameResult
 from streamer.bench_setup import enroll_people, temporary_home
 from streamer.worker import Worker
@@ -26,6 +28,16 @@ from vigil.models.pipeline import FacePipeline
 from vigil.streams import StreamEntry
 
 OBAMA = "Barack Obama"
+
+
+class CountingIdentifier(Identifier):
+    """A real identifier that counts its refreshes (each reads the gallery version from Redis)."""
+
+    refreshes = 0
+
+    def refresh(self) -> bool:
+        self.refreshes += 1
+        return super().refresh()
 
 
 @pytest.fixture
@@ -110,3 +122,31 @@ def test_a_cameras_own_threshold_overrides_the_calibrated_one(
     assert named(from_door) == [OBAMA] and named(from_vault) == []
     assert from_vault.threshold == 0.999 and "override" in from_vault.calibration
     assert from_vault.margin == from_door.margin, "an unset margin stays the calibrated one"
+
+
+@pytest.mark.redis
+def test_a_batch_refreshes_the_gallery_once_for_every_cameras_rule(
+    worker: tuple[Worker, Settings, redis.Redis], pipeline: FacePipeline
+) -> None:
+    # given a worker (counting its identifier's refreshes) whose vault camera has its own threshold
+    _, settings, client = worker
+    strict = make_camera("clip.mp4", name="vault", match_threshold=0.999)
+    configured = settings.model_copy(
+        update={"streamer": settings.streamer.model_copy(update={"cameras": [strict]})}
+    )
+    running = Worker(client, configured, pipeline)
+    running.identifier = CountingIdentifier.from_settings(Gallery(client), pipeline, configured)
+    # when one batch holds the photo from the vault and from the door
+    for number, camera in enumerate(["vault", "door"]):
+        running.bus.publish(camera, number, float(number), people_image("obama.jpg"))
+    assert running.step() == 2, "both frames in one batch"
+    # then the gallery was refreshed once for the whole batch
+    assert isinstance(running.identifier, CountingIdentifier)
+    assert running.identifier.refreshes == 1, "the camera rules must not cost a refresh of their own"
+    # and each camera's faces were decided with, and its result carries, its own rule
+    entries: list[StreamEntry] = client.xrevrange(configured.streamer.bus.faces_stream, count=2)  # type: ignore[assignment]
+    results = {result.camera: result for result in (FrameResult.from_fields(e[1]) for e in entries)}
+    assert named(results["door"]) == [OBAMA] and named(results["vault"]) == []
+    assert results["vault"].threshold == 0.999 and "camera vault's override" in results["vault"].calibration
+    assert results["door"].threshold < 0.999 and "override" not in results["door"].calibration
+    assert results["vault"].margin == results["door"].margin, "an unset margin stays the calibrated one"

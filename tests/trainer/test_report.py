@@ -148,6 +148,17 @@ def test_markdown_table_escapes_pipes() -> None:
     assert table == "| Metric | Value |\n| --- | ---: |\n| AUC | 0.9950 |\n| a\\|b | 1 |\n", f"got:\n{table}"
 
 
+def test_markdown_table_takes_more_columns_and_refuses_ragged_rows() -> None:
+    # given a header of three columns
+    header = ("Figure", "Static", "Aging")
+    # when rendering rows of three cells, then every value column is right-aligned
+    table = markdown_table([("Recognised", "70%", "80%")], header=header)
+    assert table == "| Figure | Static | Aging |\n| --- | ---: | ---: |\n| Recognised | 70% | 80% |\n", table
+    # and a row of another width is an error, not a broken table
+    with pytest.raises(ValueError, match="the header has 3 columns, some rows have \\[2\\]"):
+        markdown_table([("Recognised", "70%")], header=header)
+
+
 def test_verification_markdown_renders_a_summary() -> None:
     # given a k-fold summary
     scores, labels, folds = make_gaussian_scores(300)

@@ -8,13 +8,21 @@ from vigil.config.base import VigilModel
 
 
 class UnknownsConfig(VigilModel):
-    """Unknown tracks of the stream, kept as embeddings (never images) for `vigil unknowns`."""
+    """Unknown tracks of the stream, kept as embeddings (images only if opted in) for `vigil unknowns`."""
 
     keep: bool = Field(
         True,
         description=(
             "Keep the best embeddings of each unknown track (with camera, time and event id) so `vigil "
             "unknowns cluster` can group repeat strangers. Off: nothing is kept of unknown faces."
+        ),
+    )
+    keep_images: bool = Field(
+        False,
+        description=(
+            "Also keep a small JPEG of each kept unknown track's best face (at most 128 px a side, in "
+            "Redis beside its embeddings, expiring with them), so `vigil unknowns list --images DIR` can "
+            "show who a cluster is. Off: no image of an unknown face is stored (privacy)."
         ),
     )
     retention_s: float = Field(
