@@ -98,11 +98,16 @@ class Negative:
 
 @dataclass(frozen=True)
 class FeedbackPair:
-    """A labelled probe for calibration: this face is (``same``) or is not this person."""
+    """A labelled probe for calibration: this face is (``same``) or is not this person.
+
+    ``item_id`` is the template (``same``) or negative the correction created: a genuine
+    probe must not be scored against the template made from itself.
+    """
 
     embedding: Embedding
     identity_id: str
     same: bool
+    item_id: int
 
 
 class Corrections:
@@ -319,7 +324,7 @@ def feedback_pairs(corrections: Corrections, embedder_version: str) -> list[Feed
     system took for them wrongly: the hardest kind).
     """
     return [
-        FeedbackPair(item.embedding, item.identity_id, item.verdict == "is")
+        FeedbackPair(item.embedding, item.identity_id, item.verdict == "is", item.item_id)
         for item in corrections.feedback()
         if item.embedder_version == embedder_version
     ]

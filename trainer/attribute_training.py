@@ -22,6 +22,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -30,7 +31,14 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from vigil.models.attributes import AGE_RANGE_Z, AttributeHead, predict_attributes
+from trainer.report import JsonValue
+from vigil.models.attributes import (
+    AGE_RANGE_Z,
+    MAX_AGE_YEARS,
+    AttributeHead,
+    FaceAttributes,
+    predict_attributes,
+)
 from vigil.typing import Embeddings
 
 logger = logging.getLogger(__name__)
@@ -45,6 +53,8 @@ MIN_CALIBRATION_FACES = 10
 MIN_SPREAD_SCALE, MAX_SPREAD_SCALE = 0.25, 4.0
 AGE_LOSS_SCALE = 10.0
 """Years per unit of loss (see the module docstring)."""
+AGE_BANDS = ((0, 15), (16, 69), (70, MAX_AGE_YEARS))
+"""Children, adults and the old are reported apart: a child's gender is far harder to tell from a face."""
 NOMINAL_RANGE_COVERAGE = round(math.erf(AGE_RANGE_Z / math.sqrt(2)), 2)
 """The share of true ages the age range is calibrated to hold (0.80, a Gaussian's ±AGE_RANGE_Z)."""
 
@@ -86,6 +96,31 @@ class TrainedAttributes:
 
 
 @dataclass(frozen=True)
+class AgeBandFigures:
+    """Figures on the held-out faces of one age band.
+
+    Attributes:
+        ages: The band, e.g. ``"0-15"``.
+        faces: Held-out faces in it.
+        gender_accuracy: Share of them whose gender is right.
+        age_mae_years: Their mean absolute age error.
+    """
+
+    ages: str
+    faces: int
+    gender_accuracy: float
+    age_mae_years: float
+
+    def to_dict(self) -> dict[str, JsonValue]:
+        return {
+            "ages": self.ages,
+            "faces": self.faces,
+            "gender_accuracy": round(self.gender_accuracy, 4),
+            "age_mae_years": round(self.age_mae_years, 3),
+        }
+
+
+@dataclass(frozen=True)
 class AttributeEvaluation:
     """Figures on held-out faces, with the baselines that need no face at all.
 
@@ -96,6 +131,7 @@ class AttributeEvaluation:
         age_range_coverage: Share of true ages inside the predicted range (nominally 80 %).
         mean_age_mae_years: MAE of always answering the training set's mean age.
         majority_gender_accuracy: Accuracy of always answering the training set's majority gender.
+        by_age: The figures per age band (``AGE_BANDS``) present among the faces.
     """
 
     faces: int
@@ -104,8 +140,14 @@ class AttributeEvaluation:
     age_range_coverage: float
     mean_age_mae_years: float
     majority_gender_accuracy: float
+    by_age: tuple[AgeBandFigures, ...] = ()
 
-    def to_dict(self) -> dict[str, float | int]:
+    def to_dict(self) -> dict[str, JsonValue]:
+        """The report's form: :meth:`metrics` and the figures per age band."""
+        return {**self.metrics(), "by_age": [band.to_dict() for band in self.by_age]}
+
+    def metrics(self) -> dict[str, float | int]:
+        """The overall figures, as an artifact's metrics."""
         return {
             "faces": self.faces,
             "age_mae_years": round(self.age_mae_years, 3),
@@ -127,22 +169,15 @@ def train_attribute_head(
     Raises:
         ValueError: The arrays disagree in length, or there are fewer than 2 faces.
     """
-    if not len(embeddings) == len(ages) == len(female) or len(embeddings) < 2:
-        raise ValueError(
-            f"need 2+ faces with one age and gender each, got {len(embeddings)} embeddings, "
-            f"{len(ages)} ages, {len(female)} genders"
-        )
+    check_labels(len(embeddings), ages, female)
     started = time.monotonic()
     torch.manual_seed(config.seed)
     generator = torch.Generator().manual_seed(config.seed)
     inputs = torch.from_numpy(np.ascontiguousarray(embeddings, dtype=np.float32))
     age_targets = torch.from_numpy(ages.astype(np.float32))
     female_targets = torch.from_numpy(female.astype(np.float32))
-    order = torch.randperm(len(inputs), generator=generator)
-    calibration_count = (
-        round(len(inputs) * CALIBRATION_FRACTION) if len(inputs) >= MIN_CALIBRATION_FACES * 2 else 0
-    )
-    calibration, fit = order[:calibration_count], order[calibration_count:]
+    calibration, fit = calibration_split(len(inputs), generator)
+    calibration_count = len(calibration)
     head = AttributeHead(inputs.shape[1], config.hidden, config.dropout)
     head.standardise_with(inputs[fit])
     epoch_losses = _fit(head, inputs[fit], age_targets[fit], female_targets[fit], config.epochs, generator)
@@ -159,6 +194,27 @@ def train_attribute_head(
         calibration_count,
     )
     return TrainedAttributes(head, epoch_losses, seconds, calibration_count, float(head.spread_scale))
+
+
+def check_labels(faces: int, ages: npt.NDArray[np.float32], female: npt.NDArray[np.bool_]) -> None:
+    """Refuse training inputs whose lengths disagree, or fewer than 2 faces.
+
+    Raises:
+        ValueError: Saying which lengths.
+    """
+    if not faces == len(ages) == len(female) or faces < 2:
+        raise ValueError(
+            f"need 2+ faces with one age and gender each, got {faces} faces, "
+            f"{len(ages)} ages, {len(female)} genders"
+        )
+
+
+def calibration_split(faces: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(calibration, fit)`` indices: ``CALIBRATION_FRACTION`` of the training faces kept aside
+    to calibrate the age range (none below ``2 · MIN_CALIBRATION_FACES`` faces), the rest to train on."""
+    order = torch.randperm(faces, generator=generator)
+    count = round(faces * CALIBRATION_FRACTION) if faces >= MIN_CALIBRATION_FACES * 2 else 0
+    return order[:count], order[count:]
 
 
 def _fit(
@@ -199,10 +255,19 @@ def _calibrate_spread(head: AttributeHead, inputs: torch.Tensor, ages: torch.Ten
     """Scale the spread so the age range holds ``NOMINAL_RANGE_COVERAGE`` of these (unseen) faces' ages."""
     with torch.no_grad():
         head.spread_scale.fill_(1.0)
-        outputs = head(inputs)
-        ratios = (ages - outputs[:, 0]).abs() / torch.exp(outputs[:, 1])
-        scale = float(torch.quantile(ratios, NOMINAL_RANGE_COVERAGE)) / AGE_RANGE_Z
-        head.spread_scale.fill_(min(max(scale, MIN_SPREAD_SCALE), MAX_SPREAD_SCALE))
+        head.spread_scale.fill_(spread_scale_for(head(inputs), ages))
+
+
+def spread_scale_for(outputs: torch.Tensor, ages: torch.Tensor) -> float:
+    """The factor on sigma that makes ``age ± AGE_RANGE_Z · sigma`` hold the nominal share of ``ages``.
+
+    Args:
+        outputs: ``(N, 3)`` outputs of a model with spread scale 1, on faces it did not train on.
+        ages: ``(N,)`` their true ages.
+    """
+    ratios = (ages - outputs[:, 0]).abs() / torch.exp(outputs[:, 1])
+    scale = float(torch.quantile(ratios, NOMINAL_RANGE_COVERAGE)) / AGE_RANGE_Z
+    return min(max(scale, MIN_SPREAD_SCALE), MAX_SPREAD_SCALE)
 
 
 class AttributeLoss(nn.Module):
@@ -239,7 +304,20 @@ def evaluate_attributes(
         train_ages: The training faces' ages (for the mean-age baseline).
         train_female: The training faces' genders (for the majority baseline).
     """
-    predicted = predict_attributes(head, embeddings)
+    return evaluate_predictions(
+        predict_attributes(head, embeddings), ages, female, train_ages=train_ages, train_female=train_female
+    )
+
+
+def evaluate_predictions(
+    predicted: Sequence[FaceAttributes],
+    ages: npt.NDArray[np.float32],
+    female: npt.NDArray[np.bool_],
+    *,
+    train_ages: npt.NDArray[np.float32],
+    train_female: npt.NDArray[np.bool_],
+) -> AttributeEvaluation:
+    """:func:`evaluate_attributes` of any model's answers for the held-out faces, in their order."""
     estimates = np.array([face.age for face in predicted])
     said_female = np.array([face.gender == "female" for face in predicted])
     inside = np.array(
@@ -250,11 +328,26 @@ def evaluate_attributes(
         ]
     )
     majority_female = bool(train_female.mean() >= 0.5)
+    right = said_female == female
+    errors = np.abs(estimates - ages)
+    bands = []
+    for low, high in AGE_BANDS:
+        members = (ages >= low) & (ages <= high)
+        if members.any():
+            bands.append(
+                AgeBandFigures(
+                    f"{low}-{high}" if high < MAX_AGE_YEARS else f"{low}+",
+                    int(members.sum()),
+                    float(right[members].mean()),
+                    float(errors[members].mean()),
+                )
+            )
     return AttributeEvaluation(
         faces=len(ages),
-        age_mae_years=float(np.abs(estimates - ages).mean()),
-        gender_accuracy=float((said_female == female).mean()),
+        age_mae_years=float(errors.mean()),
+        gender_accuracy=float(right.mean()),
         age_range_coverage=float(inside.mean()),
         mean_age_mae_years=float(np.abs(ages - train_ages.mean()).mean()),
         majority_gender_accuracy=float((female == majority_female).mean()),
+        by_age=tuple(bands),
     )

@@ -14,6 +14,12 @@ Data, one of:
 A pair's score is the cosine similarity of the configured pipeline's embeddings (the
 embedder version is recorded in the calibration).
 
+With ``--with-feedback`` the corrections kept by ``vigil feedback`` join the pairs
+(:mod:`trainer.feedback_scores`): ``--not`` faces as impostor pairs, ``--is`` faces as
+genuine ones, each scored against the person's best (other) template. They move the
+verification threshold and the impostor-distribution rules; the open-set protocol's rules
+come from the folder alone.
+
 Verification (1:1) threshold: the lowest threshold whose FAR on the impostor pairs is at
 most the target (``trainer.thresholds.fit_verification``), rounded up to 4 decimals, with
 the FAR and TAR it achieves and a 95 % Clopper-Pearson (exact binomial) interval on the
@@ -59,7 +65,7 @@ import hashlib
 import logging
 import math
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -67,6 +73,7 @@ import numpy as np
 import torch
 
 from indexer.calibration import Calibration, VerificationCalibration
+from indexer.gallery import Gallery
 from trainer.bench_identify import (
     GALLERY_SIZES,
     OpenSetSplit,
@@ -75,6 +82,7 @@ from trainer.bench_identify import (
     identification_rules,
 )
 from trainer.embedding_cache import EmbeddedImages, embed_dataset
+from trainer.feedback_scores import FeedbackScores, feedback_scores
 from trainer.lfw import pair_scores
 from trainer.metrics import auc, roc_curve
 from trainer.openset import OperatingPoint
@@ -155,6 +163,7 @@ def run_calibration(
     target_far: float,
     promote: bool = True,
     use_cache: bool = True,
+    feedback_from: Gallery | None = None,
 ) -> CalibrationResult:
     """Score the pairs of ``data``, fit the thresholds, store (and promote) the calibration, report.
 
@@ -165,6 +174,8 @@ def run_calibration(
         target_far: The false accept rate to meet, in ``(0, 1)``.
         promote: Whether to put the calibration in force.
         use_cache: Whether to read and write the embedding cache.
+        feedback_from: Also score this gallery's corrections (``vigil feedback``) as pairs
+            (:mod:`trainer.feedback_scores`): ``--is`` genuine, ``--not`` impostor.
 
     Returns:
         The calibration, its version and the report figures.
@@ -182,6 +193,8 @@ def run_calibration(
     pipeline = FacePipeline.from_settings(settings)
     pipeline.load()
     scored, open_set = source.score(settings, pipeline, min(targets), use_cache=use_cache)
+    if feedback_from is not None:
+        scored = _with_feedback(scored, feedback_scores(feedback_from, pipeline.embedder.version))
     fit = fit_verification(scored.genuine, scored.impostor, target_far)
     if open_set is not None:
         split, embedded = open_set
@@ -241,6 +254,8 @@ class _Scored:
     dataset: str
     protocol: str
     pairs_sampled: bool
+    feedback_pairs: tuple[int, int] = (0, 0)
+    """Of the pairs, how many genuine and impostor ones are ``vigil feedback`` corrections."""
 
 
 @dataclass(frozen=True)
@@ -321,6 +336,24 @@ class _PeopleData:
         )
         split = _open_set_split(kept, min_impostor_pairs(lowest_target))
         return scored, (split, embedded) if split is not None else None
+
+
+def _with_feedback(scored: _Scored, feedback: FeedbackScores) -> _Scored:
+    """``scored`` with the corrections' scores added to its genuine and impostor pairs."""
+    if feedback.unscored:
+        logger.warning(
+            "%d corrections are of people with no other template of this embedder: not scored",
+            feedback.unscored,
+        )
+    counts = (feedback.genuine.size, feedback.impostor.size)
+    return replace(
+        scored,
+        genuine=np.concatenate([scored.genuine, feedback.genuine]),
+        impostor=np.concatenate([scored.impostor, feedback.impostor]),
+        protocol=f"{scored.protocol}; plus {counts[0]} genuine and {counts[1]} impostor pairs from "
+        "`vigil feedback` corrections (each face against the person's best other template)",
+        feedback_pairs=counts,
+    )
 
 
 def _read(data: CalibrationSet) -> _PairsData | _PeopleData:
@@ -430,6 +463,8 @@ def _calibration(
             "images": scored.images,
             "no_face_count": scored.no_face_count,
             "no_face_handling": scored.no_face_handling,
+            "feedback_genuine_pairs": scored.feedback_pairs[0],
+            "feedback_impostor_pairs": scored.feedback_pairs[1],
         },
     )
 
@@ -512,7 +547,12 @@ def _markdown(figures: dict[str, JsonValue]) -> str:
         ("In force", "yes (promoted)" if figures["promoted"] else "no (--no-promote)"),
         ("Embedder", str(figures["embedder"])),
         ("Data", str(figures["dataset"])),
-        ("Pairs", f"{figures['genuine_pairs']:,} genuine, {figures['impostor_pairs']:,} impostor"),
+        (
+            "Pairs",
+            f"{figures['genuine_pairs']:,} genuine, {figures['impostor_pairs']:,} impostor (of them from "
+            f"`vigil feedback`: {figures.get('feedback_genuine_pairs', 0)} genuine, "
+            f"{figures.get('feedback_impostor_pairs', 0)} impostor)",
+        ),
         (
             "Images",
             f"{figures['images']:,} ({figures['no_face_count']} without a detected face: "

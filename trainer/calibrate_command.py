@@ -52,6 +52,11 @@ def add_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
         "--no-promote", action="store_true", help="store the calibration without putting it in force"
     )
     parser.add_argument("--no-cache", action="store_true", help="recompute embeddings even if cached")
+    parser.add_argument(
+        "--with-feedback",
+        action="store_true",
+        help="also score the corrections given with `vigil feedback` (--is: genuine, --not: impostor pairs)",
+    )
     parser.set_defaults(handler=cmd_calibrate)
 
 
@@ -72,6 +77,12 @@ def cmd_calibrate(args: argparse.Namespace, settings: Settings) -> int:
     from trainer.calibrate import PairsFile, PeopleFolder, run_calibration  # loads torch: only now
 
     data = PairsFile(args.pairs, args.images) if args.pairs is not None else PeopleFolder(args.from_dir)
+    feedback_from = None
+    if args.with_feedback:
+        from indexer.gallery import Gallery
+        from vigil.streams import connect_redis
+
+        feedback_from = Gallery(connect_redis(settings.redis, settings.home))
     args.json.parent.mkdir(parents=True, exist_ok=True)  # an unwritable place fails now, not after
     result = run_calibration(
         settings,
@@ -80,6 +91,7 @@ def cmd_calibrate(args: argparse.Namespace, settings: Settings) -> int:
         target_far=args.target_far,
         promote=not args.no_promote,
         use_cache=not args.no_cache,
+        feedback_from=feedback_from,
     )
     print(result.summary)
     return 0

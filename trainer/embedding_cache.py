@@ -58,12 +58,15 @@ class EmbeddedImages:
         embeddings: ``(N, D)`` float32.
         detected: ``(N,)`` bool: False where no face was found and the no-face fallback was used.
         unreadable: ``(N,)`` bool: True where the file could not be read (embedding is NaN).
+        landmarks: ``(N, 5, 2)`` float64 pixel positions of the embedded face's landmarks
+            (NaN where no face was detected), to cut the same chips again.
     """
 
     paths: list[Path]
     embeddings: Embeddings
     detected: np.ndarray
     unreadable: np.ndarray
+    landmarks: np.ndarray
 
     def row(self) -> dict[Path, int]:
         return {path: index for index, path in enumerate(self.paths)}
@@ -156,6 +159,7 @@ def embed_images(
         embeddings=np.stack([row["embedding"] for row in rows]).astype(np.float32),
         detected=np.array([bool(row["detected"]) for row in rows]),
         unreadable=np.array([bool(row["unreadable"]) for row in rows]),
+        landmarks=np.stack([row["relative_landmarks"] * row["size"] for row in rows]).astype(np.float64),
     )
 
 
@@ -230,6 +234,25 @@ def _fill_undetected(
             [image], [FaceDetections(box, np.zeros(1, np.float32), landmarks)]
         )
         rows[str(path)]["embedding"] = face.embedding
+
+
+def face_chips(pipeline: FacePipeline, embedded: EmbeddedImages) -> ImageRGB:
+    """The aligned chips the embeddings were computed from, ``(N, S, S, 3)`` uint8, cut again.
+
+    Images without a detected face give the whole image resized (the ``whole_image``
+    fallback), whichever fallback embedded them.
+    """
+    size = pipeline.aligner.chip_size_px
+    chips = np.empty((len(embedded.paths), size, size, 3), np.uint8)
+    rows = zip(embedded.paths, embedded.landmarks, embedded.detected, strict=True)
+    for index, (path, landmarks, detected) in enumerate(
+        tqdm(rows, total=len(chips), desc="chips", unit="img")
+    ):
+        image = load_image(path)
+        chips[index] = (
+            pipeline.aligner.align(image, landmarks[None])[0] if detected else _whole_image_chip(image, size)
+        )
+    return chips
 
 
 def _whole_image_chip(image: ImageRGB, chip_size_px: int) -> ImageRGB:

@@ -15,6 +15,11 @@ Steps:
 5. The head and its report are stored as an ``attributes`` artifact and promoted unless
    ``--no-promote``. ``vigil bench attributes`` runs the same without storing anything.
 
+``vigil bench attributes --fine-tune-blocks N`` runs the same protocol on the same split for
+the issue's fallback, a fine-tuned copy of the backbone's last N blocks
+(:mod:`trainer.attribute_tail`), so the two can be compared; it is evaluation only.
+Every report gives the figures per age band as well (children's gender is much harder).
+
 This module imports torch only when a command runs, so ``vigil`` starts fast.
 """
 
@@ -23,6 +28,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -32,15 +38,24 @@ from trainer.report import JsonValue, markdown_table, write_json
 from vigil.arguments import positive_int, writable_json
 from vigil.artifacts import Artifact, ArtifactRegistry
 from vigil.config import Settings
+from vigil.errors import ConfigError
 
 if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
+
+    from trainer.attribute_tail import TrainedTail
     from trainer.attribute_training import AttributeEvaluation, TrainedAttributes
+    from trainer.embedding_cache import EmbeddedImages
+    from vigil.models.attributes import FaceAttributes
+    from vigil.models.pipeline import FacePipeline
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_DATASET = Path("../shared/data/utkface")
 DEFAULT_BENCH_JSON = Path("bench-results/attributes.json")
 DEFAULT_EPOCHS = 60
+DEFAULT_TAIL_EPOCHS = 15
 PROTOCOL = (
     f"fixed-seed random split by image, {1 - HELD_OUT_FRACTION:.0%} train / "
     f"{HELD_OUT_FRACTION:.0%} held out; UTKFace has no identity labels, so one person may be on both sides"
@@ -59,6 +74,8 @@ class TrainAttributesOptions:
     limit: int | None = None
     promote: bool = True
     json_path: Path | None = None
+    fine_tune_blocks: int = 0
+    """``bench attributes`` only: fine-tune a copy of the backbone's last N blocks instead of a head."""
 
 
 @dataclass(frozen=True)
@@ -85,13 +102,102 @@ def train_and_evaluate(settings: Settings, options: TrainAttributesOptions) -> A
         DatasetError: The folder is missing, holds no UTKFace-named image, is too small, or
             some images cannot be read.
     """
+    data = _prepare(settings, options)
+
+    from trainer.attribute_training import AttributeTrainingConfig, train_attribute_head
+    from vigil.models.attributes import attributes_to_bytes, predict_attributes
+
+    train, held_out = data.train, data.held_out
+    config = AttributeTrainingConfig(epochs=options.epochs, seed=options.seed)
+    trained = train_attribute_head(
+        data.embedded.embeddings[train], data.dataset.ages[train], data.dataset.female[train], config
+    )
+    evaluation = data.evaluate(predict_attributes(trained.head, data.embedded.embeddings[held_out]))
+    version = data.pipeline.embedder.version
+    model = f"MLP head on the frozen {version} embeddings (what Vigil runs)"
+    figures = _figures(options, data, trained, evaluation, model)
+    return AttributeRun(attributes_to_bytes(trained.head, version), version, evaluation, figures)
+
+
+def fine_tune_and_evaluate(settings: Settings, options: TrainAttributesOptions) -> dict[str, JsonValue]:
+    """The same protocol as :func:`train_and_evaluate` for a fine-tuned copy of the backbone's last blocks.
+
+    Returns:
+        The JSON report (nothing is stored: the service does not run such a copy yet).
+
+    Raises:
+        DatasetError: As :func:`train_and_evaluate`.
+        ConfigError: The embedder is not the dlib ResNet, whose blocks are copied, or it
+            has fewer blocks than asked for.
+    """
+    data = _prepare(settings, options)
+
+    from trainer.attribute_tail import (
+        TailTrainingConfig,
+        predict_tail,
+        train_attribute_tail,
+        trunk_activations,
+    )
+    from trainer.embedding_cache import face_chips
+    from vigil.models.attributes import attributes_from_outputs
+    from vigil.models.dlib_resnet import DlibEmbedder
+
+    embedder = data.pipeline.embedder
+    if not isinstance(embedder, DlibEmbedder):
+        raise ConfigError(
+            f"--fine-tune-blocks copies the dlib ResNet's blocks; the embedder is {embedder.name}"
+        )
+    backbone = embedder.network
+    config = TailTrainingConfig(blocks=options.fine_tune_blocks, epochs=options.epochs, seed=options.seed)
+    if not 1 <= config.blocks <= len(backbone.blocks):
+        raise ConfigError(
+            f"--fine-tune-blocks must be between 1 and {len(backbone.blocks)}, got {config.blocks}"
+        )
+    chips = face_chips(data.pipeline, data.embedded)
+    activations = trunk_activations(backbone, chips, len(backbone.blocks) - config.blocks)
+    train, held_out = data.train, data.held_out
+    trained = train_attribute_tail(
+        backbone, activations[train], data.dataset.ages[train], data.dataset.female[train], config
+    )
+    evaluation = data.evaluate(attributes_from_outputs(predict_tail(trained.tail, activations[held_out])))
+    model = (
+        f"fine-tuned copy of the last {config.blocks} of {len(backbone.blocks)} blocks of "
+        f"{embedder.version} (evaluation only: not run by the service)"
+    )
+    return _figures(options, data, trained, evaluation, model)
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    """A dataset split and embedded, ready for a model to train on."""
+
+    dataset: AttributeDataset
+    train: npt.NDArray[np.int64]
+    held_out: npt.NDArray[np.int64]
+    pipeline: FacePipeline
+    embedded: EmbeddedImages
+
+    def evaluate(self, predicted: Sequence[FaceAttributes]) -> AttributeEvaluation:
+        """Held-out figures of a model's answers for the held-out faces, in their order."""
+        from trainer.attribute_training import evaluate_predictions
+
+        ages, female = self.dataset.ages, self.dataset.female
+        return evaluate_predictions(
+            predicted,
+            ages[self.held_out],
+            female[self.held_out],
+            train_ages=ages[self.train],
+            train_female=female[self.train],
+        )
+
+
+def _prepare(settings: Settings, options: TrainAttributesOptions) -> _Prepared:
+    """Read and split the dataset, then load the models and embed it (cached)."""
     dataset = read_attribute_dataset(options.dataset, options.limit, options.seed)
     train, held_out = held_out_split(len(dataset.paths), options.seed)
 
     # torch and the models load only once the inputs are known to be good.
-    from trainer.attribute_training import AttributeTrainingConfig, evaluate_attributes, train_attribute_head
     from trainer.embedding_cache import embed_dataset
-    from vigil.models.attributes import attributes_to_bytes
     from vigil.models.pipeline import FacePipeline
 
     pipeline = FacePipeline.from_settings(settings)
@@ -99,21 +205,7 @@ def train_and_evaluate(settings: Settings, options: TrainAttributesOptions) -> A
     embedded = embed_dataset(
         settings, pipeline, dataset.paths, dataset.root, use_cache=True, fallback="whole_image"
     )
-    config = AttributeTrainingConfig(epochs=options.epochs, seed=options.seed)
-    trained = train_attribute_head(
-        embedded.embeddings[train], dataset.ages[train], dataset.female[train], config
-    )
-    evaluation = evaluate_attributes(
-        trained.head,
-        embedded.embeddings[held_out],
-        dataset.ages[held_out],
-        dataset.female[held_out],
-        train_ages=dataset.ages[train],
-        train_female=dataset.female[train],
-    )
-    version = pipeline.embedder.version
-    figures = _figures(options, dataset, trained, evaluation, version, int((~embedded.detected).sum()))
-    return AttributeRun(attributes_to_bytes(trained.head, version), version, evaluation, figures)
+    return _Prepared(dataset, train, held_out, pipeline, embedded)
 
 
 def run_train_attributes(settings: Settings, options: TrainAttributesOptions) -> tuple[Artifact, str]:
@@ -138,7 +230,7 @@ def run_train_attributes(settings: Settings, options: TrainAttributesOptions) ->
             "report.md": markdown.encode(),
         },
         embedder_version=run.embedder_version,
-        metrics=run.evaluation.to_dict(),
+        metrics=run.evaluation.metrics(),
         data={
             "dataset": str(options.dataset.resolve()),
             "images": _int(run.figures["images"]),
@@ -165,7 +257,10 @@ def attributes_markdown(figures: dict[str, JsonValue]) -> str:
     """The report: held-out figures beside the baselines and the Levi-Hassner bar, then the data."""
     held_out = figures["held_out"]
     assert isinstance(held_out, dict)
+    by_age = held_out.get("by_age", [])
+    assert isinstance(by_age, list)
     rows = [
+        ("Model", str(figures.get("model", "head on the frozen embeddings"))),
         ("Held-out faces", str(held_out["faces"])),
         ("Age MAE (years)", f"{_float(held_out['age_mae_years']):.2f}"),
         ("Gender accuracy", f"{_float(held_out['gender_accuracy']):.2%}"),
@@ -176,6 +271,14 @@ def attributes_markdown(figures: dict[str, JsonValue]) -> str:
             "Bar: Levi-Hassner CNNs on UTKFace (issue #6, not re-run)",
             f"gender {LEVI_HASSNER_BAR['gender_accuracy']:.1%}, MAE {LEVI_HASSNER_BAR['age_mae_years']}",
         ),
+    ]
+    rows += [
+        (
+            f"Ages {band['ages']} ({band['faces']} faces)",
+            f"gender {_float(band['gender_accuracy']):.2%}, MAE {_float(band['age_mae_years']):.2f}",
+        )
+        for band in by_age
+        if isinstance(band, dict)
     ]
     lines = [
         "## Age and gender head\n",
@@ -221,6 +324,13 @@ def add_command(
     benchmark.add_argument(
         "--json", type=writable_json, default=DEFAULT_BENCH_JSON, help="results JSON (Markdown beside it)"
     )
+    benchmark.add_argument(
+        "--fine-tune-blocks",
+        type=positive_int,
+        metavar="N",
+        help="measure a fine-tuned copy of the backbone's last N blocks instead of the head "
+        f"(default epochs {DEFAULT_TAIL_EPOCHS}; evaluation only)",
+    )
     benchmark.set_defaults(handler=cmd_bench_attributes)
 
 
@@ -228,7 +338,7 @@ def cmd_train_attributes(args: argparse.Namespace, settings: Settings) -> int:
     """``vigil train attributes``."""
     options = TrainAttributesOptions(
         dataset=args.dataset,
-        epochs=args.epochs,
+        epochs=args.epochs or DEFAULT_EPOCHS,
         seed=args.seed,
         limit=args.limit,
         promote=not args.no_promote,
@@ -241,12 +351,21 @@ def cmd_train_attributes(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_bench_attributes(args: argparse.Namespace, settings: Settings) -> int:
     """``vigil bench attributes``: train and evaluate; write the JSON and Markdown reports."""
+    fine_tune = args.fine_tune_blocks or 0
     options = TrainAttributesOptions(
-        dataset=args.dataset, epochs=args.epochs, seed=args.seed, limit=args.limit
+        dataset=args.dataset,
+        epochs=args.epochs or (DEFAULT_TAIL_EPOCHS if fine_tune else DEFAULT_EPOCHS),
+        seed=args.seed,
+        limit=args.limit,
+        fine_tune_blocks=fine_tune,
     )
-    run = train_and_evaluate(settings, options)
-    write_json(args.json, run.figures)
-    markdown = attributes_markdown(run.figures)
+    figures = (
+        fine_tune_and_evaluate(settings, options)
+        if fine_tune
+        else train_and_evaluate(settings, options).figures
+    )
+    write_json(args.json, figures)
+    markdown = attributes_markdown(figures)
     args.json.with_suffix(".md").write_text(markdown, encoding="utf-8")
     print(markdown)
     print(f"reports: {args.json}, {args.json.with_suffix('.md')}")
@@ -255,7 +374,7 @@ def cmd_bench_attributes(args: argparse.Namespace, settings: Settings) -> int:
 
 def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--epochs", type=positive_int, default=DEFAULT_EPOCHS, help="passes over the training faces"
+        "--epochs", type=positive_int, help=f"passes over the training faces (default {DEFAULT_EPOCHS})"
     )
     parser.add_argument("--seed", type=int, default=0, help="seeds the split, initialisation and batches")
     parser.add_argument(
@@ -265,21 +384,21 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
 
 def _figures(
     options: TrainAttributesOptions,
-    dataset: AttributeDataset,
-    trained: TrainedAttributes,
+    data: _Prepared,
+    trained: TrainedAttributes | TrainedTail,
     evaluation: AttributeEvaluation,
-    embedder_version: str,
-    no_face: int,
+    model: str,
 ) -> dict[str, JsonValue]:
     return {
+        "model": model,
         "dataset": str(options.dataset),
-        "images": len(dataset.paths),
-        "skipped_files": dataset.skipped,
-        "no_face": no_face,
-        "embedder_version": embedder_version,
+        "images": len(data.dataset.paths),
+        "skipped_files": data.dataset.skipped,
+        "no_face": int((~data.embedded.detected).sum()),
+        "embedder_version": data.pipeline.embedder.version,
         "protocol": PROTOCOL,
         "seed": options.seed,
-        "train_images": len(dataset.paths) - evaluation.faces,
+        "train_images": len(data.train),
         "epochs": options.epochs,
         "calibration_faces": trained.calibration_faces,
         "spread_scale": round(trained.spread_scale, 3),

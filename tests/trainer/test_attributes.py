@@ -19,6 +19,7 @@ from tests.conftest import PEOPLE, SHARED_DATA, require
 from tests.test_cli import assert_one_line_error, run_vigil
 from tests.trainer.conftest import cli_error
 from trainer.attribute_data import FaceLabels, held_out_split, parse_utkface_name, read_attribute_dataset
+from trainer.attribute_tail import TailTrainingConfig, predict_tail, train_attribute_tail, trunk_activations
 from trainer.attribute_training import AttributeTrainingConfig, train_attribute_head
 from vigil.artifacts import ArtifactRegistry
 from vigil.cli import main
@@ -33,6 +34,7 @@ from vigil.models.attributes import (
     shipped_attributes_path,
     track_attributes,
 )
+from vigil.models.dlib_resnet import DlibEmbedder
 from vigil.models.pipeline import FacePipeline
 
 UTKFACE = SHARED_DATA / "utkface"
@@ -239,6 +241,77 @@ def test_bench_attributes_writes_reports(
     }
     assert "| Gender accuracy |" in report.with_suffix(".md").read_text()
     assert ArtifactRegistry(home).current("attributes") is None
+    # and the figures per age band account for every held-out face
+    bands = figures["held_out"]["by_age"]
+    assert {band["ages"] for band in bands} <= {"0-15", "16-69", "70+"} and len(bands) >= 2
+    assert sum(band["faces"] for band in bands) == figures["held_out"]["faces"]
+
+
+@pytest.mark.slow
+def test_bench_attributes_fine_tunes_a_copy_of_the_last_blocks(
+    home: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    report = tmp_path / "bench" / "tail.json"
+    # when the benchmark fine-tunes a copy of the last 2 blocks on the same sample
+    status = main(
+        [
+            "bench",
+            "attributes",
+            "--dataset",
+            str(require(UTKFACE)),
+            "--limit",
+            str(SAMPLE_IMAGES),
+            "--fine-tune-blocks",
+            "2",
+            "--epochs",
+            "20",
+            "--json",
+            str(report),
+        ]
+    )
+    # then the fine-tuned copy learns gender and age on the held-out faces
+    assert status == 0, capsys.readouterr().err
+    figures = json.loads(report.read_text())
+    held_out = figures["held_out"]
+    assert "last 2 of" in figures["model"] and held_out["faces"] == SAMPLE_IMAGES // 5
+    assert held_out["gender_accuracy"] >= held_out["majority_gender_accuracy"] + GENDER_MARGIN, held_out
+    assert held_out["age_mae_years"] < held_out["mean_age_mae_years"], held_out
+
+
+def test_fine_tuning_leaves_the_identity_network_alone(pipeline: FacePipeline) -> None:
+    assert isinstance(pipeline.embedder, DlibEmbedder)
+    backbone = pipeline.embedder.network
+    before = {name: tensor.clone() for name, tensor in backbone.state_dict().items()}
+    chips = np.random.default_rng(0).integers(0, 256, (6, 150, 150, 3), dtype=np.uint8)
+    # when a copy of the last 2 blocks is fine-tuned
+    activations = trunk_activations(backbone, chips, len(backbone.blocks) - 2)
+    trained = train_attribute_tail(
+        backbone,
+        activations,
+        np.array([5, 20, 30, 40, 60, 80], np.float32),
+        np.array([0, 1, 0, 1, 0, 1], bool),
+        TailTrainingConfig(blocks=2, epochs=2, batch_size=3),
+    )
+    # then its blocks moved, the backbone's did not, and it predicts for each face and its mirror
+    tuned, original = trained.tail.blocks[0].state_dict(), backbone.blocks[-2].state_dict()
+    assert any(not torch.equal(tuned[name], original[name].float()) for name in original)
+    assert all(torch.equal(before[name], tensor) for name, tensor in backbone.state_dict().items())
+    assert predict_tail(trained.tail, activations).shape == (6, 3)
+
+
+def test_fine_tune_blocks_out_of_range_is_refused(home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    error = cli_error(
+        capsys,
+        "bench",
+        "attributes",
+        "--dataset",
+        str(require(UTKFACE)),
+        "--limit",
+        "20",
+        "--fine-tune-blocks",
+        "99",
+    )
+    assert "--fine-tune-blocks must be between 1 and" in error
 
 
 def test_train_attributes_refuses_a_folder_without_labels(

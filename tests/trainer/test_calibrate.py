@@ -9,7 +9,10 @@ import numpy as np
 import pytest
 
 from indexer.calibration import CalibrationSource, active_calibration_path, read_calibration
-from tests.conftest import LFW, PEOPLE, require
+from indexer.corrections import apply_feedback
+from indexer.gallery import Gallery
+from indexer.records import NewTemplate
+from tests.conftest import LFW, PEOPLE, require, stop_embedded
 from tests.trainer.conftest import cli_error, lfw_subset, write_plain_pairs
 from trainer.embedding_cache import embed_dataset
 from trainer.lfw import pair_scores
@@ -17,7 +20,10 @@ from vigil.artifacts import ArtifactRegistry
 from vigil.cli import main
 from vigil.config import Settings
 from vigil.config.indexer import IndexerConfig
+from vigil.config.redis import RedisConfig
+from vigil.image import load_image
 from vigil.models.pipeline import FacePipeline
+from vigil.streams import connect_redis
 
 # Folds 0-4 to fit on, 5-9 to check on: LFW folds share no people, and their people differ
 # enough (one fold's impostors can score a FAR twice another's at one threshold) that a
@@ -216,3 +222,35 @@ def test_bad_folder_input_is_one_clear_line(
 def test_pairs_without_images_folder_is_refused(home: Path, capsys: pytest.CaptureFixture[str]) -> None:
     line = cli_error(capsys, "calibrate", "--pairs", "pairs.txt")
     assert "--pairs needs --images" in line, line
+
+
+@pytest.mark.slow
+def test_calibrate_with_feedback_counts_the_corrections(
+    home: Path, tmp_path: Path, pipeline: FacePipeline, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # given the 5-person folder (4 genuine, 32 impostor pairs) and, in the gallery the CLI
+    # uses (the embedded Redis under VIGIL_HOME), Obama enrolled and Biden's face marked as not him
+    people = require(PEOPLE / "knn" / "train")
+    monkeypatch.delenv("REDIS_URL", raising=False)
+    client = connect_redis(RedisConfig(url=None), home)
+    try:
+        gallery = Gallery(client)
+        obama, biden = (
+            pipeline.central_face(load_image(PEOPLE / name)) for name in ("obama.jpg", "biden.jpg")
+        )
+        assert obama is not None and biden is not None
+        version = pipeline.embedder.version
+        gallery.enroll("Barack Obama", [NewTemplate(version, obama.embedding)])
+        apply_feedback(gallery, "event-1", "not", "Barack Obama", version, biden.embedding)
+        json_path = tmp_path / "calibration.json"
+        # when calibrated with the feedback, without promoting
+        data = ["--from-dir", str(people), "--target-far", "0.1", "--json", str(json_path)]
+        assert main(["calibrate", *data, "--no-promote", "--with-feedback"]) == 0
+        report = json.loads(json_path.read_text())
+        # then the correction is one more impostor pair, named in the report
+        assert report["impostor_pairs"] == 33 and report["genuine_pairs"] == 4
+        assert report["feedback_impostor_pairs"] == 1 and report["feedback_genuine_pairs"] == 0
+        assert "from `vigil feedback`: 0 genuine, 1 impostor" in json_path.with_suffix(".md").read_text()
+    finally:
+        stop_embedded(client)
+        client.close()

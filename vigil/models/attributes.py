@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
+import numpy.typing as npt
 import torch
 from torch import nn
 
@@ -145,10 +146,18 @@ class AttributeHead(nn.Module):
     def forward(self, embeddings: torch.Tensor) -> torch.Tensor:
         """``(N, in_dim)`` embeddings (any norm) → ``(N, 3)``: age years, log sigma years, female logit."""
         unit = nn.functional.normalize(embeddings, dim=1, eps=_NORM_EPSILON)
-        raw = self.mlp((unit - self.input_mean) / self.input_std)
-        age = AGE_CENTRE_YEARS + AGE_SCALE_YEARS * raw[:, 0]
-        log_spread = (raw[:, 1] + torch.log(self.spread_scale)).clamp(MIN_LOG_SPREAD, MAX_LOG_SPREAD)
-        return torch.stack([age, log_spread, raw[:, 2]], dim=1)
+        return outputs_from_raw(self.mlp((unit - self.input_mean) / self.input_std), self.spread_scale)
+
+
+def outputs_from_raw(raw: torch.Tensor, spread_scale: torch.Tensor) -> torch.Tensor:
+    """A network's ``(N, 3)`` raw outputs → age (years), log sigma (years, scaled and bounded), female logit.
+
+    Every attribute model (the head on embeddings, a fine-tuned copy of the backbone's last
+    blocks) ends here, so they share one output convention and one loss.
+    """
+    age = AGE_CENTRE_YEARS + AGE_SCALE_YEARS * raw[:, 0]
+    log_spread = (raw[:, 1] + torch.log(spread_scale)).clamp(MIN_LOG_SPREAD, MAX_LOG_SPREAD)
+    return torch.stack([age, log_spread, raw[:, 2]], dim=1)
 
 
 def predict_attributes(head: AttributeHead, embeddings: Embeddings) -> list[FaceAttributes]:
@@ -171,6 +180,11 @@ def predict_attributes(head: AttributeHead, embeddings: Embeddings) -> list[Face
     head.eval()
     with torch.no_grad():
         outputs = head(torch.from_numpy(np.ascontiguousarray(embeddings, dtype=np.float32))).numpy()
+    return attributes_from_outputs(outputs)
+
+
+def attributes_from_outputs(outputs: npt.NDArray[np.float32]) -> list[FaceAttributes]:
+    """One :class:`FaceAttributes` per row of ``(N, 3)`` model outputs (age, log sigma, female logit)."""
     return [_attributes(float(age), float(log_spread), float(logit)) for age, log_spread, logit in outputs]
 
 

@@ -346,6 +346,11 @@ class DlibEmbedder(Embedder):
         return self._model is not None
 
     @property
+    def network(self) -> DlibResNet:
+        """The loaded network (loaded on first use), e.g. to copy its last blocks for another task."""
+        return self._loaded_model()
+
+    @property
     def distance_threshold(self) -> float:
         """The same-person euclidean distance threshold stored in the model file (0.6)."""
         return self._loaded_model().spec.distance_threshold

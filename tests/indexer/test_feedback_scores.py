@@ -1,0 +1,61 @@
+"""Corrections from `vigil feedback` scored as calibration pairs (`vigil calibrate --with-feedback`)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from indexer.corrections import apply_feedback
+from indexer.gallery import Gallery
+from indexer.records import NewTemplate
+from trainer.feedback_scores import feedback_scores
+from vigil.typing import Embedding
+
+VERSION = "test-embedder"
+DIM = 16
+
+
+def unit(seed: int) -> Embedding:
+    vector = np.random.default_rng(seed).normal(size=DIM).astype(np.float32)
+    return vector / np.linalg.norm(vector)
+
+
+def near(vector: Embedding, cosine: float, seed: int) -> Embedding:
+    """A unit vector at exactly ``cosine`` to the unit ``vector``."""
+    other = unit(seed)
+    other -= float(other @ vector) * vector
+    other /= np.linalg.norm(other)
+    return (cosine * vector + math.sqrt(1 - cosine**2) * other).astype(np.float32)
+
+
+@pytest.mark.redis
+def test_each_correction_is_scored_against_the_persons_best_other_template(gallery: Gallery) -> None:
+    # given Ann with two templates (one her best match for the faces below), Bob with one
+    ann = unit(1)
+    gallery.enroll("Ann", [NewTemplate(VERSION, ann), NewTemplate(VERSION, unit(2))])
+    gallery.enroll("Bob", [NewTemplate(VERSION, unit(3))])
+    # and corrections: a face that is Ann (0.90 to her template), two that are not (0.85, 0.70),
+    # one of another embedder, and Cy's, whose only template is the one the correction made
+    apply_feedback(gallery, "e1", "is", "Ann", VERSION, near(ann, 0.90, 11))
+    apply_feedback(gallery, "e2", "not", "Ann", VERSION, near(ann, 0.85, 12))
+    apply_feedback(gallery, "e3", "not", "Ann", VERSION, near(ann, 0.70, 13))
+    apply_feedback(gallery, "e4", "not", "Ann", "other-embedder", near(ann, 0.99, 14))
+    gallery.enroll("Cy", [NewTemplate("other-embedder", unit(5))])
+    apply_feedback(gallery, "e5", "is", "Cy", VERSION, unit(6))
+    # when scored
+    scores = feedback_scores(gallery, VERSION)
+    # then the --is face scores against her enrolment template, not the template made from
+    # itself (which would be 1.0); the --not faces are impostor pairs; the other embedder's
+    # correction is left out; Cy's has nothing to compare with
+    assert scores.genuine == pytest.approx([0.90], abs=1e-5)
+    assert sorted(scores.impostor) == pytest.approx([0.70, 0.85], abs=1e-5)
+    assert scores.unscored == 1
+
+
+@pytest.mark.redis
+def test_a_gallery_without_corrections_adds_nothing(gallery: Gallery) -> None:
+    gallery.enroll("Ann", [NewTemplate(VERSION, unit(1))])
+    scores = feedback_scores(gallery, VERSION)
+    assert scores.genuine.size == scores.impostor.size == scores.unscored == 0
