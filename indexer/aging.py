@@ -27,6 +27,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from redis.client import Pipeline
 
 from indexer.gallery import Gallery
 from indexer.history import history_entry
@@ -127,8 +128,17 @@ def surplus_aging_templates(aging_templates: int, max_templates: int) -> int:
     return max(aging_templates - max_templates + 1, 0)
 
 
+OPTED_IN_KEY = "aging:opted_in"
+"""Under the gallery's namespace: the set of identity ids opted in to aging."""
+
+
 def is_opted_in(gallery: Gallery, identity_id: str) -> bool:
-    return bool(gallery.call(lambda: gallery.client.sismember(gallery.key("aging:opted_in"), identity_id)))
+    return bool(gallery.call(lambda: gallery.client.sismember(gallery.key(OPTED_IN_KEY), identity_id)))
+
+
+def queue_opt_in(pipe: Pipeline, gallery: Gallery, identity_id: str) -> None:
+    """Queue opting a person in (after ``multi()``, e.g. in a gallery import's transaction)."""
+    pipe.sadd(gallery.key(OPTED_IN_KEY), identity_id)
 
 
 def set_opted_in(gallery: Gallery, identity_id: str, enabled: bool) -> None:
@@ -138,7 +148,7 @@ def set_opted_in(gallery: Gallery, identity_id: str, enabled: bool) -> None:
         GalleryError: Unknown identity.
     """
     gallery.get_identity(identity_id)
-    key = gallery.key("aging:opted_in")
+    key = gallery.key(OPTED_IN_KEY)
     if enabled:
         gallery.call(lambda: gallery.client.sadd(key, identity_id))
     else:
@@ -193,4 +203,4 @@ def age_templates(gallery: Gallery, recognition: Recognition, config: AgingConfi
 
 def forget_opt_in(gallery: Gallery, identity_id: str) -> None:
     """Drop a person's aging opt-in (erasure)."""
-    gallery.call(lambda: gallery.client.srem(gallery.key("aging:opted_in"), identity_id))
+    gallery.call(lambda: gallery.client.srem(gallery.key(OPTED_IN_KEY), identity_id))

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from redis.client import Pipeline
 
-from indexer.aging import is_opted_in
+from indexer.aging import is_opted_in, queue_opt_in
 from indexer.corrections import Corrections, Feedback
 from indexer.export_format import PersonRecord, export_header, person_record, read_export
 from indexer.gallery import Gallery
@@ -34,7 +34,6 @@ from vigil.files import write_text_atomically
 logger = logging.getLogger(__name__)
 
 # The set of opted-in identity ids that ``indexer.aging`` reads (``is_opted_in``).
-_AGING_OPT_IN_KEY = "aging:opted_in"
 
 
 @dataclass(frozen=True)
@@ -186,7 +185,7 @@ def _queue_person(pipe: Pipeline, gallery: Gallery, corrections: Corrections, pe
     for entry in person.history or []:
         queue_entry(pipe, gallery.history_key(identity_id), entry)
     if person.aging_opted_in:
-        pipe.sadd(gallery.key(_AGING_OPT_IN_KEY), identity_id)
+        queue_opt_in(pipe, gallery, identity_id)
 
 
 def _item_ids(person: PersonRecord, item: HistoryItem) -> list[int]:

@@ -266,11 +266,7 @@ class Corrections:
 
     def allocate_negative_ids(self, count: int) -> list[int]:
         """Reserve ``count`` negative ids (outside any transaction: an aborted call leaves a gap)."""
-        if count == 0:
-            return []
-        gallery = self.gallery
-        last = int(gallery.call(lambda: gallery.client.incrby(gallery.key("negative:next_id"), count)))
-        return list(range(last - count + 1, last + 1))
+        return self.gallery.allocate_ids("negative:next_id", count)
 
     def queue_negative(self, pipe: Pipeline, negative: Negative) -> None:
         """Queue the writes that store a negative (after ``multi()``, in ``Gallery.transaction``,

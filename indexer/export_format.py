@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -44,6 +45,7 @@ EXPORT_FORMAT_VERSION = 2
 READABLE_FORMAT_VERSIONS = (1, 2)
 
 _T = TypeVar("_T")
+_HEX = re.compile(r"[0-9a-f]+")
 
 
 @dataclass(frozen=True)
@@ -176,7 +178,15 @@ def read_export(path: Path) -> list[PersonRecord]:
     for line_number, line in enumerate(lines[1:], start=2):
         try:
             person = _parse_person(json.loads(line), version)
-        except (json.JSONDecodeError, KeyError, TypeError, ValueError, binascii.Error, GalleryError) as exc:
+        except (
+            json.JSONDecodeError,
+            KeyError,
+            TypeError,
+            ValueError,
+            OverflowError,
+            binascii.Error,
+            GalleryError,
+        ) as exc:
             raise GalleryError(
                 f"gallery export {path}: line {line_number} is corrupt ({_reason(exc)})"
             ) from None
@@ -254,7 +264,7 @@ def _section(
             if not isinstance(item, dict):
                 raise ValueError("not an object")
             parsed.append(parse(item, number))
-        except (KeyError, TypeError, ValueError, binascii.Error, GalleryError) as exc:
+        except (KeyError, TypeError, ValueError, OverflowError, binascii.Error, GalleryError) as exc:
             raise ValueError(f"{what} {number}: {_reason(exc)}") from None
     return parsed
 
@@ -403,8 +413,5 @@ def _reason(exc: Exception) -> str:
 
 
 def _is_hex(text: str) -> bool:
-    try:
-        int(text, 16)
-    except ValueError:
-        return False
-    return True
+    """Lower-case hex digits only (``int(text, 16)`` would also take ``0x``, ``+`` and ``_``)."""
+    return _HEX.fullmatch(text) is not None

@@ -414,9 +414,13 @@ class Gallery:
 
     def allocate_template_ids(self, count: int) -> list[int]:
         """Reserve ``count`` template ids (outside any transaction: an aborted call leaves a gap)."""
+        return self.allocate_ids("template:next_id", count)
+
+    def allocate_ids(self, counter: str, count: int) -> list[int]:
+        """Reserve ``count`` consecutive ids of the counter key ``counter`` (e.g. ``template:next_id``)."""
         if count == 0:
             return []
-        last = int(self.call(lambda: self._client.incrby(self.key("template:next_id"), count)))
+        last = int(self.call(lambda: self._client.incrby(self.key(counter), count)))
         return list(range(last - count + 1, last + 1))
 
     def queue_identity(self, pipe: Pipeline, identity: Identity) -> None:

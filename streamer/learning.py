@@ -76,6 +76,11 @@ class TrackLearning:
         ):
             return self._keep_unknown(outcome)
         if event.type is EventType.TRACK_ENDED and event.identity_id is not None:
+            if outcome.unknown_event_id is not None:
+                # Announced unknown before the votes named them: what was kept of the face (an
+                # image too, when opted in) is an enrolled person's now, so it must not linger
+                # as a stranger's, out of reach of their erasure.
+                self.unknowns.consume_entries([outcome.unknown_event_id])
             return self._age(outcome, event.identity_id)
         return None
 

@@ -352,6 +352,10 @@ def cmd_train_attributes(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_bench_attributes(args: argparse.Namespace, settings: Settings) -> int:
     """``vigil bench attributes``: train and evaluate; write the JSON and Markdown reports."""
     fine_tune = args.fine_tune_blocks or 0
+    if fine_tune and settings.embedder.backend != "dlib_resnet":
+        raise ConfigError(
+            f"--fine-tune-blocks copies the dlib ResNet's blocks; the embedder is {settings.embedder.backend}"
+        )
     options = TrainAttributesOptions(
         dataset=args.dataset,
         epochs=args.epochs or (DEFAULT_TAIL_EPOCHS if fine_tune else DEFAULT_EPOCHS),

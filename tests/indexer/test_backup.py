@@ -259,6 +259,10 @@ def _first(section: str, **fields: object) -> Callable[[list[str]], list[str]]:
     [
         # the last line cut off mid-way (a truncated copy)
         (lambda lines: [*lines[:-1], lines[-1][: len(lines[-1]) // 2]], "line 3 is corrupt"),
+        # a dim too big for any integer (JSON's Infinity)
+        (_first("templates", dim=float("inf")), "line 3 is corrupt"),
+        # an identity id that int(..., 16) would take but is not 32 lower-case hex digits
+        (lambda lines: _record(lines, lambda r: r.update(identity_id="0x" + "a" * 30)), "bad identity id"),
         # an embedding that is not base64
         (_first("templates", embedding="!!not base64!!"), "line 3 is corrupt \\(template 1: "),
         # an embedding whose size does not match its dim
@@ -287,7 +291,8 @@ def _first(section: str, **fields: object) -> Callable[[list[str]], list[str]]:
         (lambda lines: ["{}", *lines[1:]], "not a Vigil gallery export"),
     ],
     ids=[
-        "truncated", "base64", "dim", "origin", "negative-dim", "verdict", "feedback-event",
+        "truncated", "infinite-dim", "hex-prefix", "base64", "dim", "origin", "negative-dim", "verdict",
+        "feedback-event",
         "history-action", "history-id", "history-time", "opt-in", "no-history", "format-version", "no-header",
     ],
 )  # fmt: skip

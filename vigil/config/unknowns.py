@@ -22,7 +22,10 @@ class UnknownsConfig(VigilModel):
         description=(
             "Also keep a small JPEG of each kept unknown track's best face (at most 128 px a side, in "
             "Redis beside its embeddings, expiring with them), so `vigil unknowns list --images DIR` can "
-            "show who a cluster is. Off: no image of an unknown face is stored (privacy)."
+            "show who a cluster is. While on, workers attach such a crop to every unmatched face they "
+            "publish, and the results stream keeps the last `streamer.bus.max_results` results (no "
+            "expiry): those crops are not covered by retention or erasure. Off: no image of an unknown "
+            "face is stored or sent (privacy)."
         ),
     )
     retention_s: float = Field(

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from indexer.corrections import apply_feedback
-from indexer.gallery import Gallery
 from indexer.records import NewTemplate
+from tests.conftest import RedisBackend
 from trainer.feedback_scores import feedback_scores
 from vigil.typing import Embedding
 
@@ -31,7 +31,8 @@ def near(vector: Embedding, cosine: float, seed: int) -> Embedding:
 
 
 @pytest.mark.redis
-def test_each_correction_is_scored_against_the_persons_best_other_template(gallery: Gallery) -> None:
+def test_each_correction_is_scored_against_the_persons_best_other_template(backend: RedisBackend) -> None:
+    gallery = backend.gallery()
     # given Ann with two templates (one her best match for the faces below), Bob with one
     ann = unit(1)
     gallery.enroll("Ann", [NewTemplate(VERSION, ann), NewTemplate(VERSION, unit(2))])
@@ -55,7 +56,8 @@ def test_each_correction_is_scored_against_the_persons_best_other_template(galle
 
 
 @pytest.mark.redis
-def test_a_gallery_without_corrections_adds_nothing(gallery: Gallery) -> None:
+def test_a_gallery_without_corrections_adds_nothing(backend: RedisBackend) -> None:
+    gallery = backend.gallery()
     gallery.enroll("Ann", [NewTemplate(VERSION, unit(1))])
     scores = feedback_scores(gallery, VERSION)
     assert scores.genuine.size == scores.impostor.size == scores.unscored == 0
