@@ -104,16 +104,21 @@ def test_worker_follows_head_and_calibration_promotions(worker: tuple[Worker, Se
     assert "tuned-test" in after.calibration and named(after) == [OBAMA]
 
 
+def with_strict_vault(settings: Settings) -> Settings:
+    """``settings`` with one camera, ``vault``, whose threshold no real match reaches."""
+    strict = make_camera("clip.mp4", name="vault", match_threshold=0.999)
+    return settings.model_copy(
+        update={"streamer": settings.streamer.model_copy(update={"cameras": [strict]})}
+    )
+
+
 @pytest.mark.redis
 def test_a_cameras_own_threshold_overrides_the_calibrated_one(
     worker: tuple[Worker, Settings, redis.Redis], pipeline: FacePipeline
 ) -> None:
     # given a worker whose configuration gives one camera a threshold no real match reaches
     _, settings, client = worker
-    strict = make_camera("clip.mp4", name="vault", match_threshold=0.999)
-    configured = settings.model_copy(
-        update={"streamer": settings.streamer.model_copy(update={"cameras": [strict]})}
-    )
+    configured = with_strict_vault(settings)
     running = Worker(client, configured, pipeline)
     # when the same photo arrives from that camera and from another one
     from_vault = analyse_once(running, client, 0, camera="vault")
@@ -130,10 +135,7 @@ def test_a_batch_refreshes_the_gallery_once_for_every_cameras_rule(
 ) -> None:
     # given a worker (counting its identifier's refreshes) whose vault camera has its own threshold
     _, settings, client = worker
-    strict = make_camera("clip.mp4", name="vault", match_threshold=0.999)
-    configured = settings.model_copy(
-        update={"streamer": settings.streamer.model_copy(update={"cameras": [strict]})}
-    )
+    configured = with_strict_vault(settings)
     running = Worker(client, configured, pipeline)
     running.identifier = CountingIdentifier.from_settings(Gallery(client), pipeline, configured)
     # when one batch holds the photo from the vault and from the door

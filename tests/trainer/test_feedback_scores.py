@@ -2,32 +2,13 @@
 
 from __future__ import annotations
 
-import math
-
-import numpy as np
 import pytest
 
 from indexer.corrections import apply_feedback
 from indexer.records import NewTemplate
 from tests.conftest import RedisBackend
+from tests.indexer.test_corrections import VERSION, near, unit
 from trainer.feedback_scores import feedback_scores
-from vigil.typing import Embedding
-
-VERSION = "test-embedder"
-DIM = 16
-
-
-def unit(seed: int) -> Embedding:
-    vector = np.random.default_rng(seed).normal(size=DIM).astype(np.float32)
-    return vector / np.linalg.norm(vector)
-
-
-def near(vector: Embedding, cosine: float, seed: int) -> Embedding:
-    """A unit vector at exactly ``cosine`` to the unit ``vector``."""
-    other = unit(seed)
-    other -= float(other @ vector) * vector
-    other /= np.linalg.norm(other)
-    return (cosine * vector + math.sqrt(1 - cosine**2) * other).astype(np.float32)
 
 
 @pytest.mark.redis
