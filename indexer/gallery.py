@@ -42,6 +42,7 @@ from indexer.records import (
     Identity,
     NewTemplate,
     Template,
+    TemplateSpaces,
     check_metadata,
     check_name,
     check_template,
@@ -377,6 +378,30 @@ class Gallery:
                 "the gallery is corrupt, re-import it from an export"
             )
         return np.asarray(kept_ids, np.int64), owners, np.stack(vectors).astype(np.float32, copy=False)
+
+    def templates_by_space(self) -> TemplateSpaces:
+        """Which embedder versions each person has templates for, and how many (one consistent read)."""
+        prefix = self.key("templates:")
+
+        def work(pipe: Pipeline) -> list[tuple[str, int]]:
+            keys = sorted(text(key) for key in self._client.scan_iter(match=f"{prefix}*", count=1000))
+            rows = [
+                (key.removeprefix(prefix), int(cast(bytes, raw)))
+                for key in keys
+                for raw in pipe.zrange(key, 0, -1)
+            ]
+            pipe.multi()
+            for _, template_id in rows:
+                pipe.hget(self._template_key(template_id), "identity_id")
+            return rows
+
+        rows, owners = self._read_transaction(work)
+        counts: dict[str, dict[str, int]] = {}
+        for (version, _), owner in zip(rows, owners, strict=True):
+            if owner is not None:
+                per_person = counts.setdefault(text(owner), {})
+                per_person[version] = per_person.get(version, 0) + 1
+        return TemplateSpaces(counts)
 
     def template_count(self) -> int:
         """How many templates the gallery holds, over all embedder versions."""

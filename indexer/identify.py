@@ -5,6 +5,11 @@ version, and rebuilds it when the gallery's version counter moves, so enrolments
 deletions made by other processes are seen without a restart. Its decision thresholds come
 from a ``CalibrationSource``, which likewise follows changes to the calibration file. Hard
 negatives (``indexer.corrections``) are loaded with the templates and can veto a match.
+
+A gallery is bound to the embedder its templates came from: probes are matched only against
+templates of the configured embedder's version. A gallery whose people all have templates of
+other embedders only is refused (``GalleryError``, naming the fix) rather than searched and
+found empty; one where only some people lack templates for it is searched, with a warning.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import get_args
 
 import numpy as np
 
@@ -19,8 +25,11 @@ from indexer.calibration import CalibrationSource, RuleOverride, Thresholds
 from indexer.corrections import Corrections, negatives_by_identity
 from indexer.gallery import Gallery
 from indexer.head_source import ActiveHead, HeadSource
+from indexer.records import TemplateSpaces
 from indexer.search import Decision, IndexDevice, TemplateIndex, decide, veto_by_negatives
 from vigil.config import Settings
+from vigil.config.embedder import EmbedderConfig
+from vigil.errors import GalleryError
 from vigil.models.pipeline import Face, FacePipeline
 from vigil.typing import Embedding, Embeddings, ImageRGB
 
@@ -77,8 +86,11 @@ class Identifier:
         self._people = 0
         self._negatives: dict[str, Embeddings] = {}
         self._version: int | None = None
+        self._embedder_version: str | None = None
         self._head: ActiveHead | None = None
         self._rule: Thresholds | None = None
+        self._refusal: str | None = None
+        self._warned_without: int = 0
 
     @classmethod
     def from_settings(cls, gallery: Gallery, pipeline: FacePipeline, settings: Settings) -> Identifier:
@@ -98,19 +110,25 @@ class Identifier:
         return self.calibration.current(self._people)
 
     def refresh(self) -> bool:
-        """Rebuild the index if the gallery or the head in force changed since the last build; True if so."""
+        """Rebuild the index if the gallery, the embedder or the head in force changed since the
+        last build; True if so.
+
+        Also works out whether the gallery can be matched with the configured embedder (see
+        :meth:`check_gallery`), and warns once when some people have no templates for it.
+        """
         head = self.heads.current() if self.heads is not None else None
         version = self.gallery.version()
-        if version == self._version and head is self._head:
+        backbone = self.pipeline.embedder.version
+        if version == self._version and head is self._head and backbone == self._embedder_version:
             return False
-        template_ids, identity_ids, embeddings = self.gallery.templates(self.pipeline.embedder.version)
+        template_ids, identity_ids, embeddings = self.gallery.templates(backbone)
         if head is not None and len(template_ids):
             embeddings = head.apply(embeddings)  # the gallery keeps backbone templates
         dim = head.head.out_dim if head is not None else self.pipeline.embedder.dim
         index = TemplateIndex(dim=dim, device=self.faiss_device)
         if len(template_ids):
             index.build(template_ids, identity_ids, embeddings)
-        owners, negatives = Corrections(self.gallery).negatives(self.pipeline.embedder.version)
+        owners, negatives = Corrections(self.gallery).negatives(backbone)
         if head is not None and owners:
             negatives = head.apply(negatives)
         self._negatives = negatives_by_identity(owners, negatives)
@@ -118,14 +136,35 @@ class Identifier:
         self._people = len(set(identity_ids))
         self._names = {identity.identity_id: identity.name for identity in self.gallery.list_identities()}
         self._version = version
+        self._embedder_version = backbone
         self._head = head
+        self._follow_spaces(self.gallery.templates_by_space(), backbone)
         space = self.space_version
         self.calibration.use_space(space, head.calibration if head is not None else None)
         logger.info("gallery version %d: %d templates indexed in space %s", version, len(template_ids), space)
         return True
 
+    def check_gallery(self) -> None:
+        """Refresh, and refuse a gallery that holds templates of other embedders only.
+
+        Call it once the pipeline is loaded: some embedders know their version only then.
+        :meth:`name_faces` (and so :meth:`identify`) checks the same on every call;
+        :meth:`candidates` does not, so enrolling with a new embedder stays possible.
+
+        Raises:
+            GalleryError: People are enrolled, but none has a template of the configured
+                embedder's version; the one-line message says how to move the gallery.
+        """
+        self.refresh()
+        if self._refusal is not None:
+            raise GalleryError(self._refusal)
+
     def candidates(self, embeddings: Embeddings) -> list[list[tuple[str, float]]]:
-        """Top people as ``(name, cosine similarity)`` for each backbone embedding, best first."""
+        """Top people as ``(name, cosine similarity)`` for each backbone embedding, best first.
+
+        Unlike :meth:`name_faces`, a gallery of another embedder is not refused: it has no
+        candidates (enrolment's look-alike check, while people are re-enrolled).
+        """
         self.refresh()
         return [
             [(self._names.get(match.identity_id, match.identity_id), match.score) for match in matches]
@@ -153,8 +192,12 @@ class Identifier:
             faces: From the pipeline.
             overrides: Per face, an override of the calibrated rule (e.g. its camera's), or
                 None for the calibrated rule; None: the calibrated rule for all.
+
+        Raises:
+            GalleryError: The gallery holds templates of other embedders only (see
+                :meth:`check_gallery`).
         """
-        self.refresh()
+        self.check_gallery()
         self._rule = self.thresholds()  # after refresh(): for the gallery as it is now
         if not faces:
             return []
@@ -180,6 +223,22 @@ class Identifier:
         calibrated = self._rule if self._rule is not None else self.thresholds()
         return calibrated if override is None else override.over(calibrated)
 
+    def _follow_spaces(self, spaces: TemplateSpaces, backbone: str) -> None:
+        """Decide, for the gallery just loaded, whether to refuse it, and warn once about people
+        who cannot be recognised with this embedder."""
+        self._refusal = refusal(spaces, backbone)
+        without = 0 if self._refusal is not None else len(spaces.without(backbone))
+        if without and without != self._warned_without:
+            logger.warning(
+                "%d of %d enrolled people have no templates for %s (the embedder now configured) and "
+                "cannot be recognised until moved: run `vigil gallery reembed`, or re-enrol them "
+                "(`vigil people list` shows each person's models)",
+                without,
+                len(spaces.counts),
+                backbone,
+            )
+        self._warned_without = without
+
     def _negative_score(self, identity_id: str, probe: Embedding) -> float:
         """Cosine similarity of a probe (in the index's space) to the person's closest negative."""
         unit = probe / max(float(np.linalg.norm(probe)), 1e-12)
@@ -193,3 +252,47 @@ class Identifier:
     @property
     def indexed_templates(self) -> int:
         return len(self._index)
+
+
+def refusal(spaces: TemplateSpaces, embedder_version: str) -> str | None:
+    """Why a gallery cannot be matched with ``embedder_version``, or None when it can.
+
+    It cannot when people have templates but none has one of that version: every probe
+    would be *unknown*, which looks like a working service. An empty gallery can be matched
+    (there is nobody to find yet).
+
+    Returns:
+        A one-line message naming the fix, or None.
+    """
+    if not spaces.counts or spaces.people(embedder_version):
+        return None
+    stored = spaces.versions()
+    return (
+        f"the gallery holds templates for {' and '.join(stored)} only, not for {embedder_version} "
+        f"(the embedder now configured), so none of its {len(spaces.counts)} people can be matched: "
+        "run `vigil gallery reembed` for people whose photos were kept, re-enrol the others, "
+        f"or {_setting_back(stored, embedder_version)}"
+    )
+
+
+def _setting_back(stored: list[str], current: str) -> str:
+    """The setting that brings back the embedder of the ``stored`` versions."""
+    current_backend = _backend_of(current)
+    backends = sorted(
+        {backend for backend in map(_backend_of, stored) if backend not in (None, current_backend)}
+    )
+    if backends:
+        return f"set embedder.backend back to {' or '.join(backends)}"
+    unflipped = current.removesuffix("+flip")
+    if any(version.removesuffix("+flip") == unflipped for version in stored):
+        return f"set embedder.flip_average back to {str(not current.endswith('+flip')).lower()}"
+    return "set embedder.weights_path back to the weights those templates were made with"
+
+
+def _backend_of(embedder_version: str) -> str | None:
+    """The ``embedder.backend`` whose versions look like ``embedder_version`` (e.g. ``sface_2021dec``)."""
+    backends = [str(name) for name in get_args(EmbedderConfig.model_fields["backend"].annotation)]
+    matches = [
+        name for name in backends if embedder_version == name or embedder_version.startswith(f"{name}_")
+    ]
+    return max(matches, key=len, default=None)

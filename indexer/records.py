@@ -97,6 +97,43 @@ class Template:
         return int(self.embedding.shape[0])
 
 
+@dataclass(frozen=True)
+class TemplateSpaces:
+    """Which embedding spaces (embedder versions) each person has templates in, and how many.
+
+    Templates of different embedder versions are never compared, so a person can be
+    recognised only with an embedder they have templates for.
+
+    Attributes:
+        counts: Identity id → embedder version → number of templates. People without any
+            template are absent.
+    """
+
+    counts: dict[str, dict[str, int]]
+
+    def versions(self) -> list[str]:
+        """Every embedder version with at least one template, sorted."""
+        return sorted({version for per_person in self.counts.values() for version in per_person})
+
+    def of(self, identity_id: str) -> dict[str, int]:
+        """One person's template count per embedder version (empty when they have none)."""
+        return dict(self.counts.get(identity_id, {}))
+
+    def people(self, version: str) -> int:
+        """How many people have templates of ``version``."""
+        return sum(1 for per_person in self.counts.values() if version in per_person)
+
+    def templates(self, version: str) -> int:
+        """How many templates of ``version`` the gallery holds."""
+        return sum(per_person.get(version, 0) for per_person in self.counts.values())
+
+    def without(self, version: str) -> list[str]:
+        """Identity ids of people who have templates, but none of ``version``, sorted."""
+        return sorted(
+            identity_id for identity_id, per_person in self.counts.items() if version not in per_person
+        )
+
+
 def now() -> str:
     """The current time as ISO-8601 UTC, the format of every gallery timestamp."""
     return datetime.now(UTC).isoformat(timespec="microseconds")

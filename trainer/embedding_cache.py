@@ -35,7 +35,6 @@ from vigil.config import Settings
 from vigil.errors import DatasetError, VigilError
 from vigil.files import write_atomically
 from vigil.image import load_image
-from vigil.models.aligner import MTCNN_TEMPLATE_150
 from vigil.models.detector import FaceDetections
 from vigil.models.pipeline import FacePipeline
 from vigil.typing import Embeddings, ImageRGB
@@ -81,7 +80,7 @@ def cache_key(settings: Settings, pipeline: FacePipeline, images_root: Path) -> 
         "device": str(getattr(pipeline.embedder, "device", "cpu")),
         "detector": settings.detector.model_dump(mode="json", exclude={"device", "batch_size"}),
         "aligner": settings.aligner.model_dump(mode="json"),
-        "template": MTCNN_TEMPLATE_150.round(4).tolist(),
+        "template": pipeline.aligner.template.round(4).tolist(),
         "root": str(images_root.resolve()),
     }
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]

@@ -178,7 +178,9 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     identify_bench.set_defaults(handler=_cmd_bench_identify)
 
-    embed = bench.add_parser("embed", help="embedder faces/s vs dlib's own implementation")
+    embed = bench.add_parser(
+        "embed", help="embedder faces/s (dlib ResNet, SFace) vs dlib's and OpenCV's own implementations"
+    )
     embed.add_argument("--json", type=writable_json, default="bench-results/embed.json", help="results JSON")
     embed.add_argument("--repeats", type=positive_int, default=5, help="timed passes per configuration")
     embed.set_defaults(handler=_cmd_bench_embed)
@@ -195,7 +197,9 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     index_bench.set_defaults(handler=_cmd_bench_index)
 
-    detect_bench = bench.add_parser("detect", help="MTCNN ms/frame vs facenet-pytorch's detect_face")
+    detect_bench = bench.add_parser(
+        "detect", help="ms/frame: MTCNN vs facenet-pytorch's detect_face, and YuNet vs MTCNN"
+    )
     detect_bench.add_argument(
         "--json", type=writable_json, default="bench-results/detect.json", help="results JSON"
     )
@@ -284,28 +288,35 @@ def _cmd_bench_identify(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _cmd_bench_embed(args: argparse.Namespace, settings: Settings) -> int:
-    from trainer.bench_embed import make_bench_chips, run_embed_bench
+    from trainer.bench_embed import make_bench_chips, make_sface_chips, run_embed_bench
     from trainer.report import write_json
+    from vigil.files import write_text_atomically
 
+    chips = make_bench_chips()
     result = run_embed_bench(
-        make_bench_chips(), repeats=args.repeats, weights_path=settings.embedder.weights_path
+        chips,
+        repeats=args.repeats,
+        weights_path=settings.embedder.weights_path,
+        sface_chips=make_sface_chips(settings.model_files_dir, count=len(chips)),
+        models_dir=settings.model_files_dir,
     )
     write_json(args.json, result.to_dict())
     markdown = result.to_markdown()
-    args.json.with_suffix(".md").write_text(markdown + "\n", encoding="utf-8")
+    write_text_atomically(args.json.with_suffix(".md"), markdown)
     print(markdown)
-    print(f"\nreports: {args.json}, {args.json.with_suffix('.md')}")
+    print(f"reports: {args.json}, {args.json.with_suffix('.md')}")
     return 0
 
 
 def _cmd_bench_detect(args: argparse.Namespace, settings: Settings) -> int:
-    from trainer.bench_detect import run_detect_bench, to_dict, to_markdown
+    from trainer.bench_detect import run_detect_bench
     from trainer.report import write_json
+    from vigil.files import write_text_atomically
 
-    timings = run_detect_bench(repeats=args.repeats)
-    write_json(args.json, to_dict(timings))
-    markdown = to_markdown(timings)
-    args.json.with_suffix(".md").write_text(markdown, encoding="utf-8")
+    result = run_detect_bench(settings.model_files_dir, repeats=args.repeats)
+    write_json(args.json, result.to_dict())
+    markdown = result.to_markdown()
+    write_text_atomically(args.json.with_suffix(".md"), markdown)
     print(markdown)
     print(f"reports: {args.json}, {args.json.with_suffix('.md')}")
     return 0
@@ -397,10 +408,17 @@ def _cmd_enroll(args: argparse.Namespace, settings: Settings) -> int:
 def _cmd_people_list(args: argparse.Namespace, settings: Settings) -> int:
     gallery = _open_gallery(settings)
     identities = gallery.list_identities()
+    spaces = gallery.templates_by_space()
     for identity in identities:
-        print(f"{identity.name}\t{len(gallery.identity_templates(identity.identity_id))} template(s)")
+        counts = spaces.of(identity.identity_id)
+        print(f"{identity.name}\t{sum(counts.values())} template(s)\t{_models_text(counts)}")
     print(f"{len(identities)} people enrolled")
     return 0
+
+
+def _models_text(counts: dict[str, int]) -> str:
+    """A person's models: ``dlib_resnet_v1+flip (2), sface_2021dec+flip (1)``, or ``no templates``."""
+    return ", ".join(f"{version} ({count})" for version, count in sorted(counts.items())) or "no templates"
 
 
 def _find_person(gallery: Gallery, name: str) -> Identity:
@@ -411,6 +429,7 @@ def _cmd_people_show(args: argparse.Namespace, settings: Settings) -> int:
     gallery = _open_gallery(settings)
     identity = _find_person(gallery, args.name)
     print(f"{identity.name} (id {identity.identity_id}), enrolled {identity.created_at}")
+    print(f"  templates per model: {_models_text(gallery.templates_by_space().of(identity.identity_id))}")
     for template in gallery.identity_templates(identity.identity_id):
         print(
             f"  template {template.template_id}: {template.embedder_version}, from {template.source or '?'}, "
@@ -445,9 +464,10 @@ def _cmd_identify(args: argparse.Namespace, settings: Settings) -> int:
     from indexer.identify import Identifier
     from vigil.models.pipeline import FacePipeline
 
-    identifier = Identifier.from_settings(
-        _open_gallery(settings), FacePipeline.from_settings(settings), settings
-    )
+    pipeline = FacePipeline.from_settings(settings)
+    identifier = Identifier.from_settings(_open_gallery(settings), pipeline, settings)
+    pipeline.load()  # some embedders know their version, which selects the templates, only now
+    identifier.check_gallery()  # a gallery of another model: one error, not one per image
     failures = 0
     for path, results in _identify_images(identifier, args.images):
         if results is None:
@@ -472,6 +492,8 @@ def _cmd_analyze(args: argparse.Namespace, settings: Settings) -> int:
     head, head_source = load_attribute_head(settings.home, pipeline.embedder.version)
     logger.info("attribute head: %s", head_source)
     identifier = Identifier.from_settings(_open_gallery(settings), pipeline, settings)
+    pipeline.load()  # some embedders know their version, which selects the templates, only now
+    identifier.check_gallery()  # a gallery of another model: one error, not one per image
     failures = 0
     for path, results in _identify_images(identifier, args.images):
         if results is None:
@@ -559,9 +581,16 @@ def _cmd_gallery_reembed(args: argparse.Namespace, settings: Settings) -> int:
         print(f"  failed {photo}: {reason}")
     if report.without_photo:
         print(
-            f"  {report.without_photo} template(s) have no kept photo: re-enrol those people "
+            f"  {report.without_photo} template(s) have no kept photo "
             "(set indexer.keep_sources to keep photos from now on)"
         )
+    if report.to_reenrol:
+        print(
+            f"  {len(report.to_reenrol)} people could not be moved to {pipeline.embedder.version} "
+            "(no usable kept photo), for re-enrolment:"
+        )
+        for name in report.to_reenrol:
+            print(f"    {name}")
     if report.orphans_removed:
         print(f"  removed {report.orphans_removed} kept photo(s) of people no longer enrolled")
     return EXIT_USAGE if report.failed else 0

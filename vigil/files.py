@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
 _NEW_FILE_MODE = 0o644
+_HASH_CHUNK_BYTES = 1 << 20
 
 
 def write_atomically(path: Path, write: Callable[[Path], object]) -> None:
@@ -55,3 +57,16 @@ def file_stamp(path: Path) -> FileStamp | None:
     except OSError:
         return None
     return status.st_ino, status.st_mtime_ns, status.st_size
+
+
+def sha256_file(path: Path) -> str:
+    """Hex SHA-256 of a file, read in chunks.
+
+    Raises:
+        OSError: The file cannot be read.
+    """
+    digest = hashlib.sha256()
+    with path.open("rb") as stream:
+        while chunk := stream.read(_HASH_CHUNK_BYTES):
+            digest.update(chunk)
+    return digest.hexdigest()

@@ -7,13 +7,15 @@ import pytest
 
 from tests.conftest import people_image
 from vigil.config import DetectorConfig
-from vigil.models.detector import FaceDetector, _batches_by_size
+from vigil.models.detector import batches_by_size
 from vigil.models.mtcnn import detect_faces
+from vigil.models.mtcnn_detector import MtcnnDetector
 from vigil.models.pipeline import FacePipeline
 
 
 @pytest.fixture(scope="module")
-def detector(pipeline: FacePipeline) -> FaceDetector:
+def detector(pipeline: FacePipeline) -> MtcnnDetector:
+    assert isinstance(pipeline.detector, MtcnnDetector)
     return pipeline.detector
 
 
@@ -26,7 +28,9 @@ def detector(pipeline: FacePipeline) -> FaceDetector:
         ("32bit.png", 1),  # RGBA source, converted at load
     ],
 )
-def test_finds_the_faces_in_real_photos(detector: FaceDetector, image_name: str, expected_faces: int) -> None:
+def test_finds_the_faces_in_real_photos(
+    detector: MtcnnDetector, image_name: str, expected_faces: int
+) -> None:
     # given a real photo
     image = people_image(image_name)
     # when detected
@@ -42,7 +46,7 @@ def test_finds_the_faces_in_real_photos(detector: FaceDetector, image_name: str,
         assert points[0, 0] < points[1, 0] and points[:2, 1].max() < points[3:, 1].min()
 
 
-def test_blank_and_noise_images_have_no_face(detector: FaceDetector) -> None:
+def test_blank_and_noise_images_have_no_face(detector: MtcnnDetector) -> None:
     # given a blank frame and a frame of noise
     blank = np.full((240, 320, 3), 200, np.uint8)
     noise = np.random.default_rng(0).integers(0, 256, (240, 320, 3), dtype=np.uint8)
@@ -50,7 +54,7 @@ def test_blank_and_noise_images_have_no_face(detector: FaceDetector) -> None:
     assert [len(faces) for faces in detector.detect([blank, noise])] == [0, 0]
 
 
-def test_batch_matches_single(detector: FaceDetector) -> None:
+def test_batch_matches_single(detector: MtcnnDetector) -> None:
     # given two different photos resized to one size, and a third of another size
     import cv2
 
@@ -67,7 +71,7 @@ def test_batch_matches_single(detector: FaceDetector) -> None:
         np.testing.assert_allclose(together.landmarks, alone.landmarks, atol=0.5)
 
 
-def test_frame_smaller_than_min_face_has_no_face(detector: FaceDetector) -> None:
+def test_frame_smaller_than_min_face_has_no_face(detector: MtcnnDetector) -> None:
     assert len(detector.detect([np.zeros((15, 15, 3), np.uint8)])[0]) == 0
 
 
@@ -76,20 +80,20 @@ def test_larger_min_face_size_drops_small_faces() -> None:
     import cv2
 
     small = cv2.resize(people_image("obama.jpg"), None, fx=0.25, fy=0.25)
-    strict = FaceDetector(DetectorConfig(min_face_size_px=200))
+    strict = MtcnnDetector(DetectorConfig(min_face_size_px=200))
     # then it finds nothing, while the default does
     assert len(strict.detect([small])[0]) == 0
-    assert len(FaceDetector(DetectorConfig()).detect([small])[0]) == 1
+    assert len(MtcnnDetector(DetectorConfig()).detect([small])[0]) == 1
 
 
 def test_batches_group_by_size_and_respect_batch_size() -> None:
     frames = [np.zeros((10, 10, 3), np.uint8)] * 5 + [np.zeros((20, 10, 3), np.uint8)]
-    assert _batches_by_size(frames, 2) == [[0, 1], [2, 3], [4], [5]]
+    assert batches_by_size(frames, 2) == [[0, 1], [2, 3], [4], [5]]
 
 
 @pytest.mark.parametrize("on_device", [False, True], ids=["opencv", "torch-resampling"])
 @pytest.mark.parametrize("image_name", ["obama.jpg", "two_people.jpg", "lin-manuel-miranda.png"])
-def test_agrees_with_facenet_reference(detector: FaceDetector, image_name: str, on_device: bool) -> None:
+def test_agrees_with_facenet_reference(detector: MtcnnDetector, image_name: str, on_device: bool) -> None:
     # given facenet-pytorch's own detect_face on the same networks (torch area resampling)
     import torch
     from facenet_pytorch.models.utils.detect_face import detect_face

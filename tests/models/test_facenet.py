@@ -14,8 +14,8 @@ import torch
 
 from vigil.config import EmbedderConfig
 from vigil.errors import ConfigError, ModelLoadError
-from vigil.models.embedder import create_embedder
 from vigil.models.facenet import FacenetEmbedder
+from vigil.models.registry import create_embedder
 
 
 @pytest.fixture(scope="module")
@@ -33,6 +33,7 @@ def test_embeds_chips_to_unit_vectors(facenet_weights: Path) -> None:
     embedder = create_embedder(
         EmbedderConfig(backend="facenet", weights_path=facenet_weights, device="cpu", batch_size=2),
         Path("/unused"),
+        Path("/unused"),
     )
     assert isinstance(embedder, FacenetEmbedder)
     chips = np.random.default_rng(0).integers(0, 256, (3, 160, 160, 3), dtype=np.uint8)
@@ -49,7 +50,7 @@ def test_embeds_chips_to_unit_vectors(facenet_weights: Path) -> None:
 
 def test_facenet_needs_a_weights_path() -> None:
     with pytest.raises(ConfigError, match="weights_path"):
-        create_embedder(EmbedderConfig(backend="facenet"), Path("/unused"))
+        create_embedder(EmbedderConfig(backend="facenet"), Path("/unused"), Path("/unused"))
 
 
 @pytest.mark.parametrize(

@@ -54,6 +54,13 @@ class Settings(BaseSettings):
         default_factory=_default_home,
         description="Data directory holding all state (gallery, Redis data, caches, calibrations).",
     )
+    models_dir: Path | None = Field(
+        None,
+        description=(
+            "Where the YuNet and SFace ONNX files are (`vigil models install-pack` writes them); "
+            "default `<python prefix>/share/vigil/models`, beside the installed packages."
+        ),
+    )
     detector: DetectorConfig = Field(default_factory=DetectorConfig)
     aligner: AlignerConfig = Field(default_factory=AlignerConfig)
     embedder: EmbedderConfig = Field(default_factory=EmbedderConfig)
@@ -65,6 +72,13 @@ class Settings(BaseSettings):
     def cache_dir(self) -> Path:
         """Where converted weights and embedding caches live (under ``home``)."""
         return self.home / "cache"
+
+    @property
+    def model_files_dir(self) -> Path:
+        """``models_dir``, or its default when unset."""
+        from vigil.models.model_files import default_models_dir
+
+        return self.models_dir if self.models_dir is not None else default_models_dir()
 
     @classmethod
     def settings_customise_sources(

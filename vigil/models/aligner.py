@@ -1,4 +1,14 @@
-"""Face alignment: a similarity warp from MTCNN's 5 landmarks to dlib's chip layout.
+"""Face alignment: a similarity warp from the detector's 5 landmarks to the embedder's chip layout.
+
+Two layouts exist (``Embedder.chip_layout``):
+
+- ``dlib`` (dlib's ResNet, 150×150): described below.
+- ``arcface`` (SFace and the ArcFace family, 112×112): the five reference points of
+  insightface's ``arcface_dst``, as OpenCV's ``FaceRecognizerSF.alignCrop`` uses them. These
+  models were trained on chips cut by fitting the landmarks onto the template (image → chip),
+  so that is the direction fitted here too; the chips then match OpenCV's.
+
+The dlib layout:
 
 dlib's ResNet was trained on chips cut by ``dlib.get_face_chip(size=150, padding=0.25)``
 around dlib's own 5-point landmarks. MTCNN's 5 points are different points (eye centres
@@ -9,6 +19,8 @@ View-1 training images; BENCHMARKS.md records how each alignment scores on LFW.
 """
 
 from __future__ import annotations
+
+from typing import Literal
 
 import cv2
 import numpy as np
@@ -32,6 +44,21 @@ MTCNN_TEMPLATE_150: npt.NDArray[np.float64] = np.array(
 )
 _TEMPLATE_SIZE_PX = 150
 _TEMPLATE_PADDING = 0.25
+
+# insightface's arcface_dst: left eye, right eye, nose, left and right mouth corner (as seen
+# in the image) on a 112×112 chip; OpenCV's face_recognize.cpp has the same numbers.
+ARCFACE_TEMPLATE_112: npt.NDArray[np.float64] = np.array(
+    [
+        [38.2946, 51.6963],
+        [73.5318, 51.5014],
+        [56.0252, 71.7366],
+        [41.5493, 92.3655],
+        [70.7299, 92.2041],
+    ]
+)
+ARCFACE_CHIP_SIZE_PX = 112
+
+ChipLayout = Literal["dlib", "arcface"]
 
 AffineMatrix = npt.NDArray[np.float64]  # (2, 3): [A | t], x_out = A @ x_in + t
 
@@ -88,7 +115,12 @@ def warp_chip(image: ImageRGB, chip_to_image: AffineMatrix, chip_size_px: int) -
 
 
 class FaceAligner:
-    """Turns MTCNN landmarks into embedder chips.
+    """Turns detector landmarks into embedder chips.
+
+    Args:
+        config: Alignment settings (``padding`` applies to the dlib layout).
+        chip_size_px: The embedder's chip side.
+        layout: The embedder's chip layout.
 
     Example:
         >>> chips = FaceAligner(AlignerConfig(), chip_size_px=150).align(image, faces.landmarks)
@@ -96,21 +128,29 @@ class FaceAligner:
         (1, 150, 150, 3)
     """
 
-    def __init__(self, config: AlignerConfig, chip_size_px: int) -> None:
+    def __init__(self, config: AlignerConfig, chip_size_px: int, layout: ChipLayout = "dlib") -> None:
         self.config = config
         self.chip_size_px = chip_size_px
-        self.template = template_for(chip_size_px, config.padding)
+        self.layout = layout
+        self.template: npt.NDArray[np.float64] = (
+            template_for(chip_size_px, config.padding)
+            if layout == "dlib"
+            else ARCFACE_TEMPLATE_112 * float(chip_size_px / ARCFACE_CHIP_SIZE_PX)
+        )
 
     def chip_to_image(self, landmarks: npt.NDArray[np.floating]) -> AffineMatrix:
         """The transform that maps chip pixels onto the image for one face's ``(5, 2)`` landmarks."""
-        return similarity_transform(self.template, np.asarray(landmarks, dtype=np.float64))
+        points = np.asarray(landmarks, dtype=np.float64)
+        if self.layout == "dlib":
+            return similarity_transform(self.template, points)
+        return np.asarray(cv2.invertAffineTransform(similarity_transform(points, self.template)), np.float64)
 
     def align(self, image: ImageRGB, landmarks: Landmarks5) -> ImageRGB:
         """Cut one chip per face.
 
         Args:
             image: ``(H, W, 3)`` uint8 RGB frame.
-            landmarks: ``(N, 5, 2)`` MTCNN landmarks in that frame.
+            landmarks: ``(N, 5, 2)`` landmarks in that frame (``FaceDetections``' order).
 
         Returns:
             ``(N, S, S, 3)`` uint8 RGB chips, ``S = chip_size_px``.

@@ -20,7 +20,6 @@ distance threshold (0.6, stored in the file).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import time
@@ -34,6 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from vigil import files
 from vigil.config.detector import Device
 from vigil.errors import ModelLoadError
 from vigil.files import write_atomically
@@ -68,7 +68,6 @@ INPUT_SCALE = 256.0  # dlib's input_rgb_image_sized divides (pixel - mean) by 25
 # 6.6 ms per chip in batches of 8, 7.8 in batches of 32).
 _CPU_CHIPS_PER_BATCH = 8
 _CACHE_FORMAT = 1  # bump when the cached state dict or spec layout changes
-_HASH_CHUNK_BYTES = 1 << 20
 
 
 # ----------------------------------------------------------------------------- network spec
@@ -460,14 +459,10 @@ def sha256_file(path: Path) -> str:
     Raises:
         ModelLoadError: The file cannot be read.
     """
-    digest = hashlib.sha256()
     try:
-        with path.open("rb") as stream:
-            while chunk := stream.read(_HASH_CHUNK_BYTES):
-                digest.update(chunk)
+        return files.sha256_file(path)
     except OSError as error:
         raise ModelLoadError(f"cannot read dlib model {path}: {error.strerror or error}") from error
-    return digest.hexdigest()
 
 
 # ----------------------------------------------------------------------------- private helpers

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from pathlib import Path
 
 import numpy as np
 
-from vigil.config.embedder import EmbedderConfig
-from vigil.errors import ConfigError
+from vigil.models.aligner import ChipLayout
 from vigil.typing import Embeddings, ImageRGB
 
 
@@ -16,19 +14,28 @@ class Embedder(ABC):
     """Maps aligned face chips to embeddings.
 
     Subclasses are cheap to construct; ``load()`` reads the weights (explicitly, so a
-    constructor never touches disk). ``embed`` loads on first use.
+    constructor never touches disk). ``embed`` loads on first use. ``vigil.models.registry``
+    builds the one the settings name.
+
+    The embedding contract, for every backend: an embedding's *direction* is the identity and
+    its length means nothing. Embeddings are not necessarily unit-norm when they leave
+    ``embed``; everything that compares them L2-normalises first (``indexer.search.normalise``)
+    and scores pairs by cosine similarity (higher = more alike). Embeddings of different
+    ``version`` are different spaces and are never compared.
 
     Attributes:
         name: Backend name, e.g. ``dlib_resnet``.
         version: Identifies the embedding space; templates of different versions never mix.
         dim: Embedding length.
         chip_size_px: Side of the square chip the network expects.
+        chip_layout: Where the aligner puts the face on the chip (``vigil.models.aligner``).
     """
 
     name: str
     version: str
     dim: int
     chip_size_px: int
+    chip_layout: ChipLayout = "dlib"
 
     @abstractmethod
     def load(self) -> None:
@@ -56,29 +63,3 @@ def check_chips(chips: ImageRGB, chip_size_px: int) -> None:
         raise ValueError(
             f"expected (N, {chip_size_px}, {chip_size_px}, 3) uint8 chips, got {chips.shape} {chips.dtype}"
         )
-
-
-def create_embedder(config: EmbedderConfig, cache_dir: Path) -> Embedder:
-    """Build (without loading) the embedder that ``config.backend`` names.
-
-    Raises:
-        ConfigError: ``facenet`` was chosen without ``weights_path``.
-    """
-    if config.backend == "facenet":
-        from vigil.models.facenet import FacenetEmbedder
-
-        if config.weights_path is None:
-            raise ConfigError(
-                "embedder.backend 'facenet' needs embedder.weights_path "
-                "(a local InceptionResnetV1 state dict)"
-            )
-        return FacenetEmbedder(config.weights_path, config.device, config.batch_size)
-    from vigil.models.dlib_resnet import DlibEmbedder
-
-    return DlibEmbedder(
-        weights_path=config.weights_path,
-        device=config.device,
-        cache_dir=cache_dir,
-        batch_size=config.batch_size,
-        flip_average=config.flip_average,
-    )

@@ -1,4 +1,4 @@
-"""The face pipeline: frames → MTCNN detections → aligned chips → embeddings.
+"""The face pipeline: frames → detections → aligned chips → embeddings.
 
 It is the one place that wires detector, aligner and embedder together; everything that
 needs faces with embeddings (enrolment, the stream workers, the benchmarks) uses it.
@@ -14,8 +14,9 @@ import numpy as np
 
 from vigil.config import Settings
 from vigil.models.aligner import FaceAligner
-from vigil.models.detector import FaceDetections, FaceDetector
-from vigil.models.embedder import Embedder, create_embedder
+from vigil.models.detector import Detector, FaceDetections
+from vigil.models.embedder import Embedder
+from vigil.models.registry import create_detector, create_embedder
 from vigil.typing import Embedding, ImageRGB
 
 logger = logging.getLogger(__name__)
@@ -28,7 +29,7 @@ class Face:
     Attributes:
         box_xyxy: ``(4,)`` float32 pixel corners in the frame.
         score: Detector face probability (0-1).
-        landmarks: ``(5, 2)`` float32 MTCNN points in the frame.
+        landmarks: ``(5, 2)`` float32 detector points in the frame (``FaceDetections``' order).
         embedding: ``(D,)`` float32 descriptor from the pipeline's embedder.
     """
 
@@ -54,17 +55,17 @@ class FacePipeline:
         (128,)
     """
 
-    def __init__(self, detector: FaceDetector, aligner: FaceAligner, embedder: Embedder) -> None:
+    def __init__(self, detector: Detector, aligner: FaceAligner, embedder: Embedder) -> None:
         self.detector = detector
         self.aligner = aligner
         self.embedder = embedder
 
     @classmethod
     def from_settings(cls, settings: Settings) -> FacePipeline:
-        embedder = create_embedder(settings.embedder, settings.cache_dir)
+        embedder = create_embedder(settings.embedder, settings.cache_dir, settings.model_files_dir)
         return cls(
-            FaceDetector(settings.detector),
-            FaceAligner(settings.aligner, embedder.chip_size_px),
+            create_detector(settings.detector, settings.model_files_dir),
+            FaceAligner(settings.aligner, embedder.chip_size_px, embedder.chip_layout),
             embedder,
         )
 

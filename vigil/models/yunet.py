@@ -1,0 +1,146 @@
+"""Face detection with YuNet 2023mar (OpenCV Zoo; MIT), a 230 KB anchor-free detector.
+
+``YunetDetector`` pads each frame to a multiple of 32, runs the network (OpenCV or PyTorch,
+``vigil.models.onnx_net``) and decodes its output with ``decode_yunet``, a pure function that
+follows OpenCV's ``FaceDetectorYN`` post-processing: for each stride ``s`` in (8, 16, 32) and
+each grid cell ``(row, col)``, the score is ``sqrt(cls · obj)``, the box centre
+``((col, row) + offset) · s``, its size ``exp(log_size) · s``, and each landmark
+``((col, row) + offset) · s``. Overlapping boxes are then suppressed (NMS).
+
+YuNet reads BGR pixels, 0-255, without normalisation, as OpenCV's ``blobFromImage`` gives them.
+Its landmarks come as right eye, left eye, nose tip, right and left mouth corner of the
+*person*, which is the image-left eye first: ``FaceDetections``' order as it is.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import cv2
+import numpy as np
+import numpy.typing as npt
+
+from vigil.config.detector import DetectorConfig
+from vigil.models.detector import Detector, FaceDetections, sorted_detections
+from vigil.models.device import resolve_device
+from vigil.models.model_files import YUNET, model_path
+from vigil.models.onnx_net import OnnxNet, pick_runtime
+from vigil.typing import ImageRGB
+
+logger = logging.getLogger(__name__)
+
+STRIDES = (8, 16, 32)
+"""The feature-map strides of YuNet's three heads; the input must be a multiple of the largest."""
+OUTPUT_NAMES = tuple(f"{kind}_{stride}" for kind in ("cls", "obj", "bbox", "kps") for stride in STRIDES)
+# OpenCV's FaceDetectorYN keeps at most this many boxes before NMS (its default top_k).
+_TOP_K = 5000
+
+
+class YunetDetector(Detector):
+    """YuNet face detector.
+
+    Example:
+        >>> detector = YunetDetector(DetectorConfig(backend="yunet"), models_dir)
+        >>> [faces] = detector.detect([image])
+        >>> faces.landmarks.shape
+        (1, 5, 2)
+    """
+
+    name = "yunet"
+
+    def __init__(self, config: DetectorConfig, models_dir: Path) -> None:
+        self.config = config
+        self.batch_size = config.batch_size
+        self.models_dir = models_dir
+        self.device = resolve_device(config.device)
+        self.runtime = pick_runtime(config.runtime, self.device)
+        self._net: OnnxNet | None = None
+
+    def load(self) -> None:
+        """Verify and read ``face_detection_yunet_2023mar.onnx`` from the models directory.
+
+        Raises:
+            ModelLoadError: The file is missing, corrupt or cannot be run.
+        """
+        if self._net is not None:
+            return
+        net = OnnxNet(model_path(self.models_dir, YUNET), OUTPUT_NAMES, self.runtime, self.device)
+        net.load()
+        self._net = net
+        logger.info("YuNet loaded (%s runtime on %s)", self.runtime, self.device)
+
+    def detect_batch(self, batch: ImageRGB) -> list[FaceDetections]:
+        assert self._net is not None
+        count, height, width = batch.shape[:3]
+        if min(height, width) < self.config.min_face_size_px:
+            return [FaceDetections.empty() for _ in range(count)]
+        padded_height, padded_width = (_round_up(side, STRIDES[-1]) for side in (height, width))
+        # (N, H, W, 3) RGB → (N, 3, H', W') BGR float, zero-padded at the bottom and right like OpenCV.
+        blob = np.zeros((count, 3, padded_height, padded_width), np.float32)
+        blob[:, :, :height, :width] = batch[..., ::-1].transpose(0, 3, 1, 2)
+        outputs = self._net.run(blob)
+        return [
+            decode_yunet(
+                [output[index] for output in outputs],
+                (padded_height, padded_width),
+                (height, width),
+                self.config.min_score,
+                self.config.nms_iou,
+                self.config.min_face_size_px,
+            )
+            for index in range(count)
+        ]
+
+
+def decode_yunet(
+    outputs: list[npt.NDArray[np.float32]],
+    padded_size: tuple[int, int],
+    frame_size: tuple[int, int],
+    min_score: float,
+    nms_iou: float,
+    min_face_size_px: int,
+) -> FaceDetections:
+    """Turn one image's YuNet outputs into detections.
+
+    Args:
+        outputs: The 12 outputs in ``OUTPUT_NAMES`` order, without the batch dimension:
+            ``cls``/``obj`` ``(cells, 1)``, ``bbox`` ``(cells, 4)``, ``kps`` ``(cells, 10)`` per stride.
+        padded_size: ``(height, width)`` of the network input.
+        frame_size: ``(height, width)`` of the frame (boxes are clipped to it).
+        min_score: Faces scoring less are dropped before NMS.
+        nms_iou: NMS overlap threshold.
+        min_face_size_px: Boxes whose shorter side is smaller are dropped.
+    """
+    padded_width = padded_size[1]
+    boxes, scores, points = [], [], []
+    for position, stride in enumerate(STRIDES):
+        cls, obj, bbox, kps = (outputs[position + len(STRIDES) * kind] for kind in range(4))
+        columns = padded_width // stride
+        cells = np.arange(cls.shape[0])
+        grid = np.stack([cells % columns, cells // columns], axis=1).astype(np.float32)  # (cells, 2) x, y
+        score = np.sqrt(np.clip(cls[:, 0], 0, 1) * np.clip(obj[:, 0], 0, 1))
+        keep = score >= min_score
+        if not keep.any():
+            continue
+        grid, bbox, kps = grid[keep], bbox[keep], kps[keep]
+        centre = (grid + bbox[:, :2]) * stride
+        size = np.exp(bbox[:, 2:4]) * stride
+        boxes.append(np.concatenate([centre - size / 2, size], axis=1))  # x, y, w, h
+        scores.append(score[keep])
+        points.append((kps.reshape(-1, 5, 2) + grid[:, None, :]) * stride)
+    if not boxes:
+        return FaceDetections.empty()
+    boxes_xywh, all_scores, landmarks = np.concatenate(boxes), np.concatenate(scores), np.concatenate(points)
+    chosen = cv2.dnn.NMSBoxes(boxes_xywh.tolist(), all_scores.tolist(), min_score, nms_iou, top_k=_TOP_K)
+    kept = np.asarray(chosen, dtype=np.int64).reshape(-1)
+    boxes_xywh, all_scores, landmarks = boxes_xywh[kept], all_scores[kept], landmarks[kept]
+    big_enough = np.minimum(boxes_xywh[:, 2], boxes_xywh[:, 3]) >= min_face_size_px
+    boxes_xywh, all_scores, landmarks = boxes_xywh[big_enough], all_scores[big_enough], landmarks[big_enough]
+    corners = np.concatenate([boxes_xywh[:, :2], boxes_xywh[:, :2] + boxes_xywh[:, 2:]], axis=1)
+    frame_height, frame_width = frame_size
+    return sorted_detections(corners, all_scores, landmarks, min_score, frame_width, frame_height)
+
+
+def _round_up(value: int, multiple: int) -> int:
+    return (value + multiple - 1) // multiple * multiple
