@@ -54,7 +54,7 @@ def test_vigil_config_names_the_file(tmp_path: Path) -> None:
         # an unknown backend lists the choices
         (
             "embedder:\n  batch_size: 8\n  backend: vgg\n",
-            r"embedder\.backend \(line 3\): .*'dlib_resnet' or 'facenet'",
+            r"embedder\.backend \(line 3\): .*'dlib_resnet', 'sface' or 'facenet'",
         ),
         # broken YAML syntax says where
         ("detector: [unclosed\n", r"not valid YAML at line"),
