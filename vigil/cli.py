@@ -466,8 +466,6 @@ def _cmd_identify(args: argparse.Namespace, settings: Settings) -> int:
 
     pipeline = FacePipeline.from_settings(settings)
     identifier = Identifier.from_settings(_open_gallery(settings), pipeline, settings)
-    pipeline.load()  # some embedders know their version, which selects the templates, only now
-    identifier.check_gallery()  # a gallery of another model: one error, not one per image
     failures = 0
     for path, results in _identify_images(identifier, args.images):
         if results is None:
@@ -492,8 +490,6 @@ def _cmd_analyze(args: argparse.Namespace, settings: Settings) -> int:
     head, head_source = load_attribute_head(settings.home, pipeline.embedder.version)
     logger.info("attribute head: %s", head_source)
     identifier = Identifier.from_settings(_open_gallery(settings), pipeline, settings)
-    pipeline.load()  # some embedders know their version, which selects the templates, only now
-    identifier.check_gallery()  # a gallery of another model: one error, not one per image
     failures = 0
     for path, results in _identify_images(identifier, args.images):
         if results is None:
@@ -521,9 +517,15 @@ def _cmd_analyze(args: argparse.Namespace, settings: Settings) -> int:
 def _identify_images(
     identifier: Identifier, paths: Sequence[Path]
 ) -> Iterator[tuple[Path, list[Identification] | None]]:
-    """Each image with its faces' identities; None for one that cannot be read (its error printed)."""
+    """Each image with its faces' identities; None for one that cannot be read (its error printed).
+
+    Raises:
+        GalleryError: The gallery holds templates of other models only: one error, not one per image.
+    """
     from vigil.image import load_image
 
+    identifier.pipeline.load()  # some embedders know their version, which selects the templates, only now
+    identifier.check_gallery()
     for path in paths:
         try:
             yield path, identifier.identify(load_image(path))

@@ -20,6 +20,7 @@ import torch
 
 from vigil.config.detector import OnnxRuntime
 from vigil.errors import ConfigError, ModelLoadError
+from vigil.models.model_files import ModelFile, model_path
 from vigil.models.onnx_graph import OnnxGraph, read_onnx
 
 logger = logging.getLogger(__name__)
@@ -62,6 +63,25 @@ class OnnxNet:
         self.device = device
         self._graph: OnnxGraph | None = None
         self._cv_net: Any = None  # cv2.dnn.Net; cv2 ships no type hints
+
+    @classmethod
+    def open(
+        cls,
+        models_dir: Path,
+        model: ModelFile,
+        output_names: Sequence[str],
+        runtime: OnnxRuntime,
+        device: torch.device,
+    ) -> OnnxNet:
+        """Verify ``model``'s file in ``models_dir`` (``model_path``) and load it.
+
+        Raises:
+            ModelLoadError: The file is missing, corrupt or cannot be run.
+        """
+        net = cls(model_path(models_dir, model), output_names, runtime, device)
+        net.load()
+        logger.info("%s loaded (%s runtime on %s)", model.name, runtime, device)
+        return net
 
     def load(self) -> None:
         """Read the file into the chosen runtime.

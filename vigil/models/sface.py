@@ -17,7 +17,7 @@ from vigil.config.embedder import EmbedderConfig
 from vigil.models.aligner import ARCFACE_CHIP_SIZE_PX
 from vigil.models.device import resolve_device
 from vigil.models.embedder import Embedder, check_chips
-from vigil.models.model_files import SFACE, model_path
+from vigil.models.model_files import SFACE
 from vigil.models.onnx_net import OnnxNet, pick_runtime
 from vigil.typing import Embeddings, ImageRGB
 
@@ -56,12 +56,8 @@ class SFaceEmbedder(Embedder):
         Raises:
             ModelLoadError: The file is missing, corrupt or cannot be run.
         """
-        if self._net is not None:
-            return
-        net = OnnxNet(model_path(self.models_dir, SFACE), [_OUTPUT], self.runtime, self.device)
-        net.load()
-        self._net = net
-        logger.info("SFace loaded (%s runtime on %s)", self.runtime, self.device)
+        if self._net is None:
+            self._net = OnnxNet.open(self.models_dir, SFACE, [_OUTPUT], self.runtime, self.device)
 
     def embed(self, chips: ImageRGB) -> Embeddings:
         """Embed a batch of chips.

@@ -24,7 +24,7 @@ import numpy.typing as npt
 from vigil.config.detector import DetectorConfig
 from vigil.models.detector import Detector, FaceDetections, sorted_detections
 from vigil.models.device import resolve_device
-from vigil.models.model_files import YUNET, model_path
+from vigil.models.model_files import YUNET
 from vigil.models.onnx_net import OnnxNet, pick_runtime
 from vigil.typing import ImageRGB
 
@@ -65,12 +65,8 @@ class YunetDetector(Detector):
         Raises:
             ModelLoadError: The file is missing, corrupt or cannot be run.
         """
-        if self._net is not None:
-            return
-        net = OnnxNet(model_path(self.models_dir, YUNET), OUTPUT_NAMES, self.runtime, self.device)
-        net.load()
-        self._net = net
-        logger.info("YuNet loaded (%s runtime on %s)", self.runtime, self.device)
+        if self._net is None:
+            self._net = OnnxNet.open(self.models_dir, YUNET, OUTPUT_NAMES, self.runtime, self.device)
 
     def detect_batch(self, batch: ImageRGB) -> list[FaceDetections]:
         assert self._net is not None
