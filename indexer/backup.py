@@ -27,7 +27,7 @@ from indexer.corrections import Corrections, Feedback
 from indexer.export_format import PersonRecord, export_header, person_record, read_export
 from indexer.gallery import Gallery
 from indexer.history import HistoryItem, queue_entry
-from indexer.records import NewTemplate
+from indexer.records import NewTemplate, Template
 from vigil.errors import GalleryError
 from vigil.files import write_text_atomically
 
@@ -119,6 +119,12 @@ def import_gallery(gallery: Gallery, path: Path) -> BackupSummary:
                 raise GalleryError(f"{path}: identity id {identity.identity_id} is already in the gallery")
             if pipe.hexists(gallery.key("names"), identity.name):
                 raise GalleryError(f"{path}: an identity named {identity.name!r} already exists")
+        try:  # a template of another length than the gallery's would break every search of its model
+            gallery.check_dimensions(
+                pipe, [_new_template(t) for person in restored for t in person.templates]
+            )
+        except GalleryError as exc:
+            raise GalleryError(f"{path}: {exc}; nothing was imported") from None
         pipe.multi()
         for person in restored:
             _queue_person(pipe, gallery, corrections, person)
@@ -160,15 +166,7 @@ def _queue_person(pipe: Pipeline, gallery: Gallery, corrections: Corrections, pe
     identity_id = person.identity.identity_id
     gallery.queue_identity(pipe, person.identity)
     for template in person.templates:
-        new = NewTemplate(
-            template.embedder_version,
-            template.embedding,
-            template.source,
-            template.quality,
-            template.captured_at,
-            template.origin,
-            template.event_id,
-        )
+        new = _new_template(template)
         gallery.queue_template(
             pipe,
             template.template_id,
@@ -186,6 +184,18 @@ def _queue_person(pipe: Pipeline, gallery: Gallery, corrections: Corrections, pe
         queue_entry(pipe, gallery.history_key(identity_id), entry)
     if person.aging_opted_in:
         queue_opt_in(pipe, gallery, identity_id)
+
+
+def _new_template(template: Template) -> NewTemplate:
+    return NewTemplate(
+        template.embedder_version,
+        template.embedding,
+        template.source,
+        template.quality,
+        template.captured_at,
+        template.origin,
+        template.event_id,
+    )
 
 
 def _item_ids(person: PersonRecord, item: HistoryItem) -> list[int]:

@@ -36,9 +36,10 @@ import numpy as np
 import numpy.typing as npt
 from redis.client import Pipeline
 
+from indexer.deletions import Deletions
 from indexer.gallery import Gallery
 from indexer.history import HistoryEntry, history_entry, queue_entry
-from indexer.records import NewTemplate, blob, now
+from indexer.records import NewTemplate, blob, check_embedding, now
 from vigil.errors import GalleryError
 from vigil.streams import text
 from vigil.typing import Embedding, Embeddings
@@ -124,7 +125,7 @@ class Corrections:
         Raises:
             GalleryError: Unknown identity, or the embedding is not a finite ``(D,)`` vector.
         """
-        vector = _checked(embedding)
+        vector = check_embedding(embedder_version, _checked(embedding), "a negative")
         gallery = self.gallery
         (negative_id,) = self.allocate_negative_ids(1)
         negative = Negative(negative_id, identity_id, embedder_version, vector, event_id, now())
@@ -222,7 +223,7 @@ class Corrections:
                 pipe.execute()
 
         gallery.call(write)
-        logger.info("feedback on event %s: %s %s", event_id, verdict, name)
+        logger.info("feedback on event %s: %s identity %s", event_id, verdict, identity_id)
         return feedback
 
     def feedback(self) -> list[Feedback]:
@@ -246,23 +247,39 @@ class Corrections:
         gallery = self.gallery
 
         def work(pipe: Pipeline) -> tuple[int, int]:
-            negative_ids = [int(raw) for raw in pipe.smembers(self._negatives_of_key(identity_id))]
-            versions = [pipe.hget(self._negative_key(n), "embedder_version") for n in negative_ids]
-            feedback_ids = [text(raw) for raw in pipe.smembers(self._feedback_of_key(identity_id))]
+            negatives, feedback, deletions = self.plan_erase(pipe, identity_id)
             pipe.multi()
-            for negative_id, version in zip(negative_ids, versions, strict=True):
-                if version is not None:
-                    pipe.zrem(gallery.key(f"negatives:{text(version)}"), negative_id)
-                pipe.delete(self._negative_key(negative_id))
-            for feedback_id in feedback_ids:
-                pipe.delete(gallery.key(f"feedback:{feedback_id}"))
-                pipe.zrem(gallery.key("feedback"), feedback_id)
-            pipe.delete(self._negatives_of_key(identity_id), self._feedback_of_key(identity_id))
-            return len(negative_ids), len(feedback_ids)
+            deletions.queue(pipe)
+            return negatives, feedback
 
-        return gallery.transaction(
-            work, self._negatives_of_key(identity_id), self._feedback_of_key(identity_id)
+        return gallery.transaction(work, *self.identity_keys(identity_id))
+
+    def plan_erase(self, pipe: Pipeline, identity_id: str) -> tuple[int, int, Deletions]:
+        """Read (under WATCH of :meth:`identity_keys`) what erasing an identity's corrections deletes.
+
+        Returns:
+            How many negatives and feedback records it has, and their deletions.
+        """
+        gallery = self.gallery
+        negative_ids = [int(raw) for raw in pipe.smembers(self._negatives_of_key(identity_id))]
+        versions = [pipe.hget(self._negative_key(n), "embedder_version") for n in negative_ids]
+        feedback_ids = [text(raw) for raw in pipe.smembers(self._feedback_of_key(identity_id))]
+        deletions = Deletions(
+            keys=[self._negative_key(n) for n in negative_ids]
+            + [gallery.key(f"feedback:{feedback_id}") for feedback_id in feedback_ids]
+            + [self._negatives_of_key(identity_id), self._feedback_of_key(identity_id)],
+            zset_members=[
+                (gallery.key(f"negatives:{text(version)}"), [cast(str | int, negative_id)])
+                for negative_id, version in zip(negative_ids, versions, strict=True)
+                if version is not None
+            ]
+            + [(gallery.key("feedback"), list(feedback_ids))],
         )
+        return len(negative_ids), len(feedback_ids), deletions
+
+    def identity_keys(self, identity_id: str) -> tuple[str, str]:
+        """The keys to WATCH while an identity's corrections are planned for erasure and erased."""
+        return self._negatives_of_key(identity_id), self._feedback_of_key(identity_id)
 
     def allocate_negative_ids(self, count: int) -> list[int]:
         """Reserve ``count`` negative ids (outside any transaction: an aborted call leaves a gap)."""

@@ -119,7 +119,13 @@ def enroll_person(
     if sources is not None:
         for (path, _, _), template_id in zip(accepted, template_ids, strict=True):
             sources.keep(identity.identity_id, template_id, path)
-    logger.info("enrolled %s: %d photos accepted, %d rejected", name, len(accepted), len(rejected))
+    # The id, not the name: logs outlive a person's erasure.
+    logger.info(
+        "enrolled identity %s: %d photos accepted, %d rejected",
+        identity.identity_id,
+        len(accepted),
+        len(rejected),
+    )
     return EnrolmentReport(identity, [path for path, _, _ in accepted], rejected, warnings)
 
 

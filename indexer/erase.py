@@ -4,28 +4,79 @@ The gallery in Redis is the system of record: search indexes in every process fo
 version counter and drop the person on their next query. Beside it are stores about the
 person: hard negatives and feedback (``indexer.corrections``), unknown clusters enrolled
 as them (``indexer.unknowns``; with whatever an interrupted enrolment left of their tracks,
-face images included), their aging opt-in (``indexer.aging``), and kept
-enrolment photos on disk. Their history and templates go with the identity itself.
+face images included), their aging opt-in (``indexer.aging``), their history and templates,
+the service's streams (``StreamKeys``: events naming them, workers' results holding their
+face's embedding) and keys named after them (the tracker's cooldowns), and kept enrolment
+photos on disk.
+
+The person's keys, and the version bump that makes searchers reload, go in one script
+(``indexer.deletions``) whose first writes are deletions: a full Redis (``maxmemory``),
+which refuses every MULTI/EXEC, runs it, and deleting is what frees it. Each stream is
+rewritten without the entries about them by a script of its own, streams first, so that a
+crash in between leaves the person enrolled and running the erasure again finishes it.
+Then Redis's files are rewritten (``rewrite_persistence``: BGREWRITEAOF, BGSAVE, waited
+for), so the erased embeddings are gone from its disk too, not only from its memory.
+
+Logs name identity ids, never names: a log file outlives the erasure.
 """
 
 from __future__ import annotations
 
+import json
 import logging
-import math
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
+from typing import cast
 
-from indexer.aging import forget_opt_in
+import redis
+
+from indexer.aging import OPTED_IN_KEY
 from indexer.corrections import Corrections
-from indexer.gallery import Gallery
+from indexer.deletions import Deletions, purge_stream
+from indexer.gallery import MAX_TRANSACTION_ATTEMPTS, Gallery
 from indexer.sources import SourceStore
 from indexer.unknowns import UnknownStore
+from vigil.config import Settings
+from vigil.errors import GalleryError
+from vigil.streams import redis_errors
 
 logger = logging.getLogger(__name__)
+
+# A rewrite of a large AOF can take minutes on a slow disk; past this, erasure reports failure.
+PERSISTENCE_TIMEOUT_S = 600.0
+_POLL_S = 0.05
+_SCAN_BATCH = 1000
+
+
+@dataclass(frozen=True)
+class StreamKeys:
+    """The service's streams that may name a person (``streamer.events.stream`` and
+    ``streamer.bus.faces_stream``); their keys are the settings', not the gallery namespace's."""
+
+    events: str
+    faces: str
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> StreamKeys:
+        return cls(settings.streamer.events.stream, settings.streamer.bus.faces_stream)
 
 
 @dataclass(frozen=True)
 class Erasure:
-    """What erasing a person removed."""
+    """What erasing a person removed.
+
+    Attributes:
+        name: Their name (for the CLI to confirm; never logged).
+        templates: Templates, every embedder version.
+        photos: Kept enrolment photos.
+        negatives: Hard negatives.
+        feedback: Feedback records about them.
+        clusters: Unknown clusters enrolled as them.
+        events: Events naming them.
+        results: Workers' results holding a face taken for them.
+        keys: Other keys named after them (cooldowns).
+        rewritten: Redis files rewritten without them (``aof``, ``rdb``).
+    """
 
     name: str
     templates: int
@@ -33,26 +84,202 @@ class Erasure:
     negatives: int = 0
     feedback: int = 0
     clusters: int = 0
+    events: int = 0
+    results: int = 0
+    keys: int = 0
+    rewritten: tuple[str, ...] = ()
 
 
-def erase_person(gallery: Gallery, sources: SourceStore, identity_id: str) -> Erasure:
-    """Remove a person, their templates, history, negatives, feedback, clusters and kept photos.
+def erase_person(
+    gallery: Gallery,
+    sources: SourceStore,
+    identity_id: str,
+    streams: StreamKeys | None = None,
+    *,
+    rewrite_files: bool = True,
+) -> Erasure:
+    """Remove a person and everything kept about them (see the module docstring).
+
+    Args:
+        gallery: The gallery (its client reaches the streams too).
+        sources: Kept enrolment photos.
+        identity_id: Who.
+        streams: The service's streams to purge; None leaves streams alone (a gallery without
+            a service).
+        rewrite_files: Rewrite Redis's AOF and snapshot afterwards and wait for them.
 
     Raises:
-        GalleryError: Unknown identity (nothing is removed then).
+        GalleryError: Unknown identity (nothing is removed then), or Redis's files could not
+            be rewritten (the person is erased from Redis then, the message says what is left).
     """
+    client = gallery.client
     name = gallery.get_identity(identity_id).name
-    # The stores about the person go first: a crash in between leaves the person enrolled,
-    # so running the erasure again finishes it (the other way round would orphan them).
-    negatives, feedback = Corrections(gallery).erase(identity_id)
-    clusters = UnknownStore(gallery, retention_s=math.inf).erase(identity_id)  # retention: writes only
-    forget_opt_in(gallery, identity_id)
-    templates = gallery.delete_identity(identity_id)
-    # After the gallery, so a crash in between never leaves a searchable person; the
-    # orphaned photos it can leave are swept by `vigil gallery reembed`.
+    mentions = _mentions(identity_id, name)
+    # Streams first: a crash before the person's own keys go leaves them enrolled, and
+    # running the erasure again finishes it (the other way round, nobody could name them).
+    events, results = _purge_streams(gallery, streams, mentions)
+    for _ in range(MAX_TRANSACTION_ATTEMPTS):
+        plan = _plan(gallery, identity_id)
+        if plan.deletions is None:
+            raise GalleryError(f"unknown identity id {identity_id!r}")
+        if _apply(gallery, plan.deletions, plan.version):
+            break
+    else:
+        raise GalleryError(f"the gallery changed {MAX_TRANSACTION_ATTEMPTS} times while erasing; retry later")
+    # Entries published while this ran (a running service may have named them meanwhile).
+    late_events, late_results = _purge_streams(gallery, streams, mentions)
     photos = sources.erase(identity_id)
-    logger.info(
-        "erased %s: %d templates, %d negatives, %d feedback, %d clusters, %d kept photos",
-        name, templates, negatives, feedback, clusters, photos,
+    rewritten = rewrite_persistence(client) if rewrite_files else ()
+    erasure = Erasure(
+        name, plan.templates, photos, plan.negatives, plan.feedback, plan.clusters,
+        events + late_events, results + late_results, len(plan.named_keys), rewritten,
     )  # fmt: skip
-    return Erasure(name, templates, photos, negatives, feedback, clusters)
+    logger.info(
+        "erased identity %s: %d templates, %d negatives, %d feedback, %d clusters, %d kept photos, "
+        "%d events, %d results, %d keys; rewrote %s",
+        identity_id, erasure.templates, erasure.negatives, erasure.feedback, erasure.clusters, erasure.photos,
+        erasure.events, erasure.results, erasure.keys, ", ".join(rewritten) or "no files",
+    )  # fmt: skip
+    return erasure
+
+
+def rewrite_persistence(client: redis.Redis, timeout_s: float = PERSISTENCE_TIMEOUT_S) -> tuple[str, ...]:
+    """Rewrite Redis's append-only file and snapshot from memory, and wait for both.
+
+    Deleted keys stay in the AOF (as the commands that wrote them) and in the last snapshot
+    until these are rewritten. A rewrite already running may have started before the
+    deletion, so it is waited for and one more is started.
+
+    Returns:
+        What was rewritten: ``aof`` when append-only persistence is on, ``rdb`` when snapshots
+        are (``save`` points set, or CONFIG unavailable to tell).
+
+    Raises:
+        GalleryError: Redis refused or failed a rewrite, or it took over ``timeout_s``.
+    """
+    deadline = time.monotonic() + timeout_s
+    rewritten: list[str] = []
+    try:
+        with redis_errors():
+            if client.info("persistence").get("aof_enabled"):
+                _background(client, "aof", deadline)
+                rewritten.append("aof")
+            if _snapshots_on(client):
+                _background(client, "rdb", deadline)
+                rewritten.append("rdb")
+    except redis.ResponseError as exc:
+        raise GalleryError(
+            f"the person is erased from Redis, but Redis could not rewrite its files ({exc}); their "
+            "embeddings stay on its disk until BGREWRITEAOF and BGSAVE succeed: run them"
+        ) from exc
+    return tuple(rewritten)
+
+
+# -- private ----------------------------------------------------------------------------------
+
+
+def _background(client: redis.Redis, kind: str, deadline: float) -> None:
+    """Run one AOF rewrite (``aof``) or snapshot (``rdb``) that starts after now, to its end."""
+    _wait_idle(client, deadline)  # one already running may predate the deletion
+    while True:
+        try:
+            if kind == "aof":
+                client.bgrewriteaof()
+            else:
+                client.bgsave()
+            break
+        except redis.ResponseError as exc:
+            if "in progress" not in str(exc):  # another process's, just started: wait, then ours
+                raise
+            _wait_idle(client, deadline)
+    _wait_idle(client, deadline)
+    info = client.info("persistence")
+    status = info.get("aof_last_bgrewrite_status" if kind == "aof" else "rdb_last_bgsave_status")
+    if status != "ok":
+        raise redis.ResponseError(
+            f"the last {'AOF rewrite' if kind == 'aof' else 'snapshot'} failed ({status})"
+        )
+
+
+def _wait_idle(client: redis.Redis, deadline: float) -> None:
+    while True:
+        info = client.info("persistence")
+        busy = info.get("aof_rewrite_in_progress") or info.get("aof_rewrite_scheduled")
+        if not (busy or info.get("rdb_bgsave_in_progress")):
+            return
+        if time.monotonic() > deadline:
+            raise redis.ResponseError("a rewrite of Redis's files did not finish in time")
+        time.sleep(_POLL_S)
+
+
+def _snapshots_on(client: redis.Redis) -> bool:
+    try:
+        save = cast(dict[str, str], client.config_get("save")).get("save", "")
+    except redis.ResponseError:  # CONFIG renamed or forbidden (managed Redis): assume snapshots
+        return True
+    return bool(str(save).strip())
+
+
+@dataclass
+class _Plan:
+    """What erasing a person deletes, read at gallery version ``version``."""
+
+    version: bytes | None
+    deletions: Deletions | None  # None: no such identity
+    templates: int = 0
+    negatives: int = 0
+    feedback: int = 0
+    clusters: int = 0
+    named_keys: list[str] = field(default_factory=list)
+
+
+def _plan(gallery: Gallery, identity_id: str) -> _Plan:
+    """Read every store's deletions for the person (the script refuses them if the version moved)."""
+    client = gallery.client
+
+    def read() -> _Plan:
+        with client.pipeline(transaction=True) as pipe:
+            pipe.watch(gallery.version_key)  # type: ignore[no-untyped-call]  # immediate mode, for reads
+            version = cast(bytes | None, pipe.get(gallery.version_key))
+            try:
+                _, templates, deletions = gallery.plan_identity_deletion(pipe, identity_id)
+            except GalleryError:
+                return _Plan(version, None)
+            negatives, feedback, correction_deletions = Corrections(gallery).plan_erase(pipe, identity_id)
+            pipe.reset()
+        # retention: erasure only deletes
+        clusters, cluster_deletions = UnknownStore(gallery, retention_s=0.0).plan_erase(identity_id)
+        named = [key.decode() for key in client.scan_iter(match=f"*{identity_id}*", count=_SCAN_BATCH)]
+        deletions.extend(correction_deletions).extend(cluster_deletions)
+        deletions.set_members.append((gallery.key(OPTED_IN_KEY), [identity_id]))
+        deletions.keys += named
+        return _Plan(version, deletions, templates, negatives, feedback, clusters, named)
+
+    return gallery.call(read)
+
+
+def _mentions(identity_id: str, name: str) -> list[str]:
+    """What marks a stream entry as about the person: their id anywhere (also as a runner-up
+    candidate), or their name as a JSON ``name`` field (events: compact, UTF-8; results:
+    ``json.dumps``, ASCII-escaped)."""
+    names = dict.fromkeys([json.dumps(name), json.dumps(name, ensure_ascii=False)])
+    return [identity_id] + [f'"name":{separator}{quoted}' for quoted in names for separator in ("", " ")]
+
+
+def _purge_streams(gallery: Gallery, streams: StreamKeys | None, mentions: list[str]) -> tuple[int, int]:
+    """Events and results about the person, removed from the streams; how many of each."""
+    if streams is None:
+        return 0, 0
+    events = gallery.call(lambda: purge_stream(gallery.client, streams.events, mentions))
+    results = gallery.call(lambda: purge_stream(gallery.client, streams.faces, mentions))
+    return events, results
+
+
+def _apply(gallery: Gallery, deletions: Deletions, planned_version: bytes | None) -> bool:
+    """Run the planned deletions and bump the version; False when the gallery moved since the plan."""
+    return (
+        gallery.call(
+            lambda: deletions.run(gallery.client, gallery.version_key, planned_version, gallery.channel)
+        )
+        is not None
+    )

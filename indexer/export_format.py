@@ -32,6 +32,7 @@ from indexer.records import (
     NewTemplate,
     Template,
     TemplateOrigin,
+    check_embedding,
     check_metadata,
     check_name,
     check_template,
@@ -175,9 +176,11 @@ def read_export(path: Path) -> list[PersonRecord]:
     seen_ids: set[str] = set()
     seen_names: set[str] = set()
     seen_feedback: set[str] = set()
+    dims: dict[str, tuple[int, int]] = {}  # embedder version → (dimension, line it was first seen on)
     for line_number, line in enumerate(lines[1:], start=2):
         try:
             person = _parse_person(json.loads(line), version)
+            _check_dimensions(person, line_number, dims)
         except (
             json.JSONDecodeError,
             KeyError,
@@ -245,6 +248,23 @@ def _parse_person(record: Any, version: int) -> PersonRecord:
     return PersonRecord(identity, templates, negatives, feedback, history, opted_in)
 
 
+def _check_dimensions(person: PersonRecord, line_number: int, dims: dict[str, tuple[int, int]]) -> None:
+    """Every embedding of one model in the file has one length (else a search of it would fail)."""
+    embeddings = [
+        *(("template", t.embedder_version, t.embedding) for t in person.templates),
+        *(("negative", n.embedder_version, n.embedding) for n in person.negatives),
+        *(("feedback record", f.embedder_version, f.embedding) for f in person.feedback),
+    ]
+    for what, version, embedding in embeddings:
+        dim = int(embedding.shape[0])
+        first_dim, first_line = dims.setdefault(version, (dim, line_number))
+        if dim != first_dim:
+            raise ValueError(
+                f"a {what} embedding has dimension {dim}, but {version} embeddings on line {first_line} "
+                f"have {first_dim} values"
+            )
+
+
 def _section(
     record: dict[str, Any], section: str, what: str, parse: Callable[[dict[str, Any], int], _T]
 ) -> list[_T]:
@@ -301,11 +321,12 @@ def _template(item: dict[str, Any], identity_id: str, version: int, position: in
 
 
 def _negative(item: dict[str, Any], identity_id: str) -> Negative:
+    version = _embedder_version(item["embedder_version"])
     return Negative(
         negative_id=_item_id(item["negative_id"]),
         identity_id=identity_id,
-        embedder_version=_embedder_version(item["embedder_version"]),
-        embedding=_decode(item),
+        embedder_version=version,
+        embedding=check_embedding(version, _decode(item)),
         event_id=_optional_text(item["event_id"], "event_id"),
         created_at=_timestamp(item["created_at"], "created_at"),
     )
@@ -317,14 +338,15 @@ def _feedback(item: dict[str, Any], identity_id: str) -> Feedback:
         raise ValueError(f"bad feedback id {feedback_id!r}")
     name = item["name"]
     check_name(name)
+    version = _embedder_version(item["embedder_version"])
     return Feedback(
         feedback_id=feedback_id,
         event_id=_text(item["event_id"], "event_id"),
         verdict=_choice(item["verdict"], get_args(Verdict), "verdict"),
         identity_id=identity_id,
         name=name,
-        embedder_version=_embedder_version(item["embedder_version"]),
-        embedding=_decode(item),
+        embedder_version=version,
+        embedding=check_embedding(version, _decode(item)),
         created_at=_timestamp(item["created_at"], "created_at"),
         item_id=_item_id(item["item_id"]),
     )

@@ -37,6 +37,7 @@ import redis
 from redis.client import Pipeline
 
 from indexer import records
+from indexer.deletions import Deletions
 from indexer.history import HistoryEntry, history_entry, parse_entries, queue_entry
 from indexer.records import (
     Identity,
@@ -46,6 +47,7 @@ from indexer.records import (
     check_metadata,
     check_name,
     check_template,
+    expected_space,
     identity_from_hash,
     template_from_hash,
 )
@@ -132,13 +134,15 @@ class Gallery:
         def work(pipe: Pipeline) -> None:
             if pipe.hexists(self.key("names"), name):
                 raise GalleryError(f"an identity named {name!r} already exists; pick another name")
+            self.check_dimensions(pipe, [template for template, _ in rows])
             pipe.multi()
             self.queue_identity(pipe, identity)
             for template_id, (template, embedding) in zip(template_ids, rows, strict=True):
                 self.queue_template(pipe, template_id, identity.identity_id, template, embedding, now)
 
         self.transaction(work, self.key("names"))
-        logger.info("enrolled identity %s (%r) with %d templates", identity.identity_id, name, len(rows))
+        # Logs name ids, never names: a log file outlives the person's erasure.
+        logger.info("enrolled identity %s with %d templates", identity.identity_id, len(rows))
         return identity, template_ids
 
     def add_templates(self, identity_id: str, templates: Sequence[NewTemplate]) -> list[int]:
@@ -160,6 +164,7 @@ class Gallery:
         def work(pipe: Pipeline) -> None:
             if not pipe.exists(self.identity_key(identity_id)):
                 raise GalleryError(f"unknown identity id {identity_id!r}")
+            self.check_dimensions(pipe, [template for template, _ in rows])
             pipe.multi()
             for template_id, (template, embedding) in zip(template_ids, rows, strict=True):
                 self.queue_template(pipe, template_id, identity_id, template, embedding, now)
@@ -192,7 +197,7 @@ class Gallery:
             return renamed
 
         renamed = self.transaction(work, self.identity_key(identity_id), self.key("names"))
-        logger.info("renamed identity %s to %r", identity_id, new_name)
+        logger.info("renamed identity %s", identity_id)
         return renamed
 
     def delete_identity(self, identity_id: str) -> int:
@@ -206,28 +211,55 @@ class Gallery:
         """
 
         def work(pipe: Pipeline) -> int:
-            identity = self._read_identity(pipe, identity_id)
-            template_ids = sorted(int(raw) for raw in pipe.smembers(self._templates_of_key(identity_id)))
-            versions = [
-                pipe.hget(self._template_key(template_id), "embedder_version") for template_id in template_ids
-            ]
+            _, removed, deletions = self.plan_identity_deletion(pipe, identity_id)
             pipe.multi()
-            for template_id, version in zip(template_ids, versions, strict=True):
-                if version is not None:
-                    pipe.zrem(self._version_key(text(version)), template_id)
-                pipe.delete(self._template_key(template_id))
-            pipe.delete(
+            deletions.queue(pipe)
+            return removed
+
+        removed = self.transaction(work, *self.identity_keys(identity_id))
+        logger.info("deleted identity %s and %d templates", identity_id, removed)
+        return removed
+
+    def plan_identity_deletion(self, pipe: Pipeline, identity_id: str) -> tuple[Identity, int, Deletions]:
+        """Read (under WATCH of :meth:`identity_keys`) what deleting an identity deletes.
+
+        Returns:
+            The identity, how many templates it has, and the deletions (its hash, name,
+            templates in every embedder version, history), to queue after ``multi()``.
+
+        Raises:
+            GalleryError: Unknown identity.
+        """
+        identity = self._read_identity(pipe, identity_id)
+        template_ids = sorted(int(raw) for raw in pipe.smembers(self._templates_of_key(identity_id)))
+        versions = [
+            pipe.hget(self._template_key(template_id), "embedder_version") for template_id in template_ids
+        ]
+        deletions = Deletions(
+            keys=[self._template_key(t) for t in template_ids]
+            + [
                 self._templates_of_key(identity_id),
                 self.identity_key(identity_id),
                 self.history_key(identity_id),
-            )
-            pipe.hdel(self.key("names"), identity.name)
-            pipe.srem(self.key("identities"), identity_id)
-            return len(template_ids)
+            ],
+            set_members=[(self.key("identities"), [identity_id])],
+            hash_fields=[(self.key("names"), [identity.name])],
+            zset_members=[
+                (self._version_key(text(version)), [template_id])
+                for template_id, version in zip(template_ids, versions, strict=True)
+                if version is not None
+            ],
+        )
+        return identity, len(template_ids), deletions
 
-        removed = self.transaction(work, self.identity_key(identity_id), self._templates_of_key(identity_id))
-        logger.info("deleted identity %s and %d templates", identity_id, removed)
-        return removed
+    def identity_keys(self, identity_id: str) -> tuple[str, str]:
+        """The keys to WATCH while an identity's deletion is planned and run."""
+        return self.identity_key(identity_id), self._templates_of_key(identity_id)
+
+    @property
+    def version_key(self) -> str:
+        """The key of the version counter (every change bumps it; searchers compare it)."""
+        return self.key("gallery:version")
 
     def remove_template(self, identity_id: str, template_id: int, entry: HistoryEntry) -> Template:
         """Remove one template of an identity, recording ``entry`` (a ``removed`` entry) in its history.
@@ -348,7 +380,7 @@ class Gallery:
             ``(N, D)`` float32 embeddings. With no templates: empty arrays, ``(0, 0)``.
 
         Raises:
-            GalleryError: The version's templates do not all have one dimension (corrupt store).
+            Templates of another length than the model's (a corrupt store) are left out and logged.
         """
 
         def work(pipe: Pipeline) -> list[int]:
@@ -372,11 +404,21 @@ class Gallery:
             vectors.append(np.frombuffer(blob, dtype=np.float32))
         if not vectors:
             return np.zeros(0, np.int64), [], np.zeros((0, 0), np.float32)
-        if len({vector.shape[0] for vector in vectors}) != 1:
-            raise GalleryError(
-                f"templates of embedder version {embedder_version!r} have mixed dimensions; "
-                "the gallery is corrupt, re-import it from an export"
-            )
+        dims = [vector.shape[0] for vector in vectors]
+        if len(set(dims)) != 1:
+            # One corrupt template must not take every search down: keep the model's own length
+            # (else the most common one) and leave the others out, loudly.
+            expected = expected_space(embedder_version).dim or max(set(dims), key=dims.count)
+            odd = [template_id for template_id, dim in zip(kept_ids, dims, strict=True) if dim != expected]
+            logger.error(
+                "templates %s of %s are not %d-d like the others; left out of searches (corrupt gallery: "
+                "remove them with `vigil people history NAME --undo`, or re-import an export)",
+                odd, embedder_version, expected,
+            )  # fmt: skip
+            keep = [dim == expected for dim in dims]
+            kept_ids = [template_id for template_id, kept in zip(kept_ids, keep, strict=True) if kept]
+            owners = [owner for owner, kept in zip(owners, keep, strict=True) if kept]
+            vectors = [vector for vector, kept in zip(vectors, keep, strict=True) if kept]
         return np.asarray(kept_ids, np.int64), owners, np.stack(vectors).astype(np.float32, copy=False)
 
     def templates_by_space(self) -> TemplateSpaces:
@@ -501,6 +543,24 @@ class Gallery:
             entry = history_entry("added", "template", template_id, template.origin, template.event_id)
             queue_entry(pipe, self.history_key(identity_id), entry)
 
+    def check_dimensions(self, pipe: Pipeline, templates: Sequence[NewTemplate]) -> None:
+        """Refuse templates whose length differs from the gallery's templates of the same model.
+
+        Call it in a :meth:`transaction`'s ``work`` before ``multi()``: the version key it
+        watches makes the check and the writes one atomic step.
+
+        Raises:
+            GalleryError: A template of some embedder version has another dimension than
+                that version's stored templates.
+        """
+        for version, dim in _dimensions(templates).items():
+            stored = self._stored_dim(pipe, version)
+            if stored is not None and stored != dim:
+                raise GalleryError(
+                    f"a template embedding has dimension {dim}, but the gallery's {version} templates have "
+                    f"{stored} values; it is not from the same model"
+                )
+
     def transaction(self, work: Callable[[Pipeline], _T], *watched: str) -> _T:
         """Run ``work`` under WATCH (it reads, calls ``multi()`` and queues writes), then
         bump the version and publish it in the same MULTI/EXEC; retry on a conflict.
@@ -555,6 +615,14 @@ class Gallery:
     def _version_key(self, embedder_version: str) -> str:
         return self.key(f"templates:{embedder_version}")
 
+    def _stored_dim(self, pipe: Pipeline, embedder_version: str) -> int | None:
+        """The dimension of the stored templates of a version (None without any)."""
+        first = cast(list[bytes], pipe.zrange(self._version_key(embedder_version), 0, 0))
+        if not first:
+            return None
+        raw = pipe.hget(self._template_key(int(first[0])), "dim")
+        return None if raw is None else int(raw)
+
     def _read_identity(self, pipe: Pipeline, identity_id: str) -> Identity:
         raw = pipe.hgetall(self.identity_key(identity_id))
         if not raw:
@@ -575,8 +643,47 @@ class Gallery:
                         return first, list(pipe.execute())
                     except redis.WatchError:
                         continue
+                    except redis.exceptions.OutOfMemoryError:
+                        # A full Redis refuses MULTI even around reads: searches must go on.
+                        return self._read_without_multi(work)
                     finally:
                         pipe.reset()
             raise GalleryError(f"gallery {self._namespace!r} changes too fast to read consistently; retry")
 
         return self.call(attempt)
+
+    def _read_without_multi(self, work: Callable[[Pipeline], Any]) -> tuple[Any, list[Any]]:
+        """:meth:`_read_transaction` for a full Redis: the queued reads run as a plain pipeline,
+        and the version read before and after proves that no change came in between."""
+        version_key = self.key("gallery:version")
+        for _ in range(MAX_TRANSACTION_ATTEMPTS):
+            with self._client.pipeline(transaction=True) as pipe:
+                pipe.watch(version_key)  # type: ignore[no-untyped-call]  # immediate mode, for work's reads
+                before = pipe.get(version_key)
+                first = work(pipe)
+                queued = list(pipe.command_stack)
+                pipe.reset()
+            with self._client.pipeline(transaction=False) as plain:
+                for arguments, options in queued:
+                    plain.execute_command(*arguments, **options)  # type: ignore[no-untyped-call]
+                values = list(plain.execute())
+            if self._client.get(version_key) == before:
+                return first, values
+        raise GalleryError(f"gallery {self._namespace!r} changes too fast to read consistently; retry")
+
+
+def _dimensions(templates: Sequence[NewTemplate]) -> dict[str, int]:
+    """Each embedder version's template length.
+
+    Raises:
+        GalleryError: Templates of one version with different lengths.
+    """
+    dims: dict[str, int] = {}
+    for template in templates:
+        dim = int(np.asarray(template.embedding).shape[0])
+        if dims.setdefault(template.embedder_version, dim) != dim:
+            raise GalleryError(
+                f"a template embedding has dimension {dim}, but another {template.embedder_version} "
+                f"template has {dims[template.embedder_version]} values; they cannot be from one model"
+            )
+    return dims

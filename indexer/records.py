@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -20,6 +21,49 @@ TemplateOrigin: TypeAlias = Literal["enrol", "aging", "feedback", "unknowns"]
 """How a template came into the gallery: enrolment (also import and re-embedding), template
 aging from the stream, a ``vigil feedback --is`` correction, or an enrolled unknown cluster."""
 _ORIGINS: dict[str, TemplateOrigin] = {origin: origin for origin in get_args(TemplateOrigin)}
+
+# Longer than any real name (the longest in LFW has 35 characters), short enough for one line.
+MAX_NAME_CHARS = 200
+# Unicode categories refused in names: control (Cc: newline, tab, ESC), format (Cf: direction
+# overrides, invisible characters), line and paragraph separators (Zl, Zp), unassigned (Cn),
+# surrogates (Cs) and private use (Co). The zero-width (non-)joiners are format characters that
+# Persian and Indic names need, so they are allowed.
+_FORBIDDEN_CATEGORIES = frozenset({"Cc", "Cf", "Zl", "Zp", "Cn", "Cs", "Co"})
+_ALLOWED_FORMAT_CHARACTERS = frozenset({"\u200c", "\u200d"})
+
+
+@dataclass(frozen=True)
+class EmbeddingSpace:
+    """What a model's embeddings look like, to refuse records that cannot come from it.
+
+    Attributes:
+        dim: Embedding length; None when the model is not known by name (then only the
+            gallery's own templates of that model tell the length).
+        min_norm: Smallest plausible L2 norm.
+        max_norm: Largest plausible L2 norm.
+    """
+
+    dim: int | None
+    min_norm: float
+    max_norm: float
+
+
+# Any model: a norm below 1e-3 has no reliable direction, one above 1e3 is no face descriptor.
+ANY_SPACE = EmbeddingSpace(None, 1e-3, 1e3)
+# The shipped models (their embedders' ``dim``; tests check the two agree). dlib's descriptor is
+# not normalised: on real faces its norm is 1.37-1.42 with mirror averaging; SFace's raw output
+# is not either (12-14 on real faces), while its mirror average of unit halves is 0.99; FaceNet's
+# (InceptionResnetV1) is exactly 1. The bounds leave wide room around those.
+_DLIB_SPACE = EmbeddingSpace(128, 0.25, 4.0)
+_UNIT_SPACE_128 = EmbeddingSpace(128, 0.25, 4.0)
+_KNOWN_VERSIONS: dict[str, EmbeddingSpace] = {
+    "dlib_resnet_v1": _DLIB_SPACE,
+    "dlib_resnet_v1+flip": _DLIB_SPACE,
+    "sface_2021dec": EmbeddingSpace(128, 1.0, 100.0),
+    "sface_2021dec+flip": _UNIT_SPACE_128,
+}
+# Versions named after a weights digest: dlib's other weights may have another length; FaceNet's not.
+_KNOWN_FAMILIES: dict[str, EmbeddingSpace] = {"facenet_": EmbeddingSpace(512, 0.25, 4.0)}
 
 
 @dataclass(frozen=True)
@@ -140,8 +184,36 @@ def now() -> str:
 
 
 def check_name(name: str) -> None:
+    """The one check of a person's name, for every way one comes in (enrolment, rename,
+    import, feedback records, unknown clusters).
+
+    Names are printed on terminals and in logs, one per line: a control character (newline,
+    ANSI escape) could forge lines, and a format character (right-to-left override) could
+    disguise one name as another.
+
+    Raises:
+        GalleryError: Not text, blank, longer than ``MAX_NAME_CHARS``, or holding a control
+            or format character (the message shows the name escaped).
+    """
     if not isinstance(name, str) or not name.strip():
-        raise GalleryError(f"invalid identity name {name!r}: use a non-empty name")
+        raise GalleryError(f"invalid identity name {_escaped(name)}: use a non-empty name")
+    if len(name) > MAX_NAME_CHARS:
+        raise GalleryError(f"invalid identity name: {len(name)} characters; use at most {MAX_NAME_CHARS}")
+    if any(
+        unicodedata.category(character) in _FORBIDDEN_CATEGORIES
+        and character not in _ALLOWED_FORMAT_CHARACTERS
+        for character in name
+    ):
+        raise GalleryError(
+            f"invalid identity name {_escaped(name)}: control and format characters (newlines, tabs, "
+            "terminal escapes, direction overrides) are not allowed; use letters, digits, spaces and marks"
+        )
+
+
+def _escaped(name: object) -> str:
+    """A rejected name for a one-line message: control characters escaped, long names cut."""
+    shown = ascii(name) if isinstance(name, str) else repr(name)
+    return shown if len(shown) <= 80 else shown[:77] + "..."
 
 
 def check_metadata(metadata: dict[str, str]) -> None:
@@ -155,14 +227,55 @@ def check_template(template: NewTemplate) -> tuple[NewTemplate, Embedding]:
         raise GalleryError(
             f"invalid embedder version {template.embedder_version!r}: use a non-empty name without ':'"
         )
-    embedding = np.asarray(template.embedding, dtype=np.float32)
-    if embedding.ndim != 1 or embedding.shape[0] == 0:
-        raise GalleryError(f"a template embedding must have shape (D,), got {embedding.shape}")
-    if not np.isfinite(embedding).all():
-        raise GalleryError("a template embedding holds NaN or infinity; check the embedder")
+    embedding = check_embedding(template.embedder_version, template.embedding, "a template")
     if not math.isfinite(template.quality):
         raise GalleryError(f"template quality must be finite, got {template.quality}")
     return template, embedding
+
+
+def expected_space(embedder_version: str) -> EmbeddingSpace:
+    """What embeddings of ``embedder_version`` look like (``ANY_SPACE`` for a model Vigil does not know)."""
+    if embedder_version in _KNOWN_VERSIONS:
+        return _KNOWN_VERSIONS[embedder_version]
+    return next(
+        (space for prefix, space in _KNOWN_FAMILIES.items() if embedder_version.startswith(prefix)), ANY_SPACE
+    )
+
+
+def check_embedding(embedder_version: str, embedding: Embedding, what: str = "an embedding") -> Embedding:
+    """An embedding as float32 ``(D,)``, checked against the model its record names.
+
+    A template of the wrong length would make every search of that model fail ("mixed
+    dimensions"), and a zero or absurd vector has no direction to compare: one bad record
+    must be refused where it comes in, not take identification down for everyone.
+
+    Args:
+        embedder_version: The model the record names.
+        embedding: The vector.
+        what: Names the record in messages (``a template``, ``negative 2``).
+
+    Raises:
+        GalleryError: Not 1-D, empty, not finite, of another length than the model's, or of a
+            norm the model does not produce.
+    """
+    vector = np.asarray(embedding, dtype=np.float32)
+    if vector.ndim != 1 or vector.shape[0] == 0:
+        raise GalleryError(f"{what} embedding must have shape (D,), got {vector.shape}")
+    if not np.isfinite(vector).all():
+        raise GalleryError(f"{what} embedding holds NaN or infinity; check the embedder")
+    space = expected_space(embedder_version)
+    if space.dim is not None and vector.shape[0] != space.dim:
+        raise GalleryError(
+            f"{what} embedding has dimension {vector.shape[0]}, but {embedder_version} embeddings have "
+            f"{space.dim} values; the record is corrupt or names the wrong model"
+        )
+    norm = float(np.linalg.norm(vector.astype(np.float64)))
+    if not space.min_norm <= norm <= space.max_norm:
+        raise GalleryError(
+            f"{what} embedding has norm {norm:.3g}, outside the {space.min_norm:g} to {space.max_norm:g} "
+            f"that {embedder_version} produces; the record is corrupt"
+        )
+    return vector
 
 
 def blob(raw: bytes | str) -> bytes:

@@ -88,8 +88,11 @@ def reembed_gallery(
             new = NewTemplate(version, face.embedding, template.source, quality, template.captured_at)
             try:
                 [template_id] = gallery.add_templates(identity.identity_id, [new])
-            except GalleryError:  # the person was deleted meanwhile
-                deleted = True
+            except GalleryError as exc:
+                if _still_enrolled(gallery, identity.identity_id):
+                    report.failed.append((photo, str(exc)))  # e.g. an embedding the gallery refuses
+                    continue
+                deleted = True  # the person was deleted meanwhile
                 break
             sources.keep(identity.identity_id, template_id, photo)
             current_sources.add(template.source)
@@ -100,7 +103,17 @@ def reembed_gallery(
         if on_person_done is not None:
             on_person_done()
     report.orphans_removed = _remove_orphans(gallery, sources)
-    logger.info("re-embedded the gallery for %s: %s", version, report)
+    # Counts only: the report names people, and logs outlive their erasure.
+    logger.info(
+        "re-embedded the gallery for %s: %d added, %d up to date, %d without photo, %d failed, "
+        "%d to re-enrol",
+        version,
+        report.added,
+        report.up_to_date,
+        report.without_photo,
+        len(report.failed),
+        len(report.to_reenrol),
+    )
     return report
 
 
@@ -114,3 +127,11 @@ def _remove_orphans(gallery: Gallery, sources: SourceStore) -> int:
         except GalleryError:
             removed += sources.erase(folder.name)
     return removed
+
+
+def _still_enrolled(gallery: Gallery, identity_id: str) -> bool:
+    try:
+        gallery.get_identity(identity_id)
+    except GalleryError:
+        return False
+    return True

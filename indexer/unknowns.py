@@ -40,6 +40,7 @@ import numpy as np
 from redis.client import Pipeline
 
 from indexer.clustering import cluster_tracks, track_means
+from indexer.deletions import Deletions
 from indexer.gallery import Gallery
 from indexer.records import Identity, NewTemplate, blob, now
 from vigil.errors import GalleryError
@@ -49,6 +50,9 @@ from vigil.typing import Embeddings
 logger = logging.getLogger(__name__)
 
 _CLUSTER_ID = re.compile(r"[0-9]{1,18}")
+# Entry ids are event ids (uuid4 hex). They name files (`vigil unknowns list --images DIR`), so
+# an id read back from Redis that could be a path ('../x', '/etc') is never used.
+_ENTRY_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 # What an entry holds besides its image, read without the image (clustering reads every entry).
 _SIGHTING_FIELDS = (
     "camera", "track_id", "captured_at", "embedder_version", "dim", "embeddings", "qualities", "event_ids",
@@ -127,6 +131,8 @@ class UnknownStore:
         Raises:
             GalleryError: No embeddings, or ``image`` is not a JPEG.
         """
+        if not is_entry_id(sighting.entry_id):
+            raise GalleryError(f"invalid unknown track id {sighting.entry_id!r}: use an event id")
         if sighting.embeddings.ndim != 2 or len(sighting.embeddings) == 0:
             raise GalleryError(f"an unknown track needs (K, D) embeddings, got {sighting.embeddings.shape}")
         if image is not None and not image.startswith(_JPEG_START):
@@ -189,7 +195,10 @@ class UnknownStore:
                 return entry_ids, list(pipe.execute())
 
         entry_ids, hashes = gallery.call(read)
-        found = [_sighting(entry_id, raw) for entry_id, raw in zip(entry_ids, hashes, strict=True)]
+        found = [
+            _sighting(entry_id, raw) if is_entry_id(entry_id) or _refused(entry_id) else None
+            for entry_id, raw in zip(entry_ids, hashes, strict=True)
+        ]
         gone = [entry_id for entry_id, sighting in zip(entry_ids, found, strict=True) if sighting is None]
         if gone:
             gallery.call(lambda: gallery.client.zrem(gallery.key("unknowns"), *gone))
@@ -205,6 +214,7 @@ class UnknownStore:
                     pipe.hget(self._entry_key(entry_id), "image")
                 return list(pipe.execute())
 
+        entry_ids = [entry_id for entry_id in entry_ids if is_entry_id(entry_id) or _refused(entry_id)]
         found = gallery.call(read) if entry_ids else []
         return {entry_id: raw for entry_id, raw in zip(entry_ids, found, strict=True) if raw}
 
@@ -328,11 +338,39 @@ class UnknownStore:
 
     def erase(self, identity_id: str) -> int:
         """Delete the clusters enrolled as this identity, and what is left of their tracks; how many."""
+        clusters, deletions = self.plan_erase(identity_id)
+        gallery = self.gallery
+
+        def work() -> None:
+            with gallery.client.pipeline(transaction=True) as pipe:
+                deletions.queue(pipe)
+                pipe.execute()
+
+        gallery.call(work)
+        return clusters
+
+    def plan_erase(self, identity_id: str) -> tuple[int, Deletions]:
+        """What erasing an identity deletes here: the clusters enrolled as them, and what is left
+        of those clusters' tracks (enrolment consumed them, unless it was interrupted between
+        marking and consuming; images too).
+
+        Returns:
+            How many clusters, and the deletions.
+        """
         doomed = [cluster for cluster in self.clusters() if cluster.enrolled_as == identity_id]
-        # Enrolment consumed the tracks, unless interrupted between marking and consuming (images too).
-        self.consume_entries([entry_id for cluster in doomed for entry_id in cluster.entries])
-        self._delete_clusters([cluster.cluster_id for cluster in doomed])
-        return len(doomed)
+        entry_ids = [entry_id for cluster in doomed for entry_id in cluster.entries if is_entry_id(entry_id)]
+        sightings = [s for s in (self.entry(entry_id) for entry_id in entry_ids) if s is not None]
+        gallery = self.gallery
+        deletions = Deletions(
+            keys=[self._entry_key(entry_id) for entry_id in entry_ids]
+            + [gallery.key(f"unknown:event:{event_id}") for s in sightings for event_id in s.event_ids]
+            + [self._cluster_key(cluster.cluster_id) for cluster in doomed],
+            zset_members=[
+                (gallery.key("unknowns"), list(entry_ids)),
+                (gallery.key("unknown:clusters"), [cluster.cluster_id for cluster in doomed]),
+            ],
+        )
+        return len(doomed), deletions
 
     # -- private --------------------------------------------------------------------------
 
@@ -395,6 +433,17 @@ class UnknownStore:
         gallery.call(work)
 
 
+def is_entry_id(entry_id: str) -> bool:
+    """Whether an unknown track's id is well-formed (safe as a file name)."""
+    return _ENTRY_ID.fullmatch(entry_id) is not None
+
+
+def _refused(entry_id: str) -> bool:
+    """Log a malformed entry id read from Redis (another writer's, or tampering); False: skip it."""
+    logger.warning("skipping unknown track with malformed id %r (not an event id)", entry_id[:80])
+    return False
+
+
 def parse_cluster_id(raw: str) -> int:
     """A cluster number typed by a user.
 
@@ -445,7 +494,9 @@ def enroll_cluster(store: UnknownStore, cluster_id: int, name: str) -> tuple[Ide
         gallery.add_templates(existing.identity_id, templates)
         identity = existing
     store.mark_enrolled(cluster, identity.identity_id)
-    logger.info("unknown cluster %d enrolled as %s (%d templates)", cluster_id, name, len(templates))
+    logger.info(
+        "unknown cluster %d enrolled as %s (%d templates)", cluster_id, identity.identity_id, len(templates)
+    )
     return identity, len(templates)
 
 

@@ -22,6 +22,7 @@ import cv2
 import numpy as np
 
 from indexer.identify import Identification
+from vigil.errors import MalformedEntryError
 from vigil.typing import Embedding, ImageRGB
 
 # A kept unknown face is for a person to recognise by eye, not for matching (the embeddings
@@ -119,25 +120,37 @@ class FrameResult:
             "calibration": self.calibration,
             "embedder_version": self.embedder_version,
             "read_at": None if math.isnan(self.read_at) else self.read_at,
-            "faces": [_face_dict(face) for face in self.faces],
+            "faces": [face_to_dict(face) for face in self.faces],
         }
         return {"result": json.dumps(body)}
 
     @classmethod
-    def from_fields(cls, fields: dict[bytes, bytes]) -> FrameResult:
-        body = json.loads(fields[b"result"])
-        return cls(
-            camera=body["camera"],
-            number=int(body["number"]),
-            captured_at=float(body["captured_at"]),
-            faces=[_face_from_dict(face) for face in body["faces"]],
-            end_of_stream=bool(body["end_of_stream"]),
-            threshold=math.nan if body["threshold"] is None else float(body["threshold"]),
-            margin=math.nan if body["margin"] is None else float(body["margin"]),
-            calibration=body["calibration"],
-            embedder_version=body["embedder_version"],
-            read_at=math.nan if body.get("read_at") is None else float(body["read_at"]),
-        )
+    def from_fields(cls, fields: dict[bytes, bytes] | None) -> FrameResult:
+        """The result a stream entry holds.
+
+        Raises:
+            MalformedEntryError: The entry is not a result (written by hand or by another
+                version), or has no fields (trimmed while it was pending).
+        """
+        if not fields:
+            raise MalformedEntryError("no fields: trimmed from the stream while pending")
+        try:
+            body = json.loads(fields[b"result"])
+            return cls(
+                camera=str(body["camera"]),
+                number=int(body["number"]),
+                captured_at=float(body["captured_at"]),
+                faces=[face_from_dict(face) for face in body["faces"]],
+                end_of_stream=bool(body["end_of_stream"]),
+                threshold=math.nan if body["threshold"] is None else float(body["threshold"]),
+                margin=math.nan if body["margin"] is None else float(body["margin"]),
+                calibration=str(body["calibration"]),
+                embedder_version=str(body["embedder_version"]),
+                read_at=math.nan if body.get("read_at") is None else float(body["read_at"]),
+            )
+        # JSON and base64 errors are ValueErrors; a list where an object belongs, a TypeError.
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise MalformedEntryError(f"not a frame result ({type(exc).__name__}: {exc})") from None
 
 
 def face_crop_jpeg(image: ImageRGB, box_xyxy: Sequence[float]) -> bytes | None:
@@ -168,7 +181,8 @@ def face_crop_jpeg(image: ImageRGB, box_xyxy: Sequence[float]) -> bytes | None:
     return jpeg.tobytes() if ok else None
 
 
-def _face_dict(face: FaceResult) -> dict[str, Any]:
+def face_to_dict(face: FaceResult) -> dict[str, Any]:
+    """A face as JSON-ready values (embedding and crop base64): on the results stream and in tracker state."""
     return {
         "box": face.box,
         "landmarks": face.landmarks,
@@ -183,7 +197,8 @@ def _face_dict(face: FaceResult) -> dict[str, Any]:
     }
 
 
-def _face_from_dict(raw: dict[str, Any]) -> FaceResult:
+def face_from_dict(raw: dict[str, Any]) -> FaceResult:
+    """The face ``face_to_dict`` wrote (raises KeyError, TypeError or ValueError on anything else)."""
     return FaceResult(
         box=[float(v) for v in raw["box"]],
         landmarks=[[float(x), float(y)] for x, y in raw["landmarks"]],

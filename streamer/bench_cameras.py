@@ -101,6 +101,7 @@ class CamerasBenchResult:
         cpu_model: From ``/proc/cpuinfo``.
         cpu_count: Logical CPUs this process may use.
         jpeg_quality: Of the frames on the bus.
+        detector: The detector backend (``detector.backend``).
         min_face_size_px: The detector's smallest face.
         embedder_version: Vigil's embedding space.
     """
@@ -121,6 +122,7 @@ class CamerasBenchResult:
     cpu_model: str
     cpu_count: int
     jpeg_quality: int
+    detector: str
     min_face_size_px: int
     embedder_version: str
 
@@ -157,7 +159,7 @@ class CamerasBenchResult:
             f"{self.ticks} timed batches of {self.cameras} frames (JPEG q{self.jpeg_quality} on the bus)",
             f"- {self.device}{memory}; CPU {self.cpu_model}, {self.cpu_count} logical CPUs, "
             f"torch on {self.torch_threads} threads",
-            f"- {self.embedder_version}, MTCNN min face {self.min_face_size_px} px",
+            f"- {self.embedder_version}, {self.detector} min face {self.min_face_size_px} px",
             "",
             f"**{self.fps:.1f} frames/s** in all ({self.fps / self.cameras:.1f} per camera): "
             f"{self.cameras_at(5):.1f} cameras at 5 analysed fps, {self.cameras_at(10):.1f} at 10; "
@@ -247,6 +249,7 @@ def run_cameras_bench(
         cpu_model=cpu_model(),
         cpu_count=len(os.sched_getaffinity(0)),
         jpeg_quality=bench_settings.streamer.bus.jpeg_quality,
+        detector=pipeline.detector.name,
         min_face_size_px=bench_settings.detector.min_face_size_px,
         embedder_version=pipeline.embedder.version,
     )

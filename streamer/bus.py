@@ -8,8 +8,20 @@ that writes its result (``ack_in``), so a frame is either done or still pending;
 left pending by a dead worker are re-claimed by another (``XAUTOCLAIM``) while fresh, and
 dropped as stale after ``bus.stale_after_s``.
 
+Frames a worker has finished are deleted with their acknowledgement (they are transient),
+so the stream holds only frames waiting for a worker or pending with one. Entries nobody can
+use (malformed, or trimmed while pending with a worker that died) are poison: counted in
+``vigil_bus_poison_entries_total``, logged once, acknowledged and skipped, never retried.
+
+Files read as fast as possible (``realtime: false``) have flow control instead of trimming:
+their reader waits for room (``wait_for_room``) while half the bus is taken, so no frame of
+a batch job is dropped. ``backlog`` counts from the consumer group's counters (``XINFO
+GROUPS``: lag and pending, or on Redis 6.2 the stream's length less the pending), never by
+reading the frames.
+
 A reader that reaches the end of a file sends an end-of-stream marker carrying the
-number of frames it sent, so the tracker can close that camera's tracks.
+number of frames it sent, so the tracker can close that camera's tracks; it makes sure a
+worker took it (``end_delivered``) and sends it again if it was trimmed first.
 """
 
 from __future__ import annotations
@@ -26,11 +38,19 @@ import numpy as np
 import redis
 from redis.client import Pipeline
 
+from streamer import metrics
 from vigil.config.streamer import BusConfig
-from vigil.streams import StreamEntry, StreamResponse, ensure_group, redis_errors, text
+from vigil.stop import StopFlag, pause
+from vigil.streams import StreamEntry, StreamResponse, ensure_group, redis_errors, stream_id_key, text
 from vigil.typing import ImageRGB
 
 logger = logging.getLogger(__name__)
+
+# Flow control keeps a batch job's backlog under this share of ``bus.max_frames``: the rest is
+# headroom for several readers that see room at once and for live cameras on the same bus.
+FLOW_CONTROL_SHARE = 0.5
+# How often a reader waiting for room looks again: a worker batch takes tens of milliseconds.
+_ROOM_POLL_S = 0.02
 
 
 @dataclass(frozen=True)
@@ -111,7 +131,10 @@ class FrameBus:
         return self._decode_all([entry for _, entries in response or [] for entry in entries])
 
     def reclaim(self, consumer: str, count: int) -> tuple[list[BusFrame], list[BusFrame]]:
-        """Take over frames a dead worker left pending: ``(fresh, stale)``; the stale are ACKed, dropped."""
+        """Take over frames a dead worker left pending: ``(fresh, stale)``; the stale are ACKed, dropped.
+
+        Frames trimmed from the bus while pending are released (acknowledged) and counted as poison.
+        """
         with redis_errors():
             claimed = self._client.xautoclaim(
                 self.config.stream,
@@ -122,30 +145,61 @@ class FrameBus:
                 count=count,
             )
         entries = cast(list[StreamEntry], claimed[1])
-        frames = self._decode_all([(entry_id, fields) for entry_id, fields in entries if fields])
+        present = [(entry_id, fields) for entry_id, fields in entries if entry_id is not None and fields]
+        if len(claimed) > 2 and claimed[2]:
+            # Redis 7 drops trimmed entries from the pending list itself and names them.
+            self._count_trimmed(len(claimed[2]))
+        elif len(present) < len(entries):
+            # Redis 6.2 hands them over as nil entries and keeps them pending: release them.
+            self._release_trimmed(consumer, {text(entry_id) for entry_id, _ in present})
+        frames = self._decode_all(present)
         now = time.time()
         stale = [f for f in frames if not f.end_of_stream and now - f.read_at > self.config.stale_after_s]
         if stale:
-            with redis_errors():
-                self._client.xack(self.config.stream, self.config.group, *[f.entry_id for f in stale])
+            self.ack([f.entry_id for f in stale])
             logger.warning("dropped %d stale frames left by a stopped worker", len(stale))
         fresh = [f for f in frames if f not in stale]
         if fresh:
             logger.info("re-claimed %d frames left by a stopped worker", len(fresh))
         return fresh, stale
 
+    def _release_trimmed(self, consumer: str, present: set[str]) -> None:
+        """Acknowledge the entries pending with ``consumer`` that no longer exist (Redis 6.2)."""
+        with redis_errors():
+            pending = self._client.xpending_range(
+                self.config.stream, self.config.group, min="-", max="+", count=1000, consumername=consumer
+            )
+            held = [text(cast(bytes, p["message_id"])) for p in pending]
+            candidates = [entry_id for entry_id in held if entry_id not in present]
+            # Rare (a trimmed frame was handed over), and only the entries not handed over are read.
+            gone = [i for i in candidates if not self._client.xrange(self.config.stream, min=i, max=i)]
+            if gone:
+                self._client.xack(self.config.stream, self.config.group, *gone)
+        self._count_trimmed(len(gone))
+
+    def _count_trimmed(self, count: int) -> None:
+        if not count:
+            return
+        metrics.POISON_ENTRIES.labels(stream=self.config.stream, reason="trimmed").inc(count)
+        logger.warning("released %d frames trimmed from the bus while a stopped worker held them", count)
+
     def _decode_all(self, entries: list[StreamEntry]) -> list[BusFrame]:
-        """Decode entries; one that cannot be decoded is acknowledged and skipped, never retried forever."""
+        """Decode entries; a poison entry is counted, logged, acknowledged and skipped, never retried."""
         frames, broken = [], []
         for (entry_id, _), decoded in zip(entries, self._decode_in_parallel(entries), strict=True):
             if isinstance(decoded, BusFrame):
                 frames.append(decoded)
             else:
                 broken.append(text(entry_id))
-                logger.warning("dropping unreadable bus entry %s: %s", text(entry_id), decoded)
+                logger.warning(
+                    "skipping unreadable bus entry %s (%s: %s)",
+                    text(entry_id),
+                    type(decoded).__name__,
+                    decoded,
+                )
         if broken:
-            with redis_errors():
-                self._client.xack(self.config.stream, self.config.group, *broken)
+            metrics.POISON_ENTRIES.labels(stream=self.config.stream, reason="malformed").inc(len(broken))
+            self.ack(broken)
         return frames
 
     def _decode_in_parallel(self, entries: list[StreamEntry]) -> list[BusFrame | Exception]:
@@ -162,23 +216,72 @@ class FrameBus:
             )
         return list(self._decoders.map(_decode_or_error, entries))
 
+    def ack(self, entry_ids: list[str]) -> None:
+        """Acknowledge (and delete) done frames in a transaction of their own.
+
+        For a worker whose results go to another server than the frames (the frame bus has a
+        server of its own, ``vigil.streams.connect_frames_redis``), so one transaction cannot hold both.
+        """
+        if entry_ids:
+            with redis_errors(), self._client.pipeline(transaction=True) as pipe:
+                self.ack_in(pipe, entry_ids)
+                pipe.execute()
+
     def ack_in(self, pipe: Pipeline, entry_ids: list[str]) -> None:
-        """Queue the acknowledgement of frames on ``pipe`` (the transaction that stores their results)."""
+        """Queue the acknowledgement of frames on ``pipe`` (the transaction that stores their results).
+
+        Done frames are deleted too: frames are transient, and the stream's length is then the
+        backlog, which is what Redis 6.2 can count without reading them.
+        """
         if entry_ids:
             pipe.xack(self.config.stream, self.config.group, *entry_ids)
+            pipe.xdel(self.config.stream, *entry_ids)
 
     def backlog(self) -> tuple[int, int]:
-        """``(waiting, pending)``: frames not yet delivered to a worker, and delivered but not done."""
+        """``(waiting, pending)``: frames not yet delivered to a worker, and delivered but not done.
+
+        Counted from the group's counters in one round trip, whatever the frames weigh.
+        """
+        with redis_errors(), self._client.pipeline(transaction=False) as pipe:
+            pipe.xinfo_groups(self.config.stream)
+            pipe.xlen(self.config.stream)
+            try:
+                groups, length = pipe.execute()
+            except redis.ResponseError:  # no stream yet
+                return 0, 0
+        group = next((g for g in groups if text(g["name"]) == self.config.group), None)
+        if group is None:
+            return 0, 0
+        pending = int(group["pending"])
+        lag = group.get("lag")  # Redis >= 7; None when it cannot tell
+        if lag is not None:
+            # Undelivered entries trimmed away still count in the lag until the group passes them.
+            return min(int(lag), int(length)), pending
+        return max(int(length) - pending, 0), pending
+
+    def wait_for_room(self, stop: StopFlag) -> bool:
+        """Flow control for batch jobs: wait until the backlog is under ``FLOW_CONTROL_SHARE`` of the bus.
+
+        Returns:
+            False when ``stop`` was set while waiting.
+        """
+        limit = max(1, int(self.config.max_frames * FLOW_CONTROL_SHARE))
+        while sum(self.backlog()) >= limit:
+            if pause(stop, _ROOM_POLL_S):
+                return False
+        return True
+
+    def end_delivered(self, entry_id: str) -> bool | None:
+        """Whether a worker took the end-of-stream marker ``entry_id``: True; False when it was
+        trimmed before any did (send it again); None while it waits."""
         with redis_errors():
             groups = self._client.xinfo_groups(self.config.stream)
             group = next((g for g in groups if text(g["name"]) == self.config.group), None)
-            if group is None:
-                return 0, 0
-            last = text(group["last-delivered-id"])
-            waiting = len(
-                cast(list[StreamEntry], self._client.xrange(self.config.stream, min=f"({last}", max="+"))
-            )
-        return waiting, int(group["pending"])
+            delivered = None if group is None else stream_id_key(text(group["last-delivered-id"]))
+            if delivered is not None and delivered >= stream_id_key(entry_id):
+                return True
+            waiting = self._client.xrange(self.config.stream, min=entry_id, max=entry_id)
+        return None if waiting else False
 
     def _add(self, fields: dict[str, Any]) -> str:
         with redis_errors():
@@ -191,7 +294,7 @@ class FrameBus:
 def _decode_or_error(entry: StreamEntry) -> BusFrame | Exception:
     try:
         return _decode(*entry)
-    except (KeyError, ValueError) as exc:
+    except (KeyError, ValueError, cv2.error) as exc:  # OpenCV raises on an empty JPEG
         return exc
 
 

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from streamer.events import Event
     from streamer.service import RunSummary
 
-from vigil.errors import ConfigError, GalleryError, VigilError
+from vigil.errors import ConfigError, GalleryError, ServiceRunningError, VigilError
 
 _EXIT_ERROR = 2
 POLL_EVENTS_S = 0.2
@@ -144,6 +144,11 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     summary, _ = serve(_run_settings(args, settings), json_lines=args.json, quiet=args.quiet)
     if summary.gallery_refused is not None:
         raise GalleryError(summary.gallery_refused)
+    if summary.lease_lost:
+        raise ServiceRunningError(
+            "another Vigil service took this Redis over while it was unreachable, so this one stopped; "
+            "`vigil status` shows what runs there"
+        )
     for camera in summary.failed_sources:
         print(f"vigil: error: camera {camera} failed; see the log above", file=sys.stderr)
     return _EXIT_ERROR if summary.failed_sources else 0
@@ -255,7 +260,11 @@ class _EventPrinter(threading.Thread):
 
 
 def _announce(settings: Settings, url: str | None) -> None:
-    cameras = ", ".join(f"{camera.name} ({camera.source})" for camera in settings.streamer.cameras)
+    from vigil.redact import redact_url
+
+    cameras = ", ".join(
+        f"{camera.name} ({redact_url(camera.source)})" for camera in settings.streamer.cameras
+    )
     watching = f"watching {cameras}" if cameras else "serving the frame bus"
     workers = settings.streamer.workers
     print(
@@ -311,14 +320,17 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
     from streamer.bus import FrameBus
     from streamer.feed import SOURCES_KEY
     from streamer.worker import HEARTBEAT_EVERY_S, WORKERS_KEY
-    from vigil.streams import connect_redis, redis_errors, text
+    from vigil.streams import connect_frames_redis, connect_redis, redis_errors, redis_health, text
 
     client = connect_redis(settings.redis, settings.home)
     with redis_errors():
         sources = {text(k): json.loads(v) for k, v in client.hgetall(SOURCES_KEY).items()}
         workers = {text(k): json.loads(v) for k, v in client.hgetall(WORKERS_KEY).items()}
+    # Reads work on a Redis that refuses writes (full, cannot persist, a replica): say which.
+    health = redis_health(client)
     try:
-        waiting, pending = FrameBus(client, settings.streamer.bus).backlog()
+        frames_client = connect_frames_redis(settings.redis, settings.home, start=False)
+        waiting, pending = FrameBus(frames_client, settings.streamer.bus).backlog()
     except (VigilError, Exception):  # no bus yet: the service never ran here
         waiting, pending = 0, 0
     now = time.time()
@@ -335,11 +347,19 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
         "bus": {"waiting": waiting, "pending": pending},
         "gallery_version": gallery.version(),
         "gallery_models": models,
+        "redis": {
+            "refusals": [kind.value for kind in health.refusals],
+            "used_memory_bytes": health.used_memory_bytes,
+            "maxmemory_bytes": health.maxmemory_bytes,
+            "maxmemory_policy": health.maxmemory_policy,
+            "loading": health.loading,
+        },
     }
     if args.json:
         print(json.dumps(report, indent=2))
         return 0
     print(f"gallery version {report['gallery_version']}; bus: {waiting} waiting, {pending} pending")
+    print(f"  redis: {health.describe()}")
     for version, size in models.items():
         print(f"  model {version}: {size['templates']} template(s) of {size['people']} person(s)")
     for name, source in sorted(sources.items()):

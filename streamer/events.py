@@ -7,6 +7,10 @@ person is named, ``{prefix}:identity:{identity_id}``, in one transaction. Reader
 not miss anything read the stream (``read_events``, ``follow_events``); pub/sub is for
 light-weight listeners. The schema is documented in ``docs/events.md`` and
 ``docs/events.schema.json`` (generated from this model by ``vigil events --schema``).
+
+Event ids follow from the track and the event type (``event_id_for``), and track ids never
+repeat, so an event replayed after a crash carries the id it had: consumers that see an id
+twice can drop the second.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from typing import Literal, cast
 import redis
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from streamer import metrics
 from vigil.config.streamer import EventsConfig
 from vigil.errors import VigilError
 from vigil.stop import StopFlag
@@ -31,6 +36,8 @@ from vigil.streams import StreamEntry, StreamResponse, redis_errors, text
 logger = logging.getLogger(__name__)
 
 EVENT_SCHEMA_VERSION = 1
+# Namespace of the uuid5 event ids (``event_id_for``): a fixed, random uuid of Vigil's own.
+_EVENT_ID_NAMESPACE = uuid.UUID("5b0f3c1e-8a4d-4f2e-9c61-3d7a2e9b8f40")
 # Redis stream ids are "<milliseconds>-<sequence>".
 _FIRST_ID = "0-0"
 _STREAM_ID = re.compile(r"\d+-\d+")
@@ -59,7 +66,13 @@ class Event(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     schema_version: int = Field(EVENT_SCHEMA_VERSION, description="Version of this schema.")
-    event_id: str = Field(default_factory=lambda: uuid.uuid4().hex, description="Unique id (uuid4 hex).")
+    event_id: str = Field(
+        default_factory=lambda: uuid.uuid4().hex,
+        description=(
+            "Unique id (32 hex digits): a uuid5 of the track and the event type, so an event "
+            "replayed after a crash keeps its id and a consumer can drop the repeat."
+        ),
+    )
     type: EventType = Field(
         description=(
             "`recognized`: a track was named (once per visit); `unknown`: a track stayed unmatched; "
@@ -112,6 +125,11 @@ def event_json_schema() -> dict[str, object]:
     return schema
 
 
+def event_id_for(track_id: str, kind: EventType) -> str:
+    """The id of a track's event of type ``kind``: the same every time (a track has one of each)."""
+    return uuid.uuid5(_EVENT_ID_NAMESPACE, f"{track_id}/{kind.value}").hex
+
+
 def iso_time(timestamp: float) -> str:
     """Unix seconds as ISO-8601 UTC with milliseconds."""
     return datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="milliseconds")
@@ -140,10 +158,11 @@ class EventPublisher:
             if event.identity_id is not None:
                 pipe.publish(self.identity_channel(event.identity_id), payload)
             stream_id = pipe.execute()[0]
-        self._trim_by_age()
+        self.trim_by_age()
         return stream_id.decode() if isinstance(stream_id, bytes) else str(stream_id)
 
-    def _trim_by_age(self) -> None:
+    def trim_by_age(self) -> None:
+        """Drop events older than ``max_age_s`` (at most once a minute); ``publish`` calls it."""
         # Trimming by age is a separate command (XTRIM MINID); once a minute is plenty.
         now = time.time()
         if self.config.max_age_s is None or now - self._last_trim < 60:
@@ -193,7 +212,7 @@ def read_events(
             entries = cast(list[StreamEntry], client.xrange(config.stream, min=start, max="+", count=batch))
         for raw_id, fields in entries:
             stream_id = text(raw_id)
-            event = _parse(stream_id, fields)
+            event = _parse(config.stream, stream_id, fields)
             if event is not None and _matches(event, camera, identity):
                 yield stream_id, event
         if len(entries) < batch:
@@ -222,7 +241,7 @@ def follow_events(
         for _, entries in response or []:
             for raw_id, fields in entries:
                 last = text(raw_id)
-                event = _parse(last, fields)
+                event = _parse(config.stream, last, fields)
                 if event is not None and _matches(event, camera, identity):
                     yield last, event
 
@@ -264,10 +283,11 @@ def _matches(event: Event, camera: str | None, identity: str | None) -> bool:
     return identity is None or identity in (event.identity_id, event.name)
 
 
-def _parse(stream_id: str, fields: dict[bytes, bytes]) -> Event | None:
+def _parse(stream: str, stream_id: str, fields: dict[bytes, bytes] | None) -> Event | None:
     try:
-        return Event.model_validate_json(fields[b"event"])
+        return Event.model_validate_json((fields or {})[b"event"])
     except (KeyError, ValidationError, ValueError):
         # Written by a newer Vigil or by hand: skip it rather than stop every reader.
+        metrics.POISON_ENTRIES.labels(stream=stream, reason="malformed").inc()
         logger.warning("skipping event %s: not a valid schema-%d event", stream_id, EVENT_SCHEMA_VERSION)
         return None

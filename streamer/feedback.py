@@ -26,7 +26,7 @@ from indexer.unknowns import UnknownStore
 from streamer.analysis import FaceResult, FrameResult
 from streamer.events import Event, EventType, read_events
 from vigil.config import Settings
-from vigil.errors import EventError
+from vigil.errors import EventError, MalformedEntryError
 from vigil.models.head import backbone_of
 from vigil.streams import StreamEntry, redis_errors
 from vigil.typing import Embedding
@@ -113,7 +113,10 @@ def _result_face(client: redis.Redis, settings: Settings, event: Event) -> FaceR
         with redis_errors():
             entries = cast(list[StreamEntry], client.xrange(stream, min=start, max="+", count=_SCAN_BATCH))
         for _, fields in entries:
-            result = FrameResult.from_fields(fields)
+            try:
+                result = FrameResult.from_fields(fields)
+            except MalformedEntryError:
+                continue  # a poison entry names no face; the tracker counts it
             if result.camera != event.camera or result.number > event.frame:
                 continue
             for face in result.faces:

@@ -237,11 +237,12 @@ def cmd_people_aging(args: argparse.Namespace, settings: Settings) -> int:
 
 def _export_images(store: UnknownStore, cluster: UnknownCluster, folder: Path) -> list[Path]:
     """Write a cluster's kept face images to ``folder/CLUSTER/ENTRY.jpg``; their paths."""
-    from vigil.files import write_bytes_atomically
+    from vigil.files import path_inside, write_bytes_atomically
 
     paths = []
     for entry_id, jpeg in store.images(cluster.entries).items():
-        path = folder / str(cluster.cluster_id) / f"{entry_id}.jpg"
+        # Ids come from Redis: the path is checked to stay inside the folder the user named.
+        path = path_inside(folder, str(cluster.cluster_id), f"{entry_id}.jpg")
         write_bytes_atomically(path, jpeg)
         paths.append(path)
     return paths

@@ -82,12 +82,19 @@ GALLERY_VERSION = Gauge(
     multiprocess_mode="livemax",
 )
 REDIS_ERRORS = Counter(
-    "vigil_redis_errors_total", "Redis operations that failed (server down or unreachable).", ["component"]
+    "vigil_redis_errors_total",
+    "Redis operations that failed, by error: connection, timeout, loading, out_of_memory, misconf, readonly.",
+    ["component", "error"],
 )
 TRACKS_LEARNED = Counter(
     "vigil_tracks_learned_total",
     "Ended or unknown tracks the tracker learned from (kept unknowns, aging templates) or failed to.",
     ["outcome"],
+)
+POISON_ENTRIES = Counter(
+    "vigil_bus_poison_entries_total",
+    "Stream entries that could not be read (malformed, or trimmed while pending): acknowledged and skipped.",
+    ["stream", "reason"],
 )
 PROCESS_RESTARTS = Counter(
     "vigil_process_restarts_total", "Service processes restarted after they died.", ["component"]

@@ -29,20 +29,20 @@ from __future__ import annotations
 import enum
 import logging
 import math
-import random
 import re
 import threading
 import time
 from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import cv2
 import numpy as np
 
 from vigil.config.streamer import CameraConfig
 from vigil.errors import StreamError
+from vigil.redact import redact_url
+from vigil.retry import RetryPolicy
 from vigil.typing import ImageRGB
 
 logger = logging.getLogger(__name__)
@@ -123,7 +123,8 @@ class CameraReader:
         self._state = SourceState.CONNECTING
         self._reconnects = 0
         self._next_number = 0
-        self._backoff = _Backoff(camera.reconnect_initial_s, camera.reconnect_max_s, random.Random())
+        # The failure count is the caller's (it resets on any frame): the policy only gives delays.
+        self._backoff = RetryPolicy(camera.reconnect_initial_s, camera.reconnect_max_s)
 
     @property
     def state(self) -> SourceState:
@@ -358,25 +359,6 @@ class CameraReader:
 # --- private helpers -------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class _Backoff:
-    """Exponential back-off with "equal jitter" (AWS Architecture Blog, 2015).
-
-    The n-th failure in a row waits ``min(max_s, initial_s * 2**(n - 1))`` scaled by a
-    random factor in ``[0.5, 1.0]``: half the delay is kept so retries never hammer a
-    recovering camera, the other half is spread so many cameras behind one lost switch do
-    not reconnect in lock-step.
-    """
-
-    initial_s: float
-    max_s: float
-    rng: random.Random
-
-    def delay_s(self, failures: int) -> float:
-        exponent = min(max(failures - 1, 0), 64)  # 2**64 × anything ≥ any max_s: no overflow
-        return min(self.max_s, self.initial_s * 2.0**exponent) * self.rng.uniform(0.5, 1.0)
-
-
 def _next_due_s(position_s: float, period_s: float) -> float:
     """The next sampling slot after a kept frame at ``position_s``.
 
@@ -430,8 +412,4 @@ def _retrieve_rgb(capture: cv2.VideoCapture) -> ImageRGB | None:
 
 def _redact_password(source: str) -> str:
     """``rtsp://user:secret@host/x`` → ``rtsp://user:***@host/x``, for logs and errors."""
-    parts = urlsplit(source) if _URL_SCHEME.match(source) else None
-    if parts is None or parts.password is None:
-        return source
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-    return parts._replace(netloc=netloc).geturl()
+    return redact_url(source)

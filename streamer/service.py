@@ -3,8 +3,15 @@
 One process per camera reads frames onto the bus, ``workers.count`` workers analyse them,
 and one tracker turns results into events. They are separate processes so that a camera
 that hangs in FFmpeg, or a worker that crashes, takes nothing else down; the supervisor
-restarts workers and the tracker when they die, and reports a camera whose source failed
-for good. All of them meet only through Redis, so workers on other machines can join.
+restarts workers and the tracker when they die (after a growing pause, ``vigil.retry``), and
+reports a camera whose source failed for good. All of them meet only through Redis, so
+workers on other machines can join.
+
+The children die with the supervisor, even with ``kill -9``: each asks the kernel for
+SIGKILL when its parent dies (``PR_SET_PDEATHSIG`` on Linux), and a watchdog thread
+waits on the pipe from its parent as well (it reads end-of-file once the parent is gone,
+on any system). One service per Redis is enforced by a lease in Redis
+(``streamer.lease``), so a second ``vigil run`` refuses to start beside the first.
 
 Shutdown (SIGTERM or Ctrl-C) drains: readers stop first, workers finish what is on the
 bus, then the tracker ends every open track (``track_ended`` events) and exits. When every
@@ -15,6 +22,8 @@ events are published.
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import ctypes.util
 import logging
 import multiprocessing
 import os
@@ -28,12 +37,16 @@ from dataclasses import dataclass, field
 from multiprocessing.process import BaseProcess
 from multiprocessing.queues import SimpleQueue
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from streamer.reader import is_file_source
 from vigil.config import Settings
-from vigil.errors import VigilError
+from vigil.errors import RedisUnavailableError, VigilError
+from vigil.retry import REDIS_RETRY_POLICY, RESTART_POLICY, Backoff
 from vigil.stop import StopFlag, pause
+
+if TYPE_CHECKING:
+    from streamer.lease import ServiceLease
 
 logger = logging.getLogger(__name__)
 
@@ -45,10 +58,8 @@ EXIT_GALLERY_REFUSED = 4
 SUPERVISE_INTERVAL_S = 0.2
 _READY_POLL_S = 0.1
 DRAIN_TIMEOUT_S = 60.0
-# A process that keeps dying is restarted after a growing pause (not in a tight loop).
-RESTART_DELAY_S = 1.0
-RESTART_DELAY_MAX_S = 30.0
-HEALTHY_AFTER_S = 60.0
+# linux/prctl.h: ask for a signal when the parent (thread) that started this process dies.
+_PR_SET_PDEATHSIG = 1
 
 
 @dataclass
@@ -62,8 +73,10 @@ class _Child:
     process: BaseProcess | None = None
     restarts: int = 0
     restart_at: float | None = None
+    """When (``time.monotonic()``) a dead process is due to start again; None while none is waiting."""
     started_at: float = 0.0
     done: bool = False
+    backoff: Backoff = field(default_factory=lambda: Backoff(RESTART_POLICY))
 
 
 @dataclass
@@ -74,6 +87,8 @@ class RunSummary:
     restarts: int = 0
     gallery_refused: str | None = None
     """Why the workers refused the gallery (their ``GalleryError``'s one line), if they did."""
+    lease_lost: bool = False
+    """Another service took this Redis over (while it was unreachable): this one stopped."""
 
 
 def prepare_metrics_dir(home: Path, run_id: str) -> Path:
@@ -121,6 +136,7 @@ class Supervisor:
         self._stop_tracker = self._context.Event()
         self._refusals: SimpleQueue[str] = self._context.SimpleQueue()  # workers' GalleryError messages
         self._stopping = threading.Event()
+        self._frames_client: Any = None
         self.summary = RunSummary()
 
     @property
@@ -132,15 +148,47 @@ class Supervisor:
         self._stopping.set()
 
     def run(self) -> RunSummary:
+        """Run until done or stopped.
+
+        Raises:
+            ServiceRunningError: Another service runs on this Redis (nothing was started).
+            RedisUnavailableError: Redis cannot be reached at start-up.
+        """
+        from streamer.lease import ServiceLease
+        from vigil.streams import connect_redis
+
+        client = connect_redis(self.settings.redis, self.settings.home)
+        lease = None if self.workers_only else ServiceLease(client, self.run_id)
+        if lease is not None:
+            try:
+                lease.acquire()
+            except VigilError:
+                client.close()
+                raise
+        try:
+            self._run(client, lease)
+        finally:
+            if lease is not None:
+                with contextlib.suppress(RedisUnavailableError):
+                    lease.use_connection(connect_redis(self.settings.redis, self.settings.home))
+                    lease.release()
+            client.close()
+        return self.summary
+
+    def _run(self, client: Any, lease: ServiceLease | None) -> None:
         metrics_dir = prepare_metrics_dir(self.settings.home, self.run_id)
         from streamer import metrics  # after prepare_metrics_dir: see streamer.metrics
         from streamer.bus import FrameBus
         from streamer.feed import SOURCES_KEY
         from streamer.tracker import TrackerService
-        from vigil.streams import connect_redis
+        from vigil.streams import connect_frames_redis
 
-        client = connect_redis(self.settings.redis, self.settings.home)
-        FrameBus(client, self.settings.streamer.bus).ensure_group()
+        frames_client = connect_frames_redis(self.settings.redis, self.settings.home)
+        self._warn_if_frames_persist(frames_client)
+        FrameBus(frames_client, self.settings.streamer.bus).ensure_group()
+        # Held for the whole run: the embedded frame server stops when its last client goes, and it
+        # keeps nothing (the bus's consumer group included) across a stop.
+        self._frames_client = frames_client
         TrackerService(client, self.settings, self.run_id).ensure_group()
         if self.settings.streamer.cameras and not self.workers_only:
             client.hdel(SOURCES_KEY, *(camera.name for camera in self.settings.streamer.cameras))
@@ -157,13 +205,12 @@ class Supervisor:
         if self.on_ready is not None:
             self.on_ready(url)
         try:
-            self._supervise(children, metrics)
+            self._supervise(children, metrics, lease)
         finally:
             self._shutdown(children)
-            client.close()
             shutil.rmtree(metrics_dir, ignore_errors=True)  # nobody can scrape them any more
+            self._frames_client.close()
             logger.info("service stopped")
-        return self.summary
 
     def _children(self) -> list[_Child]:
         settings = self.settings
@@ -230,17 +277,38 @@ class Supervisor:
     def _bus(self) -> Any:
         """A bus on a fresh connection: after a Redis outage the embedded server has a new socket."""
         from streamer.bus import FrameBus
-        from vigil.streams import connect_redis
+        from vigil.streams import connect_frames_redis
 
-        return FrameBus(connect_redis(self.settings.redis, self.settings.home), self.settings.streamer.bus)
+        return FrameBus(
+            connect_frames_redis(self.settings.redis, self.settings.home), self.settings.streamer.bus
+        )
 
-    def _supervise(self, children: list[_Child], metrics: Any) -> None:
+    def _warn_if_frames_persist(self, frames_client: Any) -> None:
+        """Camera frames must not reach a disk: say so when the bus's server (the user's) persists them."""
+        from vigil.streams import redis_health
+
+        config = self.settings.redis
+        if config.url is None and config.frames_url is None:
+            return  # the embedded frame server has no persistence at all
+        try:
+            persistent = redis_health(frames_client).persistent
+        except RedisUnavailableError:
+            return
+        if persistent:
+            logger.warning(
+                "the frame bus's Redis writes its data to disk (AOF or snapshots), camera frames included; "
+                "set redis.frames_url to a Redis with persistence off"
+            )
+
+    def _supervise(self, children: list[_Child], metrics: Any, lease: ServiceLease | None) -> None:
         bus = self._bus()
         last_backlog = 0.0
         while not self._stopping.is_set():
             time.sleep(SUPERVISE_INTERVAL_S)
             for child in children:
                 self._check(child, metrics)
+            if lease is not None and not self._renew(lease):
+                return
             if any(child.role == "tracker" and child.done for child in children):
                 return  # every file has ended and its events are out
             readers = [child for child in children if child.role == "reader"]
@@ -263,12 +331,35 @@ class Supervisor:
                 metrics.BUS_BACKLOG.labels(state="waiting").set(waiting)
                 metrics.BUS_BACKLOG.labels(state="pending").set(pending)
 
+    def _renew(self, lease: ServiceLease) -> bool:
+        """Keep the service lease; False (stop) once another service has taken it over."""
+        from vigil.streams import connect_redis
+
+        try:
+            if lease.renew_if_due():
+                return True
+        except RedisUnavailableError as exc:  # cannot renew now: the lease may lapse, renew_if_due retakes it
+            logger.warning("cannot renew the service lease: %s", exc)
+            with contextlib.suppress(RedisUnavailableError):
+                lease.use_connection(connect_redis(self.settings.redis, self.settings.home))
+            return True
+        logger.error("another service took this Redis over while it was unreachable; stopping")
+        self.summary.lease_lost = True
+        return False
+
     def _check(self, child: _Child, metrics: Any) -> None:
         process = child.process
         if child.done or process is None or process.is_alive():
             return
+        if child.restart_at is not None:  # dead, waiting for its restart
+            if self._stopping.is_set():
+                child.done = True
+            elif time.monotonic() >= child.restart_at:
+                child.restart_at = None
+                self._start(child)
+            return
         code = process.exitcode
-        if child.restart_at is None and process.pid is not None:
+        if process.pid is not None:
             metrics.forget_process(process.pid)
         if child.role == "reader" and code in (0, EXIT_SOURCE_FAILED):
             child.done = True
@@ -293,11 +384,16 @@ class Supervisor:
         child.restarts += 1
         self.summary.restarts += 1
         metrics.PROCESS_RESTARTS.labels(component=child.role).inc()
+        # A process that ran for a while had a real run: its death starts the pauses from the beginning.
+        delay_s = child.backoff.failed(ran_s=time.monotonic() - child.started_at)
+        child.restart_at = time.monotonic() + delay_s
         logger.warning(
-            "%s exited with status %s; restarting it (restart %d)", child.name, code, child.restarts
+            "%s exited with status %s; restarting it in %.1f s (restart %d)",
+            child.name,
+            code,
+            delay_s,
+            child.restarts,
         )
-        time.sleep(RESTART_DELAY_S)
-        self._start(child)
 
     def _shutdown(self, children: list[_Child]) -> None:
         self._stop_readers.set()
@@ -355,23 +451,56 @@ def _child_setup(log_level: int) -> None:
         level=log_level,
         format=f"%(asctime)s %(levelname)s {multiprocessing.current_process().name}: %(message)s",
     )
+    die_with_parent()
+
+
+def die_with_parent() -> None:
+    """Make this (spawned) process die when the process that started it dies, even by ``kill -9``.
+
+    Left running, an orphan would go on reading a camera or the bus beside the next service.
+    Two mechanisms, because each has a gap: the kernel's parent-death signal (Linux only; it
+    follows the parent *thread*, and the supervisor starts its children from its main
+    thread) and a watchdog thread on ``multiprocessing``'s pipe from the parent, which reads
+    end-of-file when the parent is gone (any system, a few milliseconds later). The watchdog
+    also covers a parent that died before the signal was armed: its pipe already reads
+    end-of-file.
+    """
+    parent = multiprocessing.parent_process()
+    if parent is None:
+        return  # not started by multiprocessing: nothing to follow
+    library = ctypes.util.find_library("c")
+    if library is not None and os.uname().sysname == "Linux":
+        libc = ctypes.CDLL(library, use_errno=True)
+        if libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
+            logger.warning("cannot ask for a parent-death signal (errno %d)", ctypes.get_errno())
+    threading.Thread(target=_kill_self_after, args=(parent,), name="parent-watchdog", daemon=True).start()
+
+
+def _kill_self_after(parent: BaseProcess) -> None:
+    parent.join()  # returns once the pipe from the parent reads end-of-file: the parent has died
+    logger.error("the supervisor has died; exiting")
+    os.kill(os.getpid(), signal.SIGKILL)  # like the parent-death signal: no half-done clean-up
 
 
 def _with_redis_retries(component: str, stop: StopFlag, body: Callable[[], None]) -> None:
-    """Run ``body`` until it returns, riding out Redis outages with a growing pause."""
-    from streamer import metrics
-    from vigil.errors import RedisUnavailableError
+    """Run ``body`` until it returns, riding out Redis outages and refusals with a growing pause.
 
-    delay = 0.5
+    A refused write (Redis full, cannot persist, a replica) is ridden out the same way: the
+    process keeps its state and retries, instead of dying and being restarted in a loop.
+    """
+    from streamer import metrics
+
+    backoff = Backoff(REDIS_RETRY_POLICY)
     while not stop.is_set():
+        started = time.monotonic()
         try:
             body()
             return
         except RedisUnavailableError as exc:
-            metrics.REDIS_ERRORS.labels(component=component).inc()
-            logger.warning("Redis unavailable (%s); retrying in %.1f s", exc, delay)
-            pause(stop, delay)
-            delay = min(delay * 2, 10.0)
+            metrics.REDIS_ERRORS.labels(component=component, error=exc.kind.value).inc()
+            delay_s = backoff.failed(ran_s=time.monotonic() - started)
+            logger.warning("Redis unavailable (%s); retrying in %.1f s", exc, delay_s)
+            pause(stop, delay_s)
 
 
 def tracker_main(
@@ -404,7 +533,7 @@ def worker_main(log_level: int, settings: Settings, stop: StopFlag, refusals: Si
     from streamer.worker import Worker
     from vigil.errors import GalleryError
     from vigil.models.pipeline import FacePipeline
-    from vigil.streams import connect_redis
+    from vigil.streams import connect_frames_redis, connect_redis
 
     _child_setup(log_level)
     # The supervisor shares the cores out among its workers (plan_workers): more threads per
@@ -413,7 +542,12 @@ def worker_main(log_level: int, settings: Settings, stop: StopFlag, refusals: Si
     pipeline = FacePipeline.from_settings(settings)
 
     def body() -> None:
-        worker = Worker(connect_redis(settings.redis, settings.home), settings, pipeline)
+        worker = Worker(
+            connect_redis(settings.redis, settings.home),
+            settings,
+            pipeline,
+            frames_client=connect_frames_redis(settings.redis, settings.home),
+        )
         try:
             worker.start()
         except GalleryError as exc:  # e.g. templates of another embedder only: a restart cannot help

@@ -1,4 +1,4 @@
-"""The tracker service: worker results in frame order → tracks → events on Redis.
+"""The tracker service: worker results in frame order → tracks → events on Redis, exactly once.
 
 Workers finish frames out of order (several workers, batches across cameras); tracks need
 them in order. ``ReorderBuffer`` releases each camera's results by frame number, waiting
@@ -6,9 +6,21 @@ up to ``tracker.reorder_window_ms`` for a missing frame before counting it as dr
 (trimmed from a full bus). Duplicates and frames that arrive too late are discarded, so a
 frame can never produce events twice.
 
-``recognized`` events also pass a cooldown kept in Redis (``SET NX PX`` per camera and
-person): a person who leaves and comes back within ``tracker.cooldown_s`` is the same
-visit, even across a restart of the tracker.
+Each step commits in one server-side script (``_COMMIT_SCRIPT``), in this order: the events
+(appended and announced), the cooldown keys of the ``recognized`` ones, each changed
+camera's tracks (``CameraTracker.snapshot``, with the reorder position and whether the
+camera ended) and only then the acknowledgement of the results behind them. A tracker killed
+at any point, or a Redis error at any point, leaves either all of a step or none of it: a
+restarted tracker (or one that reconnects) takes its tracks up from Redis, replays every
+result still pending, and so publishes each visit's events once, with the same track ids and
+event ids. Tracks of an earlier run that crashed are ended when a new run starts.
+
+``recognized`` events also pass a cooldown kept in Redis (a key per camera and person, set
+with the event): a person who leaves and comes back within ``tracker.cooldown_s`` is the
+same visit, even across a restart of the tracker.
+
+A result nobody can read (malformed, or trimmed from the stream while pending) is poison:
+counted in ``vigil_bus_poison_entries_total``, logged, acknowledged and skipped.
 
 Once an ``unknown`` or ``track_ended`` event is published, its track's outcome goes to
 ``streamer.learning`` (unknown faces kept, template aging).
@@ -16,6 +28,7 @@ Once an ``unknown`` or ``track_ended`` event is published, its track's outcome g
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import time
@@ -33,14 +46,72 @@ from streamer.learning import TrackLearning
 from streamer.track_attributes import TrackAttributes
 from streamer.tracking import CameraTracker
 from vigil.config import Settings
+from vigil.errors import MalformedEntryError
 from vigil.stop import StopFlag
-from vigil.streams import StreamResponse, ensure_group, redis_errors
+from vigil.streams import StreamEntry, StreamResponse, ensure_group, redis_errors, text
 
 logger = logging.getLogger(__name__)
 
 TRACKER_GROUP = "tracker"
 TRACKER_CONSUMER = "tracker"
 _READ_BLOCK_MS = 100
+_READ_COUNT = 256
+# Version of a camera's state in Redis (``_camera_state``); another version starts afresh.
+STATE_VERSION = 1
+
+# One step of the tracker, atomically: events first (so a failure writes nothing), then
+# cooldowns, camera states and the acknowledgements. Redis runs a script alone and stops it
+# at the first failing call, so the key types are checked before anything is written; under
+# maxmemory only a script's first write can be refused.
+# KEYS: events stream, state hash, track-number hash, results stream, cooldown keys...
+# ARGV: max events, group, #events, #states, #acks, then per event: payload, camera channel,
+#   identity channel or "", index of its cooldown key in KEYS or 0, cooldown ms, track id;
+#   per state: camera, state JSON, next track number; then the acknowledged ids.
+# Returns each event's stream id, or nil when its cooldown suppressed it.
+_COMMIT_SCRIPT = """
+for k = 1, 3 do
+  local kind = redis.call('TYPE', KEYS[k]).ok
+  local want = (k == 1) and 'stream' or 'hash'
+  if kind ~= 'none' and kind ~= want then
+    return redis.error_reply('WRONGTYPE ' .. KEYS[k] .. ' is a ' .. kind .. ', not a ' .. want)
+  end
+end
+local n_events, n_states, n_acks = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
+local i = 6
+local published = {}
+for e = 1, n_events do
+  local payload, camera_channel, identity_channel = ARGV[i], ARGV[i + 1], ARGV[i + 2]
+  local cooldown = tonumber(ARGV[i + 3])
+  local id = false
+  if cooldown == 0 or redis.call('EXISTS', KEYS[cooldown]) == 0 then
+    id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'event', payload)
+    redis.call('PUBLISH', camera_channel, payload)
+    if identity_channel ~= '' then
+      redis.call('PUBLISH', identity_channel, payload)
+    end
+    if cooldown ~= 0 then
+      redis.call('SET', KEYS[cooldown], ARGV[i + 5], 'PX', ARGV[i + 4])
+    end
+  end
+  published[e] = id
+  i = i + 6
+end
+for s = 1, n_states do
+  local camera, state, next_track = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2])
+  redis.call('HSET', KEYS[2], camera, state)
+  if next_track > tonumber(redis.call('HGET', KEYS[3], camera) or '0') then
+    redis.call('HSET', KEYS[3], camera, next_track)
+  end
+  i = i + 3
+end
+local last = i + n_acks - 1
+while i <= last do  -- in chunks: unpack is bounded by Lua's stack
+  local upto = math.min(i + 999, last)
+  redis.call('XACK', KEYS[4], ARGV[2], unpack(ARGV, i, upto))
+  i = upto + 1
+end
+return published
+"""
 
 
 @dataclass
@@ -66,6 +137,15 @@ class ReorderBuffer:
         order.waiting[result.number] = (result, entry_id, now)
         return True
 
+    def position(self, camera: str) -> int | None:
+        """The next frame number ``camera`` expects (None before its first release)."""
+        order = self._cameras.get(camera)
+        return None if order is None else order.next_number
+
+    def resume(self, camera: str, next_number: int | None) -> None:
+        """Carry on at ``next_number`` for ``camera`` (a restored tracker), holding nothing."""
+        self._cameras[camera] = _CameraOrder(next_number)
+
     def release(self, now: float) -> list[tuple[FrameResult, str, int]]:
         """Results ready to track, in order, with how many frames were skipped before each."""
         ready: list[tuple[FrameResult, str, int]] = []
@@ -83,8 +163,22 @@ class ReorderBuffer:
         return ready
 
 
+@dataclass
+class _Step:
+    """What one step of the tracker commits: events (each with its latency start), acks, changed cameras."""
+
+    events: list[tuple[Event, float | None]] = field(default_factory=list)
+    acks: list[str] = field(default_factory=list)
+    cameras: set[str] = field(default_factory=set)
+
+    def add(self, events: list[Event], camera: str, read_at: float | None = None) -> None:
+        self.events += [(event, read_at) for event in events]
+        if events:
+            self.cameras.add(camera)
+
+
 class TrackerService:
-    """Consumes worker results, tracks faces per camera and publishes events.
+    """Consumes worker results, tracks faces per camera and publishes events (exactly once).
 
     Args:
         client: Redis connection.
@@ -116,13 +210,22 @@ class TrackerService:
         self._last_result_at: dict[str, tuple[float, float]] = {}  # camera -> (wall time, capture time)
         gallery = gallery if gallery is not None else Gallery(client)
         self.learning = TrackLearning(gallery, settings.indexer, settings.streamer.tracker)
+        stream = settings.streamer.bus.faces_stream
+        self.state_key = f"{stream}:tracker:state"
+        self.track_numbers_key = f"{stream}:tracker:next_track"
+        self._commit_script = client.register_script(_COMMIT_SCRIPT)
 
     def use_connection(self, client: redis.Redis) -> None:
-        """Carry on with a new connection (after a Redis outage), keeping the open tracks."""
+        """Carry on with a new connection (after a Redis outage).
+
+        The next ``run`` takes the tracks up from Redis again: what the outage interrupted
+        either was committed there or is replayed from the pending results.
+        """
         self._client = client
         self.publisher = EventPublisher(client, self.config.events)
         gallery = Gallery(client, self.learning.gallery.namespace)
         self.learning = TrackLearning(gallery, self.settings.indexer, self.config.tracker)
+        self._commit_script = client.register_script(_COMMIT_SCRIPT)
 
     def ensure_group(self) -> None:
         ensure_group(self._client, self.config.bus.faces_stream, TRACKER_GROUP)
@@ -130,16 +233,159 @@ class TrackerService:
     def run(self, stop: StopFlag) -> None:
         """Track until ``stop`` is set (then end every track) or every awaited camera has ended."""
         self.ensure_group()
-        self._consume("0")  # results left unacknowledged by a previous tracker
+        self._restore()
+        self._replay_pending()
         while not stop.is_set() and not self.finished:
-            self._consume(">")
-        self._publish(self._end_everything())
+            self._consume()
+        step = _Step()
+        for camera, tracker in self.trackers.items():
+            step.add(tracker.end_all(), camera)
+        self._commit(step)
 
     @property
     def finished(self) -> bool:
         return self.finish_after is not None and self.finish_after <= self.ended
 
-    def _consume(self, start: str) -> None:
+    # -- state in Redis ---------------------------------------------------------------------------
+
+    def _restore(self) -> None:
+        """Take up every camera's tracks from Redis; end those an earlier run left open."""
+        self.buffer = ReorderBuffer(self.config.tracker.reorder_window_ms / 1000)
+        self.trackers, self.ended, self._last_result_at = {}, set(), {}
+        with redis_errors():
+            states = cast(dict[bytes, bytes], self._client.hgetall(self.state_key))
+            numbers = cast(dict[bytes, bytes], self._client.hgetall(self.track_numbers_key))
+        step = _Step()
+        for raw_camera, raw_state in states.items():
+            camera = text(raw_camera)
+            tracker = self._tracker(camera)
+            tracker.next_track = max(tracker.next_track, int(numbers.get(raw_camera, b"1")))
+            try:
+                state = json.loads(raw_state)
+                if state["version"] != STATE_VERSION:
+                    raise ValueError(f"state version {state['version']}")
+                tracker.restore(state["tracks"])
+                run, ended, captured = str(state["run"]), bool(state["ended"]), state["captured_at"]
+                next_number = None if state["next_number"] is None else int(state["next_number"])
+                captured = None if captured is None else float(captured)
+            except (KeyError, TypeError, ValueError) as exc:
+                logger.warning("camera %s: cannot take up its tracks (%s); starting afresh", camera, exc)
+                tracker.tracks = []
+                continue
+            if run != self.run_token:  # tracks of an earlier run: they ended with it
+                step.add(tracker.end_all(), camera)
+                step.cameras.add(camera)
+                continue
+            self.buffer.resume(camera, next_number)
+            if ended:
+                self.ended.add(camera)
+            if captured is not None:
+                self._last_result_at[camera] = (time.monotonic(), captured)
+            if tracker.tracks:
+                logger.info("camera %s: took up %d open tracks", camera, len(tracker.tracks))
+        self._commit(step)
+
+    def _camera_state(self, camera: str) -> str:
+        last = self._last_result_at.get(camera)
+        return json.dumps(
+            {
+                "version": STATE_VERSION,
+                "run": self.run_token,
+                "next_number": self.buffer.position(camera),
+                "ended": camera in self.ended,
+                "captured_at": None if last is None else last[1],
+                "tracks": self._tracker(camera).snapshot(),
+            }
+        )
+
+    def _commit(self, step: _Step) -> None:
+        """Publish the step's events, store the changed cameras and acknowledge, in one script."""
+        if not (step.events or step.acks or step.cameras):
+            return
+        events = [self._with_latency(event, read_at) for event, read_at in step.events]
+        cooldown_ms = int(self.config.tracker.cooldown_s * 1000)
+        keys = [
+            self.config.events.stream,
+            self.state_key,
+            self.track_numbers_key,
+            self.config.bus.faces_stream,
+        ]
+        args: list[str | int] = [
+            self.config.events.max_events,
+            TRACKER_GROUP,
+            len(events),
+            len(step.cameras),
+            len(step.acks),
+        ]
+        for event in events:
+            cooldown = 0
+            if event.type is EventType.RECOGNIZED and cooldown_ms > 0:
+                keys.append(f"{self.config.events.stream}:cooldown:{event.camera}:{event.identity_id}")
+                cooldown = len(keys)
+            identity_channel = (
+                "" if event.identity_id is None else self.publisher.identity_channel(event.identity_id)
+            )
+            args += [
+                event.to_json(),
+                self.publisher.camera_channel(event.camera),
+                identity_channel,
+                cooldown,
+                cooldown_ms,
+                event.track_id,
+            ]
+        for camera in sorted(step.cameras):
+            args += [camera, self._camera_state(camera), self._tracker(camera).next_track]
+        args += step.acks
+        with redis_errors():
+            published = cast(list[bytes | None], self._commit_script(keys=keys, args=args))
+        for event, stream_id in zip(events, published, strict=True):
+            self._announced(event, stream_id is not None)
+        self.publisher.trim_by_age()
+
+    def _with_latency(self, event: Event, read_at: float | None) -> Event:
+        """``event`` with its latency: from ``read_at`` (the frame's arrival), else from capture."""
+        start = read_at if read_at is not None and not math.isnan(read_at) else None
+        if start is None:
+            start = datetime.fromisoformat(event.captured_at).timestamp()
+        latency_s = max(time.time() - start, 0.0)
+        return event.model_copy(update={"latency_ms": round(latency_s * 1000, 1)})
+
+    def _announced(self, event: Event, published: bool) -> None:
+        """Count and log a committed event, and learn from its track's outcome."""
+        outcome = self._tracker(event.camera).take_outcome(event.event_id)
+        if not published:
+            metrics.RECOGNITIONS.labels(camera=event.camera, outcome="suppressed").inc()
+            # Ids, not names, in logs: a name in a log file would survive the person's erasure.
+            logger.info(
+                "%s seen again on %s within the cooldown: same visit", event.identity_id, event.camera
+            )
+            return
+        metrics.EVENTS_PUBLISHED.labels(camera=event.camera, type=event.type.value).inc()
+        if event.type is not EventType.TRACK_ENDED:
+            metrics.RECOGNITIONS.labels(camera=event.camera, outcome=event.type.value).inc()
+            metrics.EVENT_LATENCY.labels(camera=event.camera).observe(event.latency_ms / 1000)
+        logger.info(
+            "event %s %s %s on %s", event.type.value, event.identity_id or "-", event.track_id, event.camera
+        )
+        if outcome is not None:  # after publishing: what is kept refers to a written event
+            self.learning.learn(outcome)
+
+    # -- reading results --------------------------------------------------------------------------
+
+    def _replay_pending(self) -> None:
+        """Track every result a previous tracker read but did not acknowledge, however many."""
+        after = "0"
+        while True:
+            entries = self._read(after, block_ms=None)
+            if not entries:
+                return
+            self._step(entries)
+            after = text(entries[-1][0])
+
+    def _consume(self) -> None:
+        self._step(self._read(">", block_ms=_READ_BLOCK_MS))
+
+    def _read(self, start: str, block_ms: int | None) -> list[StreamEntry]:
         with redis_errors():
             response = cast(
                 StreamResponse,
@@ -147,51 +393,67 @@ class TrackerService:
                     TRACKER_GROUP,
                     TRACKER_CONSUMER,
                     {self.config.bus.faces_stream: start},
-                    count=256,
-                    block=None if start == "0" else _READ_BLOCK_MS,
+                    count=_READ_COUNT,
+                    block=block_ms,
                 ),
             )
-        now = time.monotonic()
-        discarded: list[str] = []
-        for _, entries in response or []:
-            for raw_id, fields in entries:
-                entry_id = raw_id.decode()
-                if not self.buffer.add(FrameResult.from_fields(fields), entry_id, now):
-                    discarded.append(entry_id)
-        done = discarded + self._track(self.buffer.release(time.monotonic()))
-        self._publish(self._expire_idle_cameras())
-        if done:
-            with redis_errors():
-                self._client.xack(self.config.bus.faces_stream, TRACKER_GROUP, *done)
+        return [entry for _, entries in response or [] for entry in entries]
 
-    def _track(self, ready: list[tuple[FrameResult, str, int]]) -> list[str]:
-        done = []
-        for result, entry_id, skipped in ready:
-            tracker = self._tracker(result.camera)
-            if skipped:
-                metrics.FRAMES_DROPPED.labels(camera=result.camera, reason="backpressure").inc(skipped)
-            if result.end_of_stream:
-                events = tracker.end_all()
-                self.ended.add(result.camera)
-                logger.info("camera %s ended after %d frames", result.camera, result.number)
-            else:
-                events = tracker.update(result)
-                self._last_result_at[result.camera] = (time.monotonic(), result.captured_at)
-            self._publish(events, result.read_at)
-            done.append(entry_id)
+    def _step(self, entries: list[StreamEntry]) -> None:
+        step = _Step()
+        now = time.monotonic()
+        step.acks += self._hold(entries, now)
+        self._track(self.buffer.release(time.monotonic()), step)
+        self._expire_idle_cameras(step)
+        self._commit(step)
+
+    def _hold(self, entries: list[StreamEntry], now: float) -> list[str]:
+        """Put results in the reorder buffer; the ids to acknowledge at once (duplicates, poison)."""
+        stream = self.config.bus.faces_stream
+        done: list[str] = []
+        trimmed = 0
+        for raw_id, fields in entries:
+            entry_id = text(raw_id)
+            try:
+                result = FrameResult.from_fields(fields)
+            except MalformedEntryError as exc:
+                done.append(entry_id)
+                if not fields:
+                    trimmed += 1
+                    continue
+                metrics.POISON_ENTRIES.labels(stream=stream, reason="malformed").inc()
+                logger.warning("skipping unreadable result %s on %s: %s", entry_id, stream, exc)
+                continue
+            if not self.buffer.add(result, entry_id, now):
+                done.append(entry_id)
+        if trimmed:
+            metrics.POISON_ENTRIES.labels(stream=stream, reason="trimmed").inc(trimmed)
+            logger.warning("skipping %d results trimmed from %s while pending", trimmed, stream)
         return done
 
-    def _expire_idle_cameras(self) -> list[Event]:
+    def _track(self, ready: list[tuple[FrameResult, str, int]], step: _Step) -> None:
+        for result, entry_id, skipped in ready:
+            camera = result.camera
+            tracker = self._tracker(camera)
+            if skipped:
+                metrics.FRAMES_DROPPED.labels(camera=camera, reason="backpressure").inc(skipped)
+            if result.end_of_stream:
+                events = tracker.end_all()
+                self.ended.add(camera)
+                logger.info("camera %s ended after %d frames", camera, result.number)
+            else:
+                events = tracker.update(result)
+                self._last_result_at[camera] = (time.monotonic(), result.captured_at)
+            step.add(events, camera, result.read_at)
+            step.cameras.add(camera)  # its reorder position moved on
+            step.acks.append(entry_id)
+
+    def _expire_idle_cameras(self, step: _Step) -> None:
         """End tracks of cameras that stopped delivering (a reconnecting source): by wall clock."""
-        events: list[Event] = []
         for camera, (wall, captured) in self._last_result_at.items():
             idle = time.monotonic() - wall
             if idle > self.config.tracker.max_gap_s:
-                events += self._tracker(camera).expire(captured + idle)
-        return events
-
-    def _end_everything(self) -> list[Event]:
-        return [event for tracker in self.trackers.values() for event in tracker.end_all()]
+                step.add(self._tracker(camera).expire(captured + idle), camera)
 
     def _tracker(self, camera: str) -> CameraTracker:
         if camera not in self.trackers:
@@ -200,35 +462,3 @@ class TrackerService:
                 camera, self.config.tracker, self.run_token, keep, self._attributes
             )
         return self.trackers[camera]
-
-    def _publish(self, events: list[Event], read_at: float | None = None) -> None:
-        """Publish events; latency runs from ``read_at`` (the frame's arrival), else from capture."""
-        for event in events:
-            if event.type is EventType.RECOGNIZED and not self._cooldown_passed(event):
-                metrics.RECOGNITIONS.labels(camera=event.camera, outcome="suppressed").inc()
-                logger.info("%s seen again on %s within the cooldown: same visit", event.name, event.camera)
-                continue
-            start = read_at if read_at is not None and not math.isnan(read_at) else None
-            if start is None:
-                start = datetime.fromisoformat(event.captured_at).timestamp()
-            latency_s = max(time.time() - start, 0.0)
-            event = event.model_copy(update={"latency_ms": round(latency_s * 1000, 1)})
-            self.publisher.publish(event)
-            metrics.EVENTS_PUBLISHED.labels(camera=event.camera, type=event.type.value).inc()
-            if event.type is not EventType.TRACK_ENDED:
-                metrics.RECOGNITIONS.labels(camera=event.camera, outcome=event.type.value).inc()
-                metrics.EVENT_LATENCY.labels(camera=event.camera).observe(latency_s)
-            logger.info(
-                "event %s %s %s on %s", event.type.value, event.name or "-", event.track_id, event.camera
-            )
-            outcome = self._tracker(event.camera).take_outcome(event.event_id)
-            if outcome is not None:  # after publishing: what is kept refers to a written event
-                self.learning.learn(outcome)
-
-    def _cooldown_passed(self, event: Event) -> bool:
-        cooldown_ms = int(self.config.tracker.cooldown_s * 1000)
-        if cooldown_ms == 0:
-            return True
-        key = f"{self.config.events.stream}:cooldown:{event.camera}:{event.identity_id}"
-        with redis_errors():
-            return bool(self._client.set(key, event.track_id, nx=True, px=cooldown_ms))

@@ -14,26 +14,37 @@ pure logic; publishing and cooldowns are the tracker service's job.
 For what the stream learns from tracks (kept unknown faces, template aging), each
 ``unknown`` and ``track_ended`` event comes with a ``TrackOutcome`` (``take_outcome``): the
 track's best unmatched faces (by detection score × face size) and its best named face.
+
+A camera's tracks, and the number of its next track, can be written down (``snapshot``) and
+taken up again (``restore``): the tracker service keeps them in Redis with the events they
+caused, so a restarted tracker carries on the same tracks under the same ids. Event ids
+follow from the track and the event type (``event_id_for``): replaying a frame gives the
+same event, with the same id.
 """
 
 from __future__ import annotations
 
-import itertools
+import base64
+import dataclasses
+import json
 from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 
-from streamer.analysis import FaceResult, FrameResult
-from streamer.events import Event, EventAttributes, EventType, iso_time
+from streamer.analysis import FaceResult, FrameResult, face_from_dict, face_to_dict
+from streamer.events import Event, EventAttributes, EventType, event_id_for, iso_time
 from vigil.config.streamer import TrackerConfig
+from vigil.errors import MalformedEntryError
 
 # Embeddings kept per track for association: enough to bridge a pose change.
 RECENT_EMBEDDINGS = 5
 # Outcomes not taken (a caller that ignores them) are dropped beyond this many, oldest first.
 MAX_PENDING_OUTCOMES = 1000
+# Version of ``CameraTracker.snapshot``'s JSON; a snapshot of another version is not restored.
+SNAPSHOT_VERSION = 1
 
 
 class SeenFace(NamedTuple):
@@ -146,7 +157,7 @@ class CameraTracker:
         self.keep_faces = keep_faces
         self._run_token = run_token
         self._outcomes: dict[str, TrackOutcome] = {}
-        self._ids = itertools.count(1)
+        self.next_track = 1  # never restarts within a run: restored with the tracks
         self.tracks: list[Track] = []
         self._latest: FrameResult | None = None  # the rule and embedder in force, for ended tracks
 
@@ -174,6 +185,41 @@ class CameraTracker:
         """The outcome of an ``unknown`` or ``track_ended`` event (once; None for other events)."""
         return self._outcomes.pop(event_id, None)
 
+    def snapshot(self) -> str:
+        """The open tracks, the next track number and the rule in force, as JSON (see ``restore``)."""
+        latest = None
+        if self._latest is not None:
+            latest = json.loads(dataclasses.replace(self._latest, faces=[]).to_fields()["result"])
+        return json.dumps(
+            {
+                "version": SNAPSHOT_VERSION,
+                "next_track": self.next_track,
+                "latest": latest,
+                "tracks": [_track_to_dict(track) for track in self.tracks],
+            }
+        )
+
+    def restore(self, snapshot: str) -> None:
+        """Take up the tracks of a ``snapshot`` (of this camera), replacing the current ones.
+
+        Raises:
+            ValueError: The snapshot is not one ``snapshot`` wrote (or of another version).
+        """
+        try:
+            state = json.loads(snapshot)
+            if state["version"] != SNAPSHOT_VERSION:
+                raise ValueError(f"snapshot version {state['version']}, not {SNAPSHOT_VERSION}")
+            latest = state["latest"]
+            tracks = [_track_from_dict(raw) for raw in state["tracks"]]
+            if latest is not None:
+                latest = FrameResult.from_fields({b"result": json.dumps(latest).encode()})
+            next_track = int(state["next_track"])
+        except (KeyError, TypeError, ValueError, MalformedEntryError) as exc:
+            raise ValueError(f"not a tracker snapshot: {exc}") from None
+        self.tracks = tracks
+        self._latest = latest
+        self.next_track = max(self.next_track, next_track)
+
     def _associate(self, frame: FrameResult) -> list[tuple[Track, FaceResult]]:
         """Greedy matching of faces to tracks by overlap plus resemblance; the rest start tracks."""
         candidates = []
@@ -181,7 +227,7 @@ class CameraTracker:
             for f, face in enumerate(frame.faces):
                 overlap = _iou(track.box, np.asarray(face.box))
                 similarity = track.similarity(_unit(face.embedding))
-                if similarity < self.config.min_similarity:
+                if similarity < self.config.similarity_for(frame.embedder_version):
                     continue  # another person, e.g. after a scene cut to the same spot
                 if overlap >= self.config.min_iou or _near(track.box, np.asarray(face.box)):
                     candidates.append((overlap + similarity, t, f))
@@ -196,11 +242,12 @@ class CameraTracker:
         for f, face in enumerate(frame.faces):
             if f not in used_faces:
                 track = Track(
-                    track_id=f"{self.camera}-{self._run_token}-{next(self._ids)}",
+                    track_id=f"{self.camera}-{self._run_token}-{self.next_track}",
                     first_seen=frame.captured_at,
                     last_seen=frame.captured_at,
                     box=np.asarray(face.box),
                 )
+                self.next_track += 1
                 self.tracks.append(track)
                 pairs.append((track, face))
         return pairs
@@ -261,6 +308,7 @@ class CameraTracker:
             # Once per track, at its first recognized/unknown event; its track_ended repeats it.
             track.attributes = self._attributes(np.stack(list(track.recent)), frame.embedder_version)
         return Event(
+            event_id=event_id_for(track.track_id, kind),
             type=kind,
             captured_at=iso_time(frame.captured_at),
             camera=self.camera,
@@ -290,6 +338,60 @@ def face_size_px(face: FaceResult) -> float:
 def _face_quality(face: FaceResult) -> float:
     # Larger, surer detections embed more reliably: what is kept of unknown tracks.
     return face.detection_score * face_size_px(face)
+
+
+def _track_to_dict(track: Track) -> dict[str, Any]:
+    return {
+        "track_id": track.track_id,
+        "first_seen": track.first_seen,
+        "last_seen": track.last_seen,
+        "box": [float(v) for v in track.box],
+        "recent": [_vector_text(vector) for vector in track.recent],
+        "frames": track.frames,
+        "votes": dict(track.votes),
+        "names": track.names,
+        "best_face": {key: face_to_dict(face) for key, face in track.best_face.items()},
+        "best_face_at": track.best_face_at,
+        "unmatched_frames": track.unmatched_frames,
+        "last_face": None if track.last_face is None else face_to_dict(track.last_face),
+        "last_frame": track.last_frame,
+        "announced": track.announced,
+        "unknown_announced": track.unknown_announced,
+        "unknown_event_id": track.unknown_event_id,
+        "unknown_faces": [[face_to_dict(seen.face), seen.captured_at] for seen in track.unknown_faces],
+        "attributes": None if track.attributes is None else track.attributes.model_dump(),
+    }
+
+
+def _track_from_dict(raw: dict[str, Any]) -> Track:
+    return Track(
+        track_id=str(raw["track_id"]),
+        first_seen=float(raw["first_seen"]),
+        last_seen=float(raw["last_seen"]),
+        box=np.asarray([float(v) for v in raw["box"]]),
+        recent=deque((_vector(text) for text in raw["recent"]), maxlen=RECENT_EMBEDDINGS),
+        frames=int(raw["frames"]),
+        votes=Counter({str(key): int(count) for key, count in raw["votes"].items()}),
+        names={str(key): str(name) for key, name in raw["names"].items()},
+        best_face={str(key): face_from_dict(face) for key, face in raw["best_face"].items()},
+        best_face_at={str(key): float(at) for key, at in raw["best_face_at"].items()},
+        unmatched_frames=int(raw["unmatched_frames"]),
+        last_face=None if raw["last_face"] is None else face_from_dict(raw["last_face"]),
+        last_frame=int(raw["last_frame"]),
+        announced=raw["announced"],
+        unknown_announced=bool(raw["unknown_announced"]),
+        unknown_event_id=raw["unknown_event_id"],
+        unknown_faces=[SeenFace(face_from_dict(face), float(at)) for face, at in raw["unknown_faces"]],
+        attributes=None if raw["attributes"] is None else EventAttributes.model_validate(raw["attributes"]),
+    )
+
+
+def _vector_text(vector: np.ndarray) -> str:
+    return base64.b64encode(np.asarray(vector, "<f4").tobytes()).decode("ascii")
+
+
+def _vector(text: str) -> np.ndarray:
+    return np.frombuffer(base64.b64decode(text), dtype="<f4").astype(np.float32)
 
 
 def _unit(vector: np.ndarray) -> np.ndarray:

@@ -85,10 +85,19 @@ class Worker:
         >>> worker.run(stop_event)
     """
 
-    def __init__(self, client: redis.Redis, settings: Settings, pipeline: FacePipeline) -> None:
+    def __init__(
+        self,
+        client: redis.Redis,
+        settings: Settings,
+        pipeline: FacePipeline,
+        frames_client: redis.Redis | None = None,
+    ) -> None:
         self._client = client
         self.config = settings.streamer
-        self.bus = FrameBus(client, settings.streamer.bus)
+        # The frame bus may live on a server of its own (frames are never persisted): then a
+        # batch's results and its frames' acknowledgement cannot share one transaction.
+        self._bus_apart = frames_client is not None and frames_client is not client
+        self.bus = FrameBus(frames_client if frames_client is not None else client, settings.streamer.bus)
         self.pipeline = pipeline
         self.identifier = Identifier.from_settings(Gallery(client), pipeline, settings)
         # Unmatched faces travel with a small JPEG only if the user opted in to keeping them.
@@ -265,5 +274,10 @@ class Worker:
                     maxlen=self.config.bus.max_results,
                     approximate=True,
                 )
-            self.bus.ack_in(pipe, entry_ids)
+            if not self._bus_apart:
+                self.bus.ack_in(pipe, entry_ids)
             pipe.execute()
+        if self._bus_apart:
+            # Results first, then the acknowledgement: a crash between the two leaves the frames
+            # pending, to be analysed again, and the tracker drops the duplicate results.
+            self.bus.ack(entry_ids)

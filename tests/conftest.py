@@ -62,6 +62,24 @@ def pipeline(settings: Settings) -> Iterator[FacePipeline]:
     yield face_pipeline
 
 
+def dlib_settings(settings: Settings) -> Settings:
+    """``settings`` with the first model family, MTCNN + dlib's ResNet, whatever the default is."""
+    return settings.model_copy(
+        update={
+            "detector": settings.detector.model_copy(update={"backend": "mtcnn"}),
+            "embedder": settings.embedder.model_copy(update={"backend": "dlib_resnet"}),
+        }
+    )
+
+
+@pytest.fixture(scope="session")
+def dlib_pipeline(settings: Settings) -> FacePipeline:
+    """MTCNN + dlib, loaded once: for tests whose real-face examples were picked on dlib's scores."""
+    pipeline = FacePipeline.from_settings(dlib_settings(settings))
+    pipeline.load()
+    return pipeline
+
+
 def stop_embedded(client: redis.Redis) -> None:
     """Stop the embedded server (SIGTERM: it flushes and exits) and remove its socket dir.
 

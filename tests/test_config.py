@@ -13,7 +13,8 @@ from vigil.errors import ConfigError
 def test_defaults_without_file_or_environment() -> None:
     settings = load_settings(environ={})
     assert settings.detector.min_face_size_px == 20
-    assert settings.embedder.backend == "dlib_resnet"
+    assert (settings.detector.backend, settings.embedder.backend) == ("yunet", "sface")
+    assert settings.detector.score_cutoff == 0.7  # YuNet's own default when min_score is unset
     assert settings.cache_dir == settings.home / "cache"
 
 
@@ -105,7 +106,6 @@ def test_more_bad_config_files(tmp_path: Path, content: bytes, message: str) -> 
         load_settings(config, environ={})
 
 
-def test_malformed_environment_variable(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("VIGIL_DETECTOR__THRESHOLDS", "[0.6")
+def test_malformed_environment_variable() -> None:
     with pytest.raises(ConfigError, match="environment variable"):
-        load_settings(environ={})
+        load_settings(environ={"VIGIL_DETECTOR__THRESHOLDS": "[0.6"})

@@ -47,7 +47,7 @@ def fit_template(image_paths: list[Path]) -> tuple[npt.NDArray[np.float64], npt.
 
     hog = dlib.get_frontal_face_detector()
     predictor = dlib.shape_predictor(face_recognition_models.pose_predictor_five_point_model_location())
-    detector = MtcnnDetector(DetectorConfig())
+    detector = MtcnnDetector(DetectorConfig(backend="mtcnn"))
     points_in_chip = []
     for path in tqdm(image_paths, desc="fitting template", unit="img"):
         image = load_image(path)

@@ -38,7 +38,7 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_JSON = Path("bench-results/pairs.json")
 DEFAULT_AGING_JSON = Path("bench-results/template-aging.json")
-DEFAULT_METRIC: Metric = "euclidean"
+DEFAULT_METRIC: Metric = "cosine"  # embeddings carry direction only (the Embedder contract)
 MIN_FOLDS = 2
 """Cross-validation needs a fold to hold out and at least one to choose the threshold on."""
 

@@ -78,7 +78,9 @@ def cache_key(settings: Settings, pipeline: FacePipeline, images_root: Path) -> 
         # A different weights file or fp16 (CUDA) changes embeddings under the same version name.
         "weights": str(settings.embedder.weights_path.resolve()) if settings.embedder.weights_path else None,
         "device": str(getattr(pipeline.embedder, "device", "cpu")),
-        "detector": settings.detector.model_dump(mode="json", exclude={"device", "batch_size"}),
+        # The cut-off in force, not the setting: unset and its backend's default are one detector.
+        "detector": settings.detector.model_dump(mode="json", exclude={"device", "batch_size"})
+        | {"min_score": settings.detector.score_cutoff},
         "aligner": settings.aligner.model_dump(mode="json"),
         "template": pipeline.aligner.template.round(4).tolist(),
         "root": str(images_root.resolve()),

@@ -2,7 +2,7 @@
 
 Protocol: the 6,000 pairs of ``pairs.txt`` in 10 folds; for each fold the decision
 threshold is chosen on the other nine and accuracy measured on it (mean ± std over the
-folds). Every pair is scored: images where MTCNN finds no face are embedded with the
+folds). Every pair is scored: images where the detector finds no face are embedded with the
 mean landmark layout of the others (counted as ``no_face_count``). The face scored in
 each image is the one nearest the image centre.
 """
@@ -65,7 +65,7 @@ def run_lfw_bench(
     json_path: Path,
     *,
     use_cache: bool = True,
-    metric: Metric = "euclidean",
+    metric: Metric = "cosine",
 ) -> PairsBenchResult:
     """Run LFW View 2 and write ``json_path``, a Markdown summary and a ROC PNG beside it.
 
@@ -88,7 +88,7 @@ def run_pairs_bench(
     name: str,
     *,
     use_cache: bool = True,
-    metric: Metric = "euclidean",
+    metric: Metric = "cosine",
     fallback: NoFaceFallback = "mean_layout",
 ) -> PairsBenchResult:
     """Score ``pairs`` with the configured pipeline and evaluate them fold by fold.
@@ -193,7 +193,7 @@ def _figures(
             "no_face_count": int((~embedded.detected).sum()),
             "images": len(embedded.paths),
             "embedder": pipeline.embedder.version,
-            "detector": "mtcnn (facenet-pytorch)",
+            "detector": pipeline.detector.name,
             "seconds": round(seconds, 1),
             "machine": cpu_model(),
             "torch_threads": torch.get_num_threads(),

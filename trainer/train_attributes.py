@@ -285,7 +285,7 @@ def attributes_markdown(figures: dict[str, JsonValue]) -> str:
         markdown_table(rows),
         f"Data: {figures['dataset']}: {figures['images']} images named by the UTKFace convention "
         f"({figures['skipped_files']} other files skipped); {figures['no_face']} without a face found by "
-        f"MTCNN were embedded whole. Embeddings: {figures['embedder_version']}.",
+        f"{figures['detector']} were embedded whole. Embeddings: {figures['embedder_version']}.",
         f"Protocol: {figures['protocol']}; seed {figures['seed']}, {figures['train_images']} training "
         f"images ({figures['calibration_faces']} of them kept aside to calibrate the age range, "
         f"spread scale {_float(figures['spread_scale']):.2f}), {figures['epochs']} epochs "
@@ -400,6 +400,7 @@ def _figures(
         "skipped_files": data.dataset.skipped,
         "no_face": int((~data.embedded.detected).sum()),
         "embedder_version": data.pipeline.embedder.version,
+        "detector": data.pipeline.detector.name,
         "protocol": PROTOCOL,
         "seed": options.seed,
         "train_images": len(data.train),

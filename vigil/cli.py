@@ -157,7 +157,7 @@ def _build_parser() -> argparse.ArgumentParser:
     lfw.add_argument("--data", type=Path, default=DEFAULT_LFW_DIR, help="LFW folder with pairs.txt")
     lfw.add_argument("--json", type=writable_json, default="bench-results/lfw.json", help="results JSON")
     lfw.add_argument("--no-cache", action="store_true", help="recompute embeddings even if cached")
-    lfw.add_argument("--metric", choices=["euclidean", "cosine"], default="euclidean", help="pair score")
+    lfw.add_argument("--metric", choices=["euclidean", "cosine"], default="cosine", help="pair score")
     lfw.set_defaults(handler=_cmd_bench_lfw)
 
     identify_bench = bench.add_parser("identify", help="LFW open-set identification (DIR at FPIR, rank-1)")
@@ -177,6 +177,21 @@ def _build_parser() -> argparse.ArgumentParser:
         help="FPIRs to fit rules for (one rule set each)",
     )
     identify_bench.set_defaults(handler=_cmd_bench_identify)
+
+    fusion = bench.add_parser("fusion", help="LFW verification and open set: two embedders and their fusion")
+    fusion.add_argument("--data", type=Path, default=DEFAULT_LFW_DIR, help="LFW folder")
+    fusion.add_argument(
+        "--json", type=writable_json, default="bench-results/fusion.json", help="results JSON"
+    )
+    fusion.add_argument(
+        "--with",
+        dest="other_backend",
+        choices=["dlib_resnet", "sface"],
+        default="dlib_resnet",
+        help="the embedder fused with the configured one",
+    )
+    fusion.add_argument("--no-cache", action="store_true", help="recompute embeddings even if cached")
+    fusion.set_defaults(handler=_cmd_bench_fusion)
 
     embed = bench.add_parser(
         "embed", help="embedder faces/s (dlib ResNet, SFace) vs dlib's and OpenCV's own implementations"
@@ -260,7 +275,7 @@ def _cmd_check_config(args: argparse.Namespace, settings: Settings) -> int:
 
         print(render_markdown(), end="")
         return 0
-    print(settings.model_dump_json(indent=2))
+    print(settings.redacted_json())
     return 0
 
 
@@ -283,6 +298,14 @@ def _cmd_bench_identify(args: argparse.Namespace, settings: Settings) -> int:
         calibration_out=args.calibration_out,
         target_fpirs=tuple(args.target_fpir),
     )
+    print(result.summary)
+    return 0
+
+
+def _cmd_bench_fusion(args: argparse.Namespace, settings: Settings) -> int:
+    from trainer.bench_fusion import run_fusion_bench
+
+    result = run_fusion_bench(settings, args.data, args.json, args.other_backend, use_cache=not args.no_cache)
     print(result.summary)
     return 0
 
@@ -325,11 +348,12 @@ def _cmd_bench_detect(args: argparse.Namespace, settings: Settings) -> int:
 def _cmd_bench_index(args: argparse.Namespace, settings: Settings) -> int:
     from indexer.bench import run_index_bench, to_dict, to_markdown
     from trainer.report import write_json
+    from vigil.files import write_text_atomically
 
     rows = run_index_bench(args.size, args.dim, queries=args.queries, probes=args.probes)
     write_json(args.json, to_dict(rows))  # type: ignore[arg-type]
     markdown = to_markdown(rows)
-    args.json.with_suffix(".md").write_text(markdown, encoding="utf-8")
+    write_text_atomically(args.json.with_suffix(".md"), markdown)
     print(markdown)
     print(f"reports: {args.json}, {args.json.with_suffix('.md')}")
     return 0
@@ -446,16 +470,25 @@ def _cmd_people_rename(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _cmd_people_delete(args: argparse.Namespace, settings: Settings) -> int:
-    from indexer.erase import erase_person
+    from indexer.erase import StreamKeys, erase_person
     from indexer.sources import SourceStore
 
     gallery = _open_gallery(settings)
     erased = erase_person(
-        gallery, SourceStore.from_settings(settings), _find_person(gallery, args.name).identity_id
+        gallery,
+        SourceStore.from_settings(settings),
+        _find_person(gallery, args.name).identity_id,
+        StreamKeys.from_settings(settings),
     )
     print(
         f"deleted {erased.name}: the person, {erased.templates} template(s) and "
         f"{erased.photos} kept photo(s) are erased; running services drop them on their next search"
+    )
+    rewritten = ", ".join(erased.rewritten) or "none (no persistence)"
+    print(
+        f"  also erased: {erased.negatives} negative(s), {erased.feedback} feedback record(s), "
+        f"{erased.clusters} unknown cluster(s), {erased.events} event(s), {erased.results} frame result(s), "
+        f"{erased.keys} other key(s); Redis files rewritten: {rewritten}"
     )
     return 0
 

@@ -7,14 +7,19 @@
     ├── DatasetError         a benchmark or training dataset is missing or malformed
     ├── GalleryError         the gallery store rejected an operation
     ├── EventError           an event id is malformed or unknown, or its face is no longer kept
-    ├── RedisUnavailableError  Redis cannot be reached or the embedded server cannot start
-    └── StreamError          a camera/file source cannot be opened or read
+    ├── RedisUnavailableError  Redis cannot be reached, is loading, or the embedded server cannot start
+    │   └── RedisRefusedError  Redis refuses writes: full (OOM), cannot persist (MISCONF), a replica
+    ├── ServiceRunningError  another `vigil run` holds the service lease of this Redis
+    ├── StreamError          a camera/file source cannot be opened or read
+    └── MalformedEntryError  an entry on a Redis Stream cannot be read (a poison entry)
 
 Each message says what is wrong and what to do about it, in one line, so the CLI can
 print it as is.
 """
 
 from __future__ import annotations
+
+import enum
 
 
 class VigilError(Exception):
@@ -57,8 +62,44 @@ class CalibrationError(VigilError):
     """A calibration file is missing, corrupt or for another embedder."""
 
 
+class RedisErrorKind(enum.StrEnum):
+    """Why a Redis operation failed (the values are the metric label and ``vigil status`` format)."""
+
+    CONNECTION = "connection"
+    """The server cannot be reached, or the connection was lost."""
+    TIMEOUT = "timeout"
+    LOADING = "loading"
+    """The server is loading its data from disk (``LOADING``): wait, it is not dead."""
+    OUT_OF_MEMORY = "out_of_memory"
+    """``maxmemory`` reached with an eviction policy that refuses writes (``OOM``)."""
+    MISCONF = "misconf"
+    """The server cannot persist (a failed snapshot or AOF write) and refuses writes (``MISCONF``)."""
+    READONLY = "readonly"
+    """The server is a read-only replica (``READONLY``)."""
+
+
 class RedisUnavailableError(VigilError):
-    """Redis cannot be reached, or the embedded Redis server cannot be started."""
+    """Redis cannot be reached, is still loading its data, or the embedded server cannot be started.
+
+    Attributes:
+        kind: What failed; loops that ride out outages count it under this label.
+    """
+
+    def __init__(self, message: str, kind: RedisErrorKind = RedisErrorKind.CONNECTION) -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
+class RedisRefusedError(RedisUnavailableError):
+    """Redis answers, but refuses writes: out of memory, cannot persist, or a read-only replica.
+
+    Reads still work (the gallery stays usable); writers drop what they cannot store (frames)
+    or retry later. ``kind`` says which refusal.
+    """
+
+
+class ServiceRunningError(VigilError):
+    """Another ``vigil run`` holds the service lease of this Redis: one service per Redis."""
 
 
 class StreamError(VigilError):
@@ -71,3 +112,19 @@ class StreamError(VigilError):
     def __init__(self, message: str, camera: str = "") -> None:
         super().__init__(f"camera {camera!r}: {message}" if camera else message)
         self.camera = camera
+
+
+class MalformedEntryError(VigilError):
+    """An entry on a Redis Stream cannot be read: malformed, or trimmed while it was pending.
+
+    Readers count such a poison entry, acknowledge it and skip it, so it cannot stop them.
+
+    Attributes:
+        stream: The stream.
+        entry_id: The entry's id.
+    """
+
+    def __init__(self, message: str, stream: str = "", entry_id: str = "") -> None:
+        super().__init__(f"{stream} entry {entry_id}: {message}" if entry_id else message)
+        self.stream = stream
+        self.entry_id = entry_id

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import logging
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -20,16 +21,24 @@ logger = logging.getLogger(__name__)
 
 # MTCNN's first network looks at 12×12 windows: nothing smaller can hold a face.
 MIN_IMAGE_SIDE_PX = 12
+# Largest image decoded: 60 megapixels (180 MB as RGB) takes a 50-megapixel camera's photos and
+# 8K video frames (33 MP); anything bigger is refused from its header, before a pixel is decoded
+# (a 12000×8000 file would otherwise take over a gigabyte on its way to RGB).
+MAX_IMAGE_PIXELS = 60_000_000
 
 
-def load_image(path: Path) -> ImageRGB:
+def load_image(path: Path, max_pixels: int = MAX_IMAGE_PIXELS) -> ImageRGB:
     """Read an image file as RGB.
 
     EXIF orientation is applied, so a phone photo comes out the way it was held.
 
+    Args:
+        path: The image file.
+        max_pixels: Largest width × height accepted, checked from the file's header.
+
     Raises:
-        ImageError: The file is missing, unreadable, not an image, truncated, or smaller
-            than ``MIN_IMAGE_SIDE_PX`` on a side.
+        ImageError: The file is missing, unreadable, not an image, truncated, smaller
+            than ``MIN_IMAGE_SIDE_PX`` on a side, or over ``max_pixels``.
     """
     source = str(path)
     try:
@@ -40,15 +49,17 @@ def load_image(path: Path) -> ImageRGB:
         raise ImageError("is a directory, not an image file", source) from None
     except OSError as exc:
         raise ImageError(f"cannot read file ({exc.strerror})", source) from None
-    return decode_image(data, source)
+    return decode_image(data, source, max_pixels)
 
 
-def decode_image(data: bytes, source: str = "image") -> ImageRGB:
+def decode_image(data: bytes, source: str = "image", max_pixels: int = MAX_IMAGE_PIXELS) -> ImageRGB:
     """Decode encoded image bytes (JPEG, PNG, WebP, BMP, TIFF, ...) to RGB.
 
     Args:
         data: The encoded file contents.
         source: Names the image in error messages.
+        max_pixels: Largest width × height decoded; PIL reads the size from the header
+            (``Image.open`` is lazy), so a bigger image costs nothing but the check.
 
     Raises:
         ImageError: As for ``load_image``.
@@ -56,7 +67,12 @@ def decode_image(data: bytes, source: str = "image") -> ImageRGB:
     if not data:
         raise ImageError("file is empty", source)
     try:
-        with Image.open(io.BytesIO(data)) as img:
+        with warnings.catch_warnings():
+            # PIL warns from 89 megapixels; our own check below is the stricter one.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            img = Image.open(io.BytesIO(data))
+        with img:
+            _check_size(img.size, max_pixels, source)  # from the header: nothing is decoded yet
             img.load()  # decoding happens here: truncated files fail now, not later
             rgb = _to_rgb(_upright(img, source))
     except Image.DecompressionBombError:
@@ -78,6 +94,16 @@ def decode_image(data: bytes, source: str = "image") -> ImageRGB:
             source,
         )
     return rgb
+
+
+def _check_size(size: tuple[int, int], max_pixels: int, source: str) -> None:
+    width, height = size
+    if width * height > max_pixels:
+        raise ImageError(
+            f"image is {width}×{height} pixels ({width * height / 1e6:.0f} megapixels), over the "
+            f"{max_pixels / 1e6:g} megapixels Vigil decodes; downscale it",
+            source,
+        )
 
 
 def _upright(img: Image.Image, source: str) -> Image.Image:

@@ -81,7 +81,7 @@ def test_kept_photos_are_reembedded_and_erased_from_the_command_line(tmp_path: P
     keep.write_text("indexer:\n  keep_sources: true\n", encoding="utf-8")
     new_embedder = tmp_path / "new-embedder.yaml"
     new_embedder.write_text(
-        "indexer:\n  keep_sources: true\nembedder:\n  flip_average: false\n", encoding="utf-8"
+        "indexer:\n  keep_sources: true\nembedder:\n  flip_average: true\n", encoding="utf-8"
     )
     # given Obama enrolled by a user who opted in to keeping enrolment photos
     photo = require(PEOPLE / "obama.jpg")
@@ -92,7 +92,7 @@ def test_kept_photos_are_reembedded_and_erased_from_the_command_line(tmp_path: P
     reembedded = run_vigil("--config", str(new_embedder), "gallery", "reembed", home=tmp_path)
     # then Obama gets a template for the new embedder from his kept photo
     assert reembedded.returncode == 0, reembedded.stderr
-    assert "1 template(s) added for dlib_resnet_v1," in reembedded.stdout
+    assert "1 template(s) added for sface_2021dec+flip," in reembedded.stdout
     # when he is deleted, then his templates in both spaces and both kept photos are erased
     deleted = run_vigil("people", "delete", "Barack Obama", home=tmp_path)
     assert "2 template(s) and 2 kept photo(s) are erased" in deleted.stdout, deleted.stderr

@@ -51,19 +51,20 @@ def test_template_rescales_about_the_chip_centre() -> None:
 
 
 def test_chip_of_rotated_photo_matches_chip_of_upright_photo(pipeline: FacePipeline) -> None:
-    # given a real face, upright and rotated by 25° in the photo
+    # given a real face, upright and rotated by 25° in the photo, with the upright photo's
+    # landmarks carried over by the same rotation
     import cv2
 
     image = people_image("obama.jpg")
     height, width = image.shape[:2]
-    rotated = cv2.warpAffine(
-        image, cv2.getRotationMatrix2D((width / 2, height / 2), 25, 1.0), (width, height)
-    )
+    rotation = cv2.getRotationMatrix2D((width / 2, height / 2), 25, 1.0)
+    rotated = cv2.warpAffine(image, rotation, (width, height))
+    [faces] = pipeline.detector.detect([image])
+    upright_landmarks = faces.landmarks[0]
+    rotated_landmarks = upright_landmarks @ rotation[:, :2].T + rotation[:, 2]
     aligner = FaceAligner(AlignerConfig(), chip_size_px=150)
     chips = []
-    for photo in (image, rotated):
-        [faces] = pipeline.detector.detect([photo])
-        landmarks = faces.landmarks[0]
+    for photo, landmarks in ((image, upright_landmarks), (rotated, rotated_landmarks)):
         # when aligned, the landmarks land on the template (eyes tightly, mouth more loosely)
         matrix = aligner.chip_to_image(landmarks)
         in_chip = (landmarks - matrix[:, 2]) @ np.linalg.inv(matrix[:, :2]).T
@@ -71,11 +72,31 @@ def test_chip_of_rotated_photo_matches_chip_of_upright_photo(pipeline: FacePipel
         assert error[:2].max() < 4.0 and error.max() < 9.0, (
             f"landmarks off the template by {error.round(1)} px"
         )
-        chips.append(aligner.align(photo, faces.landmarks[:1])[0])
-    # then both chips show the same upright face: pixels agree closely
+        chips.append(aligner.align(photo, landmarks[None])[0])
+    # then both chips show the same upright face: pixels agree but for resampling
     assert chips[0].shape == (150, 150, 3) and chips[0].dtype == np.uint8
     difference = np.abs(chips[0].astype(np.int16) - chips[1].astype(np.int16)).mean()
-    assert difference < 12.0, f"chips differ by {difference:.1f} grey levels on average"
+    assert difference < 3.0, f"chips differ by {difference:.1f} grey levels on average"
+
+
+def test_detector_finds_the_landmarks_of_a_rotated_face(pipeline: FacePipeline) -> None:
+    # given the same face upright and rotated by 25°
+    import cv2
+
+    image = people_image("obama.jpg")
+    height, width = image.shape[:2]
+    rotation = cv2.getRotationMatrix2D((width / 2, height / 2), 25, 1.0)
+    [upright] = pipeline.detector.detect([image])
+    [rotated] = pipeline.detector.detect([cv2.warpAffine(image, rotation, (width, height))])
+    # when the upright landmarks are rotated the same way
+    expected = upright.landmarks[0] @ rotation[:, :2].T + rotation[:, 2]
+    # then the detector's landmarks on the rotated photo are near them: within a fifth of the
+    # eye distance (YuNet measured 7-21 px of 107, MTCNN 2-10: YuNet is the less rotation-robust)
+    eye_distance = np.linalg.norm(expected[1] - expected[0])
+    error = np.linalg.norm(rotated.landmarks[0] - expected, axis=1)
+    assert error.max() < eye_distance / 5, (
+        f"landmarks off by {error.round(1)} px (eyes {eye_distance:.0f} px apart)"
+    )
 
 
 def test_no_faces_gives_no_chips() -> None:

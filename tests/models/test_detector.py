@@ -10,13 +10,14 @@ from vigil.config import DetectorConfig
 from vigil.models.detector import batches_by_size
 from vigil.models.mtcnn import detect_faces
 from vigil.models.mtcnn_detector import MtcnnDetector
-from vigil.models.pipeline import FacePipeline
 
 
 @pytest.fixture(scope="module")
-def detector(pipeline: FacePipeline) -> MtcnnDetector:
-    assert isinstance(pipeline.detector, MtcnnDetector)
-    return pipeline.detector
+def detector() -> MtcnnDetector:
+    """MTCNN, whatever the configured default detector is."""
+    mtcnn = MtcnnDetector(DetectorConfig(backend="mtcnn"))
+    mtcnn.load()
+    return mtcnn
 
 
 @pytest.mark.parametrize(
@@ -80,10 +81,10 @@ def test_larger_min_face_size_drops_small_faces() -> None:
     import cv2
 
     small = cv2.resize(people_image("obama.jpg"), None, fx=0.25, fy=0.25)
-    strict = MtcnnDetector(DetectorConfig(min_face_size_px=200))
+    strict = MtcnnDetector(DetectorConfig(backend="mtcnn", min_face_size_px=200))
     # then it finds nothing, while the default does
     assert len(strict.detect([small])[0]) == 0
-    assert len(MtcnnDetector(DetectorConfig()).detect([small])[0]) == 1
+    assert len(MtcnnDetector(DetectorConfig(backend="mtcnn")).detect([small])[0]) == 1
 
 
 def test_batches_group_by_size_and_respect_batch_size() -> None:

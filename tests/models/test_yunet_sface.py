@@ -14,12 +14,12 @@ import torch
 from tests.conftest import LFW, SHARED_DATA, people_image, require
 from tests.models.onnx_models import installed_models_dir, onnx_settings
 from vigil.config import Settings
-from vigil.config.detector import OnnxRuntime
+from vigil.config.detector import DetectorConfig, OnnxRuntime
 from vigil.image import load_image
 from vigil.models.model_files import SFACE, YUNET
 from vigil.models.pipeline import FacePipeline
 from vigil.models.sface import SFaceEmbedder
-from vigil.models.yunet import YunetDetector
+from vigil.models.yunet import LARGE_FACE_PASS_PX, YunetDetector
 from vigil.typing import ImageRGB
 
 RUNTIMES: list[OnnxRuntime] = ["opencv", "torch"]
@@ -35,10 +35,11 @@ def _photo(relative: str) -> ImageRGB:
     return load_image(require(SHARED_DATA / "people" / relative))
 
 
-def _opencv_faces(image: ImageRGB) -> np.ndarray:
+def _opencv_faces(image: ImageRGB, config: DetectorConfig) -> np.ndarray:
     """OpenCV's FaceDetectorYN on the same file with the same thresholds: ``(N, 15)`` rows."""
     path = str(installed_models_dir() / YUNET.name)
-    detector = cv2.FaceDetectorYN.create(path, "", (image.shape[1], image.shape[0]), 0.9, 0.3, 5000)
+    size = (image.shape[1], image.shape[0])
+    detector = cv2.FaceDetectorYN.create(path, "", size, config.score_cutoff, config.nms_iou, 5000)
     _, faces = detector.detect(np.ascontiguousarray(image[..., ::-1]))
     return np.zeros((0, 15), np.float32) if faces is None else faces
 
@@ -54,9 +55,11 @@ def onnx_pipeline(request: pytest.FixtureRequest, settings: Settings) -> FacePip
 def test_yunet_matches_opencv(onnx_pipeline: FacePipeline, photo: str, expected_faces: int | None) -> None:
     # given a real photo and OpenCV's own YuNet on it
     image = _photo(photo)
-    reference = _opencv_faces(image)
-    # when our detector runs on it
-    [faces] = onnx_pipeline.detector.detect([image])
+    detector = onnx_pipeline.detector
+    assert isinstance(detector, YunetDetector)
+    reference = _opencv_faces(image, detector.config)
+    # when our detector makes one pass over it at its own scale, as OpenCV does
+    [faces] = detector.detect_pass(image[None], detector.config.min_face_size_px)
     # then it finds the same faces (boxes, landmarks and scores), best score first
     if expected_faces is not None:
         assert len(faces) == expected_faces, f"{photo}: {len(faces)} faces"
@@ -69,6 +72,31 @@ def test_yunet_matches_opencv(onnx_pipeline: FacePipeline, photo: str, expected_
     np.testing.assert_allclose(faces.boxes_xyxy, corners, atol=0.05, err_msg=photo)
     np.testing.assert_allclose(faces.landmarks.reshape(-1, 10), reference[:, 4:14], atol=0.05, err_msg=photo)
     np.testing.assert_allclose(faces.scores, reference[:, 14], atol=1e-4, err_msg=photo)
+
+
+def test_yunet_finds_a_face_too_large_for_one_pass(onnx_pipeline: FacePipeline) -> None:
+    # given a 2048 px photo whose face is some 600 px wide, beyond what YuNet's coarsest stride scores well
+    image = _photo("facenet_pytorch/test_images/angelina_jolie/1.jpg")
+    detector = onnx_pipeline.detector
+    assert isinstance(detector, YunetDetector) and max(image.shape[:2]) > LARGE_FACE_PASS_PX
+    [one_pass] = detector.detect_pass(image[None], detector.config.min_face_size_px)
+    # when detected
+    [faces] = detector.detect([image])
+    # then the large-face pass finds it (one pass alone does not), in the frame's own pixels
+    assert len(one_pass) == 0, f"one pass already finds it: {one_pass.scores}"
+    assert len(faces) == 1, f"{len(faces)} faces, scores {faces.scores}"
+    width, height = faces.boxes_xyxy[0, 2:] - faces.boxes_xyxy[0, :2]
+    assert 450 < width < 700 and 650 < height < 950, (width, height)
+    points = faces.landmarks[0]
+    assert points[0, 0] < points[2, 0] < points[1, 0], "eyes and nose in the frame's pixels"
+
+
+def test_two_passes_keep_one_box_per_face(onnx_pipeline: FacePipeline) -> None:
+    # given a large photo whose face both passes find
+    image = _photo("face_recognition/obama.jpg")
+    assert max(image.shape[:2]) > LARGE_FACE_PASS_PX
+    # then it is one detection, not two
+    assert len(onnx_pipeline.detector.detect([image])[0]) == 1
 
 
 def test_yunet_landmarks_follow_the_detection_contract(onnx_pipeline: FacePipeline) -> None:
@@ -88,7 +116,7 @@ def test_sface_matches_opencv(onnx_pipeline: FacePipeline) -> None:
     for name in ("obama.jpg", "obama2.jpg", "biden.jpg", "lin-manuel-miranda.png"):
         image = people_image(name)
         bgr = np.ascontiguousarray(image[..., ::-1])
-        reference_face = _opencv_faces(image)[0]
+        reference_face = _opencv_faces(image, DetectorConfig(backend="yunet"))[0]
         reference_chip = recognizer.alignCrop(bgr, reference_face)
         reference = recognizer.feature(reference_chip)[0]
         # when our aligner cuts the chip from the same landmarks and SFace embeds it

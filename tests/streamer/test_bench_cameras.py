@@ -53,11 +53,12 @@ def test_a_real_worker_analyses_one_frame_per_camera_per_batch(two_cameras: Came
     assert result.faces > 0, result
     assert set(result.names) == {"Lin-Manuel Miranda", "Barack Obama", "Joe Biden"}
     assert result.names["Lin-Manuel Miranda"] >= 1, result.names
-    # and every worker stage took time, detection the most, the shares adding up to the whole
+    # and every worker stage took time, the models the most, the shares adding up to the whole
     by_stage = {stage.stage: stage for stage in result.stages}
     assert set(by_stage) == {"bus", *WORKER_STAGES}
     assert all(by_stage[stage].seconds > 0 for stage in WORKER_STAGES), by_stage
-    assert max(by_stage.values(), key=lambda stage: stage.seconds).stage == "detect", by_stage
+    # (MTCNN's detection or SFace's embedding, which costs the most per face on a CPU)
+    assert max(by_stage.values(), key=lambda stage: stage.seconds).stage in {"detect", "embed"}, by_stage
     assert sum(stage.share for stage in result.stages) == pytest.approx(1.0, abs=0.01)
 
 

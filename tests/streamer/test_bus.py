@@ -182,10 +182,11 @@ def test_ack_in_acknowledges_within_the_results_transaction(backend: RedisBacken
         bus.ack_in(pipe, [frame.entry_id for frame in frames])
         bus.ack_in(pipe, [])  # nothing to ack: queues nothing
         replies = pipe.execute()
-    # then the results are written and nothing is pending any more
-    assert len(replies) == 2, f"expected XADD + one XACK, got {replies}"
-    assert replies[1] == 2, "XACK should have acknowledged both frames"
+    # then the results are written, nothing is pending any more, and the done frames are gone
+    assert len(replies) == 3, f"expected XADD + one XACK + one XDEL, got {replies}"
+    assert replies[1:] == [2, 2], "XACK and XDEL should have taken both frames"
     assert bus.backlog() == (0, 0)
+    assert bus._client.xlen(bus.config.stream) == 0, "done frames must not stay on the bus"
     # and a re-claim after claim_idle_ms finds nothing to take over
     time.sleep(CLAIM_IDLE_MS / 1000 * 1.5)
     assert bus.reclaim("worker-2", count=10) == ([], [])
@@ -216,8 +217,10 @@ def test_backlog_counts_waiting_and_pending(backend: RedisBackend) -> None:
     frames = bus.read("worker-1", count=2, block_ms=None)
     # then 3 are waiting and 2 pending
     assert bus.backlog() == (3, 2)
-    # when it acknowledges one
-    bus._client.xack(bus.config.stream, bus.config.group, frames[0].entry_id)
+    # when it acknowledges one (as a worker does: with its result)
+    with bus._client.pipeline(transaction=True) as pipe:
+        bus.ack_in(pipe, [frames[0].entry_id])
+        pipe.execute()
     # then one is still pending
     assert bus.backlog() == (3, 1)
 

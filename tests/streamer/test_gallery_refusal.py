@@ -25,7 +25,7 @@ from vigil.streams import connect_redis
 
 pytestmark = pytest.mark.redis
 
-SFACE = "sface_2021dec+flip"  # another model than the configured default, dlib_resnet_v1+flip
+OTHER_MODEL = "dlib_resnet_v1+flip"  # another model than the configured default, sface_2021dec
 HAMILTON = SHARED_DATA / "clips" / "hamilton.mp4"
 
 
@@ -34,7 +34,7 @@ def enrol_with_another_model(client: redis.Redis) -> None:
     gallery = Gallery(client)
     for seed, name in enumerate(("Ann", "Bob")):
         vector = np.random.default_rng(seed).normal(size=128).astype(np.float32)
-        gallery.enroll(name, [NewTemplate(SFACE, vector / np.linalg.norm(vector))])
+        gallery.enroll(name, [NewTemplate(OTHER_MODEL, vector / np.linalg.norm(vector))])
 
 
 @pytest.fixture
@@ -57,7 +57,7 @@ def test_a_worker_refuses_a_gallery_of_another_model_at_start(
         worker = Worker(client, home_settings, pipeline)
         # when the worker starts, then it refuses, naming the model of the gallery and the fix
         with pytest.raises(
-            GalleryError, match=rf"templates for {re.escape(SFACE)} only, .*`vigil gallery reembed`"
+            GalleryError, match=rf"templates for {re.escape(OTHER_MODEL)} only, .*`vigil gallery reembed`"
         ):
             worker.start()
 
@@ -78,5 +78,5 @@ def test_vigil_run_stops_with_one_line_on_a_gallery_of_another_model(home_of_ano
         timeout_s=180,
     )
     # then it stops, with exit status 2 and the workers' refusal as its one error line
-    assert_one_line_error(result, f"the gallery holds templates for {SFACE} only")
+    assert_one_line_error(result, f"the gallery holds templates for {OTHER_MODEL} only")
     assert result.stdout == "", "no event: nothing was matched"

@@ -29,7 +29,7 @@ from streamer.bus import FrameBus
 from streamer.events import Event, EventType, read_events
 from streamer.tracker import TrackerService
 from streamer.worker import Worker
-from tests.conftest import LFW, PEOPLE, require, stop_embedded
+from tests.conftest import LFW, PEOPLE, dlib_settings, require, stop_embedded
 from tests.test_cli import run_vigil
 from vigil.config import Settings
 from vigil.config.redis import RedisConfig
@@ -201,8 +201,9 @@ def test_feedback_not_name_stops_the_same_face_being_taken_for_them(
     home: tuple[Path, redis.Redis], settings: Settings, pipeline: FacePipeline
 ) -> None:
     path, client = home
-    # given a permissive rule (similarity 0.5): Biden's face is taken for the only person enrolled
-    config = stream_settings(settings, {"match_threshold": 0.5, "match_margin": 0.03})
+    # given a permissive rule (similarity 0.0; SFace scores Biden 0.08 against Obama): Biden's face
+    # is taken for the only person enrolled
+    config = stream_settings(settings, {"match_threshold": 0.0, "match_margin": 0.03})
     gallery = Gallery(client)
     identifier = Identifier.from_settings(gallery, pipeline, config)
     enroll_person(identifier, config.indexer, "Barack Obama", [require(PEOPLE / "obama.jpg")])
@@ -260,7 +261,7 @@ def test_feedback_is_name_makes_an_unknown_face_a_template(
 
 
 def test_template_aging_follows_a_face_over_the_years(
-    home: tuple[Path, redis.Redis], settings: Settings, pipeline: FacePipeline
+    home: tuple[Path, redis.Redis], settings: Settings, dlib_pipeline: FacePipeline
 ) -> None:
     """Fidel Castro: LFW holds news photos of him from about 1990 to 2004.
 
@@ -268,12 +269,16 @@ def test_template_aging_follows_a_face_over_the_years(
     his 18), ``Fidel_Castro_0006`` with a white beard and a thin, aged face (among the
     oldest). The dlib embeddings agree: 0008 and 0006 score 0.903, below the 0.909 the
     calibration demands with one person enrolled, while the grey-bearded 0002 and 0009
-    bridge the years (0.947 and 0.939 to 0008, 0.943 and 0.956 to 0006).
+    bridge the years (0.947 and 0.939 to 0008, 0.943 and 0.956 to 0006). So this test runs
+    dlib's family: SFace, the default, already scores every pair of his 18 photos above its
+    one-person threshold (0.32 or more against 0.29), so it needs no aging here.
     """
     path, client = home
     config = stream_settings(
-        settings, {"aging": {"enabled": True, "min_margin": 0.0, "min_face_px": 40, "min_track_frames": 3}}
+        dlib_settings(settings),
+        {"aging": {"enabled": True, "min_margin": 0.0, "min_face_px": 40, "min_track_frames": 3}},
     )
+    pipeline = dlib_pipeline
     gallery = Gallery(client)
     identifier = Identifier.from_settings(gallery, pipeline, config)
     young, old = lfw_photo("Fidel_Castro", 8), lfw_photo("Fidel_Castro", 6)
@@ -364,7 +369,8 @@ def test_opted_in_unknown_tracks_keep_their_face_until_forgotten(
         similarity = float(face.embedding @ kept_face) / float(
             np.linalg.norm(face.embedding) * np.linalg.norm(kept_face)
         )
-        assert similarity > 0.97, f"the image's face is not the kept face: similarity {similarity:.3f}"
+        # (one person's different photos score 0.6-0.8 with SFace; a re-encoded crop of the same face 0.95+)
+        assert similarity > 0.9, f"the image's face is not the kept face: similarity {similarity:.3f}"
     # when the CLI clusters them and exports the cluster's images
     assert run_vigil("unknowns", "cluster", home=path).returncode == 0
     listed = run_vigil("unknowns", "list", home=path)

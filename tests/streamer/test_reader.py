@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 import pytest
 
-from streamer.reader import CameraReader, SourceState, _Backoff
+from streamer.reader import CameraReader, SourceState
 from tests.conftest import PEOPLE, require
 from tests.streamer.conftest import (
     CLIP,
@@ -206,25 +206,7 @@ def test_corrupt_middle_of_file_does_not_end_it(tmp_path: Path) -> None:
 # --- back-off --------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    ("failures", "low_s", "high_s"),
-    [
-        # first failure: the initial delay, half of it jittered away at most
-        (1, 0.25, 0.5),
-        # doubles per failure
-        (2, 0.5, 1.0),
-        (4, 2.0, 4.0),
-        # capped at max_s
-        (10, 5.0, 10.0),
-        # no overflow, however long a camera stays away
-        (100_000, 5.0, 10.0),
-    ],
-)
-def test_backoff_doubles_with_equal_jitter(failures: int, low_s: float, high_s: float) -> None:
-    backoff = _Backoff(initial_s=0.5, max_s=10.0, rng=random.Random(failures))
-    delays = [backoff.delay_s(failures) for _ in range(200)]
-    assert low_s <= min(delays) and max(delays) <= high_s, (min(delays), max(delays))
-    assert max(delays) - min(delays) > (high_s - low_s) / 2, "delays must be jittered"
+# The delays themselves are vigil.retry's: tests/test_retry.py.
 
 
 # --- live sources ----------------------------------------------------------------------------

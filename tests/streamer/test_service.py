@@ -65,7 +65,7 @@ def test_every_track_ends_and_events_carry_the_decision_context(
     ]
     assert max(int(str(e["track_frames"])) for e in miranda_end) >= 15
     for event in hamilton_events:
-        assert event["embedder_version"] == "dlib_resnet_v1+flip"
+        assert event["embedder_version"] == "sface_2021dec"  # the default model
         assert "calibration" in str(event["calibration"])
         assert float(str(event["latency_ms"])) >= 0
 

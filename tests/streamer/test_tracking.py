@@ -2,8 +2,8 @@
 
 Each synthetic person is a random unit 128-d embedding; every sighting adds a little noise,
 so two sightings of one person score about 0.99 and different people 0.85 (a look-alike)
-or about 0 (a stranger), either side of ``tracker.min_similarity`` (0.93). Frames are 5 per
-second of capture time and faces move a few pixels per frame.
+or about 0 (a stranger), either side of the tracker's bar for an unknown embedder (0.93).
+Frames are 5 per second of capture time and faces move a few pixels per frame.
 """
 
 from __future__ import annotations
@@ -139,7 +139,19 @@ def test_synthetic_people_score_as_real_ones_do() -> None:
     assert cosine(people.sighting(ada), people.sighting(ada)) > 0.95
     assert cosine(people.sighting(ada), people.sighting(twin)) < 0.9
     assert abs(cosine(people.sighting(ada), people.sighting(stranger))) < 0.5
-    assert 0.9 < config.min_similarity < 0.95, "the tests below assume the default bar"
+    assert 0.9 < config.similarity_for(EMBEDDER) < 0.95, "the tests below assume the default bar"
+
+
+def test_the_similarity_bar_follows_the_embedder_scale() -> None:
+    # given the default tracker settings, then each embedder gets the bar measured for it
+    config = TrackerConfig()
+    assert config.similarity_for("dlib_resnet_v1+flip") == 0.93
+    assert config.similarity_for("sface_2021dec+flip") == config.similarity_for("sface_2021dec") == 0.5
+    # and a fine-tuned head's space, or an unknown model, gets the strict one
+    assert config.similarity_for("sface_2021dec+flip+head-0123") == 0.93
+    assert config.similarity_for("facenet_0123456789ab") == 0.93
+    # and a configured bar overrides them all
+    assert TrackerConfig(min_similarity=0.5).similarity_for("dlib_resnet_v1+flip") == 0.5
 
 
 @pytest.mark.parametrize("min_votes", [1, 2, 4])

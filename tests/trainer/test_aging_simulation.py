@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from indexer.calibration import CalibrationSource
-from tests.conftest import LFW, require
+from tests.conftest import LFW, dlib_settings, require
 from trainer.aging_simulation import AgingScenario, Outcome, late_probes, simulate
 from trainer.embedding_cache import embed_dataset
 from trainer.probe_list import read_probe_list
@@ -162,8 +162,11 @@ def fidel_walk(tmp_path: Path) -> tuple[Path, Path]:
 
 
 def test_aging_recognises_the_late_photo_the_static_gallery_misses(
-    settings: Settings, pipeline: FacePipeline, fidel_walk: tuple[Path, Path]
+    settings: Settings, dlib_pipeline: FacePipeline, fidel_walk: tuple[Path, Path]
 ) -> None:
+    # (dlib's family: the walk was picked on dlib's scores; SFace already scores every pair of
+    # Fidel Castro's photos above its threshold, so it needs no aging here)
+    settings, pipeline = dlib_settings(settings), dlib_pipeline
     # given the real photos of the walk, embedded, and the calibrated rule for a gallery of 3
     probes_file, images = fidel_walk
     walk = read_probe_list(probes_file, images)
@@ -199,8 +202,10 @@ def test_aging_recognises_the_late_photo_the_static_gallery_misses(
 
 
 def test_the_command_writes_both_walks_side_by_side(
-    home: Path, fidel_walk: tuple[Path, Path], tmp_path: Path
+    home: Path, fidel_walk: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setenv("VIGIL_DETECTOR__BACKEND", "mtcnn")  # dlib's family, as above
+    monkeypatch.setenv("VIGIL_EMBEDDER__BACKEND", "dlib_resnet")
     # given the Fidel Castro walk
     probes_file, images = fidel_walk
     json_path = tmp_path / "out" / "aging.json"

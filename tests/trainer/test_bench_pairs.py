@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 import pytest
 
-from tests.conftest import LFW, require
+from tests.conftest import LFW, dlib_settings, require
 from tests.trainer.conftest import cli_error, lfw_subset, write_plain_pairs
 from tests.trainer.test_lfw import REQUIRED_KEYS
 from trainer.embedding_cache import embed_dataset
@@ -51,8 +51,16 @@ def test_plain_pairs_without_folds_are_dealt_into_the_folds_asked_for(home: Path
 
 
 def test_crops_without_a_detected_face_are_embedded_whole_and_counted(
-    home: Path, settings: Settings, pipeline: FacePipeline, tmp_path: Path
+    home: Path,
+    settings: Settings,
+    dlib_pipeline: FacePipeline,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    # MTCNN's family: MTCNN misses these 70 px crops; YuNet finds both
+    monkeypatch.setenv("VIGIL_DETECTOR__BACKEND", "mtcnn")
+    monkeypatch.setenv("VIGIL_EMBEDDER__BACKEND", "dlib_resnet")
+    settings, pipeline = dlib_settings(settings), dlib_pipeline
     # given two tight face crops (PNG, so no re-compression) beside whole LFW photos
     lfw = require(LFW / "lfw-deepfunneled")
     images = tmp_path / "images"

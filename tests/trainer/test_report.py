@@ -111,7 +111,8 @@ def test_write_json_round_trips_and_replaces(tmp_path: Path) -> None:
     # then the file holds exactly the new data and no temp file is left beside it
     assert json.loads(path.read_text(encoding="utf-8")) == summary, "JSON should round-trip"
     assert [entry.name for entry in path.parent.iterdir()] == ["summary.json"], "temp files should be gone"
-    assert path.stat().st_mode & 0o777 == 0o644, f"unexpected mode {oct(path.stat().st_mode & 0o777)}"
+    # new files are owner-only (vigil.files: what Vigil writes may be biometric data)
+    assert path.stat().st_mode & 0o777 == 0o600, f"unexpected mode {oct(path.stat().st_mode & 0o777)}"
 
 
 @pytest.mark.parametrize(

@@ -10,13 +10,22 @@ Every field is documented in ``docs/configuration.md``.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
 import platformdirs
 import yaml
 from pydantic import Field, ValidationError
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, SettingsError
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    SettingsError,
+)
+from pydantic_settings.sources.utils import parse_env_vars
 
 from vigil.config.aligner import AlignerConfig
 from vigil.config.detector import DetectorConfig
@@ -37,6 +46,11 @@ __all__ = [
     "StreamerConfig",
     "load_settings",
 ]
+
+
+# The environment ``load_settings`` was given explicitly, for the settings source to read
+# instead of ``os.environ`` (pydantic-settings takes no mapping of its own).
+_EXPLICIT_ENVIRON: ContextVar[Mapping[str, str] | None] = ContextVar("vigil_explicit_environ", default=None)
 
 
 def _default_home() -> Path:
@@ -80,6 +94,24 @@ class Settings(BaseSettings):
 
         return self.models_dir if self.models_dir is not None else default_models_dir()
 
+    def redacted_json(self) -> str:
+        """The settings as indented JSON with every password hidden (``vigil check-config``).
+
+        Redis and camera URLs carry passwords (``redis://u:pw@host``, ``?password=``,
+        ``rtsp://admin:pw@cam``); they are shown through ``vigil.redact.redact_url``.
+        """
+        import json
+
+        from vigil.redact import redact_url
+
+        shown = self.model_dump(mode="json")
+        for key in ("url", "frames_url"):
+            if shown["redis"][key] is not None:
+                shown["redis"][key] = redact_url(shown["redis"][key])
+        for camera in shown["streamer"]["cameras"]:
+            camera["source"] = redact_url(camera["source"])
+        return json.dumps(shown, indent=2)
+
     @classmethod
     def settings_customise_sources(
         cls,
@@ -90,7 +122,23 @@ class Settings(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         # The YAML file arrives through init kwargs (see load_settings), below the environment.
+        environ = _EXPLICIT_ENVIRON.get()
+        if environ is not None:
+            env_settings = _MappingEnvSource(settings_cls, environ)
         return env_settings, init_settings
+
+
+class _MappingEnvSource(EnvSettingsSource):
+    """``VIGIL_*`` variables read from a given mapping, so an explicit environment is the only one."""
+
+    def __init__(self, settings_cls: type[BaseSettings], environ: Mapping[str, str]) -> None:
+        self._environ = environ  # before super().__init__, which loads the variables
+        super().__init__(settings_cls)
+
+    def _load_env_vars(self) -> Mapping[str, str | None]:
+        return parse_env_vars(
+            self._environ, self.case_sensitive, self.env_ignore_empty, self.env_parse_none_str
+        )
 
 
 def load_settings(config_path: Path | None = None, environ: dict[str, str] | None = None) -> Settings:
@@ -98,8 +146,9 @@ def load_settings(config_path: Path | None = None, environ: dict[str, str] | Non
 
     Args:
         config_path: YAML file; when None, ``VIGIL_CONFIG`` names one, else none is read.
-        environ: Environment to read ``VIGIL_CONFIG`` and ``REDIS_URL`` from (defaults to
-            ``os.environ``).
+        environ: The environment to read ``VIGIL_*``, ``VIGIL_CONFIG`` and ``REDIS_URL`` from;
+            when given, it is the only one (``os.environ`` is not read), so tests do not depend on
+            the user's environment. Defaults to ``os.environ``.
 
     Raises:
         ConfigError: The file is missing, is not YAML, or a value is invalid. The message
@@ -118,6 +167,7 @@ def load_settings(config_path: Path | None = None, environ: dict[str, str] | Non
         section = file_values.get("redis") or {}
         if isinstance(section, dict):  # anything else is left for validation to report
             file_values["redis"] = {**section, "url": redis_url}
+    token = _EXPLICIT_ENVIRON.set(environ)
     try:
         return Settings(**file_values)
     except ValidationError as exc:
@@ -125,6 +175,8 @@ def load_settings(config_path: Path | None = None, environ: dict[str, str] | Non
         raise ConfigError(_describe(exc, config_path, text)) from None
     except SettingsError as exc:  # an environment variable that is not valid JSON for its field
         raise ConfigError(f"invalid VIGIL_* environment variable: {exc}") from None
+    finally:
+        _EXPLICIT_ENVIRON.reset(token)
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:

@@ -14,6 +14,11 @@ OnnxRuntime = Literal["auto", "opencv", "torch"]
 a time), ``torch`` our PyTorch port of the graph (batched, CPU or CUDA); ``auto`` picks OpenCV
 on the CPU, where it is faster, and PyTorch on CUDA."""
 Probability = Annotated[float, Field(ge=0.0, le=1.0)]
+DetectorBackend = Literal["mtcnn", "yunet"]
+
+# YuNet scores a clear 3/4-profile face 0.85-0.87 where MTCNN gives 0.99+ (hamilton.mp4):
+# one cut-off for both would drop such faces from YuNet (see BENCHMARKS.md).
+DEFAULT_MIN_SCORE: dict[DetectorBackend, float] = {"mtcnn": 0.9, "yunet": 0.7}
 
 
 class DetectorConfig(VigilModel):
@@ -24,8 +29,8 @@ class DetectorConfig(VigilModel):
     (``nms_iou``, ``runtime`` apply to it only). Both give boxes, scores and 5 landmarks.
     """
 
-    backend: Literal["mtcnn", "yunet"] = Field(
-        "mtcnn",
+    backend: DetectorBackend = Field(
+        "yunet",
         description=(
             "`mtcnn`: MTCNN (weights ship in facenet-pytorch); `yunet`: YuNet 2023mar "
             "(ONNX file installed by `vigil models install-pack`)."
@@ -66,10 +71,16 @@ class DetectorConfig(VigilModel):
             "MTCNN only: image pyramid step (`factor`); smaller is faster but can miss faces between scales."
         ),
     )
-    min_score: float = Field(
-        0.9,
-        ge=0.0,
-        le=1.0,
-        description="Final face probability below which a detection is dropped (0-1, higher = stricter).",
+    min_score: Probability | None = Field(
+        None,
+        description=(
+            "Face score below which a detection is dropped (0-1, higher = stricter). Unset: "
+            "0.9 for MTCNN, 0.7 for YuNet, whose scores run lower on the same faces."
+        ),
     )
     batch_size: int = Field(16, ge=1, le=512, description="Frames per detector batch.")
+
+    @property
+    def score_cutoff(self) -> float:
+        """``min_score``, or the backend's default when it is unset."""
+        return self.min_score if self.min_score is not None else DEFAULT_MIN_SCORE[self.backend]

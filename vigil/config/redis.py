@@ -20,6 +20,16 @@ class RedisConfig(VigilModel):
             "unset too, Vigil runs an embedded Redis server with its data under `home/redis`."
         ),
     )
+    frames_url: str | None = Field(
+        None,
+        description=(
+            "Redis URL for the frame bus only (camera frames as JPEGs), e.g. `redis://localhost:6380/0`: "
+            'a server with persistence off (`appendonly no`, `save ""`), so that no camera frame is '
+            "written to disk. When unset, frames go to an embedded server with no persistence at all "
+            "under `home/redis-frames` if `url` is unset too, else to `url` (`vigil run` warns if that "
+            "server persists them). Workers on other machines need the same value."
+        ),
+    )
     embedded_appendfsync: Literal["always", "everysec"] = Field(
         "always",
         description=(

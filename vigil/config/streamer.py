@@ -6,6 +6,9 @@ from pydantic import Field, field_validator, model_validator
 
 from vigil.config.base import VigilModel
 
+# Longest any record is kept: 10 years, more than any retention a site should choose; the bound
+# is there so that `1e20` or `.inf` is refused instead of being taken as "forever".
+MAX_RETENTION_S = 10 * 365 * 24 * 3600.0
 # Camera names appear in Redis keys, channel names and metric labels.
 CAMERA_NAME_PATTERN = r"^[A-Za-z0-9_.-]+$"
 
@@ -101,13 +104,17 @@ class BusConfig(VigilModel):
     stale_after_s: float = Field(
         10.0,
         gt=0.0,
+        le=3600.0,
         description=(
             "A frame left pending by a crashed worker is re-claimed by another one if it is younger "
             "than this, else dropped as stale."
         ),
     )
     claim_idle_ms: int = Field(
-        3000, ge=100, description="How long a frame may sit pending with a worker before others re-claim it."
+        3000,
+        ge=100,
+        le=3_600_000,
+        description="How long a frame may sit pending with a worker before others re-claim it.",
     )
     faces_stream: str = Field(
         "vigil:faces",
@@ -154,6 +161,12 @@ class WorkerConfig(VigilModel):
     )
 
 
+# Each embedder has its own cosine scale: the same face in frames 0.2 s apart (5 analysed fps,
+# measured on hamilton.mp4) against different people side by side.
+TRACK_SIMILARITY_BY_EMBEDDER = {"dlib_resnet": 0.93, "sface": 0.5}
+DEFAULT_TRACK_SIMILARITY = 0.93  # other embedders (facenet, fine-tuned heads' spaces): the strict one
+
+
 class TrackerConfig(VigilModel):
     """Associating faces across frames into tracks, and deciding one identity per visit."""
 
@@ -171,14 +184,15 @@ class TrackerConfig(VigilModel):
         le=1.0,
         description="Box overlap (IoU) that counts as the same place; other faces must be within two widths.",
     )
-    min_similarity: float = Field(
-        0.93,
+    min_similarity: float | None = Field(
+        None,
         ge=-1.0,
         le=1.0,
         description=(
-            "Smallest cosine similarity to the track's recent faces for a face to continue it. The same "
-            "face in consecutive frames scores 0.95-0.99 with dlib embeddings; different people often "
-            "reach 0.85-0.9, so keep this above that."
+            "Smallest cosine similarity to the track's recent faces for a face to continue it. Unset: "
+            "the embedder's own value, 0.93 for dlib (the same face in consecutive frames scores "
+            "0.95-0.99, different people often 0.85-0.9) and 0.5 for SFace (0.62 or more for 95 % of "
+            "faces 0.2 s apart in hamilton.mp4; 99 % of different people side by side below 0.49)."
         ),
     )
     max_gap_s: float = Field(
@@ -199,6 +213,7 @@ class TrackerConfig(VigilModel):
     cooldown_s: float = Field(
         30.0,
         ge=0.0,
+        le=86_400.0,
         description=(
             "After a `recognized` event for a person on a camera, new tracks of the same person on "
             "that camera within this time are the same visit and publish no new event."
@@ -214,6 +229,17 @@ class TrackerConfig(VigilModel):
         ),
     )
 
+    def similarity_for(self, embedder_version: str) -> float:
+        """``min_similarity``, or the default for the embedder that made ``embedder_version``."""
+        if self.min_similarity is not None:
+            return self.min_similarity
+        if "+head-" in embedder_version:  # a fine-tuned head's space has a scale of its own
+            return DEFAULT_TRACK_SIMILARITY
+        for backend, similarity in TRACK_SIMILARITY_BY_EMBEDDER.items():
+            if embedder_version.startswith(f"{backend}_"):
+                return similarity
+        return DEFAULT_TRACK_SIMILARITY
+
 
 class EventsConfig(VigilModel):
     """Where recognition events go."""
@@ -223,7 +249,10 @@ class EventsConfig(VigilModel):
         100_000, ge=100, description="Events kept in the stream (approximate; the oldest are trimmed)."
     )
     max_age_s: float | None = Field(
-        7 * 24 * 3600.0, gt=0.0, description="Events older than this are trimmed. Unset: by length only."
+        7 * 24 * 3600.0,
+        gt=0.0,
+        le=MAX_RETENTION_S,
+        description="Events older than this are trimmed (at most 10 years). Unset: by length only.",
     )
     channel_prefix: str = Field(
         "vigil:events",

@@ -6,6 +6,12 @@ from pydantic import Field
 
 from vigil.config.base import VigilModel
 
+# Unknown passers-by are kept 30 days by default: the stated choice, documented in README
+# ("What Vigil keeps, and for how long") and in the field's description.
+DEFAULT_UNKNOWN_RETENTION_S = 30 * 24 * 3600.0
+# A year at most: nobody should keep strangers' faces longer by a typo (`1e20`, `.inf`).
+MAX_UNKNOWN_RETENTION_S = 365 * 24 * 3600.0
+
 
 class UnknownsConfig(VigilModel):
     """Unknown tracks of the stream, kept as embeddings (images only if opted in) for `vigil unknowns`."""
@@ -29,11 +35,15 @@ class UnknownsConfig(VigilModel):
         ),
     )
     retention_s: float = Field(
-        30 * 24 * 3600.0,
+        DEFAULT_UNKNOWN_RETENTION_S,
         gt=0.0,
+        le=MAX_UNKNOWN_RETENTION_S,
         description=(
-            "Seconds an unknown track's embeddings, and the clusters made of them, are kept; Redis "
-            "expires them after this (default 30 days)."
+            "Seconds an unknown track's embeddings (biometric data of passers-by who never agreed to "
+            "anything), and the clusters made of them, are kept; Redis expires them after this. Default "
+            "30 days, a deliberate choice: long enough for `vigil unknowns cluster` to group a stranger "
+            "who comes back weekly or monthly, short enough that passers-by are forgotten within a month. "
+            "At most 365 days. Lower it (or set `keep: false`) where that is too long."
         ),
     )
     per_track: int = Field(

@@ -25,7 +25,7 @@ class MtcnnDetector(Detector):
     """MTCNN face detector, batched over frames.
 
     Example:
-        >>> detector = MtcnnDetector(DetectorConfig())
+        >>> detector = MtcnnDetector(DetectorConfig(backend="mtcnn"))
         >>> [faces] = detector.detect([image])
         >>> faces.boxes_xyxy.shape
         (1, 4)
@@ -72,7 +72,7 @@ class MtcnnDetector(Detector):
                 self.config.scale_factor,
             )
         return [
-            _to_detections(boxes, points, self.config.min_score, width, height) for boxes, points in found
+            _to_detections(boxes, points, self.config.score_cutoff, width, height) for boxes, points in found
         ]
 
 

@@ -57,5 +57,5 @@ def create_embedder(config: EmbedderConfig, cache_dir: Path, models_dir: Path) -
         device=config.device,
         cache_dir=cache_dir,
         batch_size=config.batch_size,
-        flip_average=config.flip_average,
+        flip_average=config.mirror_average,
     )

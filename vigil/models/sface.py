@@ -32,7 +32,7 @@ class SFaceEmbedder(Embedder):
     """SFace embeddings, batched on the torch runtime.
 
     Args:
-        config: ``embedder`` settings (``device``, ``runtime``, ``batch_size``, ``flip_average``).
+        config: ``embedder`` settings (``device``, ``runtime``, ``batch_size``, ``mirror_average``).
         models_dir: Where ``face_recognition_sface_2021dec.onnx`` is installed.
     """
 
@@ -46,8 +46,8 @@ class SFaceEmbedder(Embedder):
         self.device = resolve_device(config.device)
         self.runtime = pick_runtime(config.runtime, self.device)
         self.batch_size = config.batch_size
-        self.flip_average = config.flip_average
-        self.version = SFACE_VERSION + ("+flip" if config.flip_average else "")
+        self.flip_average = config.mirror_average
+        self.version = SFACE_VERSION + ("+flip" if self.flip_average else "")
         self._net: OnnxNet | None = None
 
     def load(self) -> None:

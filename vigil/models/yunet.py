@@ -35,6 +35,8 @@ STRIDES = (8, 16, 32)
 OUTPUT_NAMES = tuple(f"{kind}_{stride}" for kind in ("cls", "obj", "bbox", "kps") for stride in STRIDES)
 # OpenCV's FaceDetectorYN keeps at most this many boxes before NMS (its default top_k).
 _TOP_K = 5000
+LARGE_FACE_PASS_PX = 640
+"""Frames whose longer side exceeds this get a second pass, shrunk to it, for large faces."""
 
 
 class YunetDetector(Detector):
@@ -69,9 +71,31 @@ class YunetDetector(Detector):
             self._net = OnnxNet.open(self.models_dir, YUNET, OUTPUT_NAMES, self.runtime, self.device)
 
     def detect_batch(self, batch: ImageRGB) -> list[FaceDetections]:
+        height, width = batch.shape[1:3]
+        found = self.detect_pass(batch, self.config.min_face_size_px)
+        long_side = max(height, width)
+        if long_side <= LARGE_FACE_PASS_PX:
+            return found
+        # YuNet's coarsest stride is 32 px: a face much over ~400 px scores low (a 480 px face in a
+        # 2048 px photo: 0.65; the same photo at 640 px: 0.94). A second pass on the frame shrunk
+        # to 640 px finds such faces; a face found by both keeps its full-size detection.
+        scale = LARGE_FACE_PASS_PX / long_side
+        small = np.stack(
+            [cv2.resize(frame, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA) for frame in batch]
+        )
+        large = self.detect_pass(small, self.config.min_face_size_px * scale)
+        return [
+            merge_detections(full, _scaled(shrunk, 1 / scale), self.config.nms_iou, width, height)
+            for full, shrunk in zip(found, large, strict=True)
+        ]
+
+    def detect_pass(self, batch: ImageRGB, min_face_size_px: float) -> list[FaceDetections]:
+        """One pass of the network over same-size frames at their own scale, as OpenCV's
+        ``FaceDetectorYN`` does (``detect`` adds the large-face pass)."""
+        self.load()
         assert self._net is not None
         count, height, width = batch.shape[:3]
-        if min(height, width) < self.config.min_face_size_px:
+        if min(height, width) < min_face_size_px:
             return [FaceDetections.empty() for _ in range(count)]
         padded_height, padded_width = (_round_up(side, STRIDES[-1]) for side in (height, width))
         # (N, H, W, 3) RGB → (N, 3, H', W') BGR float, zero-padded at the bottom and right like OpenCV.
@@ -83,12 +107,46 @@ class YunetDetector(Detector):
                 [output[index] for output in outputs],
                 (padded_height, padded_width),
                 (height, width),
-                self.config.min_score,
+                self.config.score_cutoff,
                 self.config.nms_iou,
-                self.config.min_face_size_px,
+                min_face_size_px,
             )
             for index in range(count)
         ]
+
+
+def merge_detections(
+    full: FaceDetections, shrunk: FaceDetections, nms_iou: float, width: int, height: int
+) -> FaceDetections:
+    """The faces of the full-size pass, plus those of the shrunk pass that none of them overlaps.
+
+    A face found by both passes keeps its full-size detection: its landmarks are the sharper.
+    """
+    overlap = _iou_matrix(shrunk.boxes_xyxy, full.boxes_xyxy)
+    new = ~(overlap > nms_iou).any(axis=1) if len(full) else np.ones(len(shrunk), bool)
+    return sorted_detections(
+        np.concatenate([full.boxes_xyxy, shrunk.boxes_xyxy[new]]),
+        np.concatenate([full.scores, shrunk.scores[new]]),
+        np.concatenate([full.landmarks, shrunk.landmarks[new]]),
+        0.0,
+        width,
+        height,
+    )
+
+
+def _iou_matrix(first: np.ndarray, second: np.ndarray) -> np.ndarray:
+    """``(len(first), len(second))`` intersection over union of corner boxes."""
+    top_left = np.maximum(first[:, None, :2], second[None, :, :2])
+    bottom_right = np.minimum(first[:, None, 2:], second[None, :, 2:])
+    intersection = np.prod(np.clip(bottom_right - top_left, 0, None), axis=2)
+    area_first = np.prod(first[:, 2:] - first[:, :2], axis=1)
+    area_second = np.prod(second[:, 2:] - second[:, :2], axis=1)
+    union = area_first[:, None] + area_second[None, :] - intersection
+    return np.asarray(intersection / np.maximum(union, 1e-9))
+
+
+def _scaled(faces: FaceDetections, factor: float) -> FaceDetections:
+    return FaceDetections(faces.boxes_xyxy * factor, faces.scores, faces.landmarks * factor)
 
 
 def decode_yunet(
@@ -97,7 +155,7 @@ def decode_yunet(
     frame_size: tuple[int, int],
     min_score: float,
     nms_iou: float,
-    min_face_size_px: int,
+    min_face_size_px: float,
 ) -> FaceDetections:
     """Turn one image's YuNet outputs into detections.
 
