@@ -17,7 +17,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import get_args
 
 import numpy as np
 
@@ -28,7 +27,7 @@ from indexer.head_source import ActiveHead, HeadSource
 from indexer.records import TemplateSpaces
 from indexer.search import Decision, IndexDevice, TemplateIndex, decide, veto_by_negatives
 from vigil.config import Settings
-from vigil.config.embedder import EmbedderConfig
+from vigil.config.embedder import backend_of
 from vigil.errors import GalleryError
 from vigil.models.pipeline import Face, FacePipeline
 from vigil.typing import Embedding, Embeddings, ImageRGB
@@ -277,9 +276,9 @@ def refusal(spaces: TemplateSpaces, embedder_version: str) -> str | None:
 
 def _setting_back(stored: list[str], current: str) -> str:
     """The setting that brings back the embedder of the ``stored`` versions."""
-    current_backend = _backend_of(current)
+    current_backend = backend_of(current)
     backends = sorted(
-        {backend for backend in map(_backend_of, stored) if backend not in (None, current_backend)}
+        {backend for backend in map(backend_of, stored) if backend not in (None, current_backend)}
     )
     if backends:
         return f"set embedder.backend back to {' or '.join(backends)}"
@@ -287,12 +286,3 @@ def _setting_back(stored: list[str], current: str) -> str:
     if any(version.removesuffix("+flip") == unflipped for version in stored):
         return f"set embedder.flip_average back to {str(not current.endswith('+flip')).lower()}"
     return "set embedder.weights_path back to the weights those templates were made with"
-
-
-def _backend_of(embedder_version: str) -> str | None:
-    """The ``embedder.backend`` whose versions look like ``embedder_version`` (e.g. ``sface_2021dec``)."""
-    backends = [str(name) for name in get_args(EmbedderConfig.model_fields["backend"].annotation)]
-    matches = [
-        name for name in backends if embedder_version == name or embedder_version.startswith(f"{name}_")
-    ]
-    return max(matches, key=len, default=None)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Literal, get_args
 
 from pydantic import Field
 
@@ -53,3 +53,13 @@ class EmbedderConfig(VigilModel):
     def mirror_average(self) -> bool:
         """``flip_average``, or the backend's default when it is unset."""
         return self.flip_average if self.flip_average is not None else DEFAULT_FLIP_AVERAGE[self.backend]
+
+
+def backend_of(embedder_version: str) -> EmbedderBackend | None:
+    """The ``embedder.backend`` whose versions look like ``embedder_version`` (e.g. ``sface_2021dec``)."""
+    matches = [
+        name
+        for name in get_args(EmbedderBackend)
+        if embedder_version == name or embedder_version.startswith(f"{name}_")
+    ]
+    return max(matches, key=len, default=None)

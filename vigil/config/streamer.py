@@ -5,6 +5,7 @@ from __future__ import annotations
 from pydantic import Field, field_validator, model_validator
 
 from vigil.config.base import VigilModel
+from vigil.config.embedder import backend_of
 
 # Longest any record is kept: 10 years, more than any retention a site should choose; the bound
 # is there so that `1e20` or `.inf` is refused instead of being taken as "forever".
@@ -107,7 +108,7 @@ class BusConfig(VigilModel):
         le=3600.0,
         description=(
             "A frame left pending by a crashed worker is re-claimed by another one if it is younger "
-            "than this, else dropped as stale."
+            "than this, else dropped as stale (never a frame of a file read as fast as possible)."
         ),
     )
     claim_idle_ms: int = Field(
@@ -235,10 +236,8 @@ class TrackerConfig(VigilModel):
             return self.min_similarity
         if "+head-" in embedder_version:  # a fine-tuned head's space has a scale of its own
             return DEFAULT_TRACK_SIMILARITY
-        for backend, similarity in TRACK_SIMILARITY_BY_EMBEDDER.items():
-            if embedder_version.startswith(f"{backend}_"):
-                return similarity
-        return DEFAULT_TRACK_SIMILARITY
+        backend = backend_of(embedder_version)
+        return TRACK_SIMILARITY_BY_EMBEDDER.get(backend or "", DEFAULT_TRACK_SIMILARITY)
 
 
 class EventsConfig(VigilModel):
