@@ -10,7 +10,8 @@ Streams need more than XDEL: Redis only flags an XDEL'd entry as deleted inside 
 and the bytes stay in memory, in the snapshot and in a rewritten AOF until the whole node
 is emptied. ``purge_stream`` therefore rewrites a stream without the entries that mention a
 person, keeping every other entry's id, the stream's last id, its consumer groups and their
-pending entries, in one script.
+pending entries, in one script. ``purge_hash`` does the same for a hash whose fields each hold
+one thing (the tracker's open tracks): the fields that mention the person go.
 """
 
 from __future__ import annotations
@@ -163,6 +164,25 @@ class Deletions:
         return None if result < 0 else result
 
 
+# KEYS[1]: a hash. ARGV: substrings; a field whose value holds one goes. Returns how many went.
+_PURGE_HASH_SCRIPT = """
+if redis.call('TYPE', KEYS[1]).ok ~= 'hash' then return 0 end
+local all, doomed = redis.call('HGETALL', KEYS[1]), {}
+for f = 1, #all, 2 do
+  for n = 1, #ARGV do
+    if string.find(all[f + 1], ARGV[n], 1, true) then
+      doomed[#doomed + 1] = all[f]
+      break
+    end
+  end
+end
+for start = 1, #doomed, 500 do  -- unpack is bounded by Lua's stack
+  redis.call('HDEL', KEYS[1], unpack(doomed, start, math.min(start + 499, #doomed)))
+end
+return #doomed
+"""
+
+
 def purge_stream(client: redis.Redis, stream: str, mentions: Sequence[str]) -> int:
     """Rewrite ``stream`` without the entries holding any of ``mentions`` in a field value.
 
@@ -174,6 +194,15 @@ def purge_stream(client: redis.Redis, stream: str, mentions: Sequence[str]) -> i
         How many entries went.
     """
     return int(cast(int, client.eval(_PURGE_SCRIPT, 1, stream, *mentions)))
+
+
+def purge_hash(client: redis.Redis, key: str, mentions: Sequence[str]) -> int:
+    """Delete the fields of hash ``key`` whose value holds any of ``mentions``, in one script.
+
+    Returns:
+        How many fields went.
+    """
+    return int(cast(int, client.eval(_PURGE_HASH_SCRIPT, 1, key, *mentions)))
 
 
 def _chunks(items: list[str | int] | list[str]) -> list[list[str | int]]:

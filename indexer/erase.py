@@ -6,14 +6,16 @@ person: hard negatives and feedback (``indexer.corrections``), unknown clusters 
 as them (``indexer.unknowns``; with whatever an interrupted enrolment left of their tracks,
 face images included), their aging opt-in (``indexer.aging``), their history and templates,
 the service's streams (``StreamKeys``: events naming them, workers' results holding their
-face's embedding) and keys named after them (the tracker's cooldowns), and kept enrolment
-photos on disk.
+face's embedding), the tracker's open tracks of them (a hash, one field per track), keys named
+after them (the tracker's cooldowns), and kept enrolment photos on disk.
 
 The person's keys, and the version bump that makes searchers reload, go in one script
 (``indexer.deletions``) whose first writes are deletions: a full Redis (``maxmemory``),
 which refuses every MULTI/EXEC, runs it, and deleting is what frees it. Each stream is
 rewritten without the entries about them by a script of its own, streams first, so that a
 crash in between leaves the person enrolled and running the erasure again finishes it.
+The tracker's tracks go after the version bump: a running tracker checks the version in each
+commit and drops its tracks of erased people first, so none can be written back afterwards.
 Then Redis's files are rewritten (``rewrite_persistence``: BGREWRITEAOF, BGSAVE, waited
 for), so the erased embeddings are gone from its disk too, not only from its memory.
 
@@ -22,6 +24,7 @@ Logs name identity ids, never names: a log file outlives the erasure.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import time
@@ -32,7 +35,7 @@ import redis
 
 from indexer.aging import OPTED_IN_KEY
 from indexer.corrections import Corrections
-from indexer.deletions import Deletions, purge_stream
+from indexer.deletions import Deletions, purge_hash, purge_stream
 from indexer.gallery import MAX_TRANSACTION_ATTEMPTS, Gallery
 from indexer.sources import SourceStore
 from indexer.unknowns import UnknownStore
@@ -50,11 +53,22 @@ _SCAN_BATCH = 1000
 
 @dataclass(frozen=True)
 class StreamKeys:
-    """The service's streams that may name a person (``streamer.events.stream`` and
-    ``streamer.bus.faces_stream``); their keys are the settings', not the gallery namespace's."""
+    """The service's keys that may name a person: ``streamer.events.stream``,
+    ``streamer.bus.faces_stream`` and, beside the latter, the tracker's hash of open tracks; their
+    keys are the settings', not the gallery namespace's."""
 
     events: str
     faces: str
+
+    @property
+    def tracks(self) -> str:
+        """The tracker's open tracks, one hash field (the track's JSON) per track id."""
+        return f"{self.faces}:tracker:tracks"
+
+    @property
+    def learning(self) -> str:
+        """Track outcomes published but not yet learnt from, one hash field per event id."""
+        return f"{self.faces}:tracker:learning"
 
     @classmethod
     def from_settings(cls, settings: Settings) -> StreamKeys:
@@ -75,6 +89,7 @@ class Erasure:
         events: Events naming them.
         results: Workers' results holding a face taken for them.
         keys: Other keys named after them (cooldowns).
+        tracks: The tracker's open tracks of them, and outcomes of theirs not yet learnt from.
         rewritten: Redis files rewritten without them (``aof``, ``rdb``).
     """
 
@@ -88,6 +103,7 @@ class Erasure:
     results: int = 0
     keys: int = 0
     rewritten: tuple[str, ...] = ()
+    tracks: int = 0
 
 
 def erase_person(
@@ -128,17 +144,21 @@ def erase_person(
         raise GalleryError(f"the gallery changed {MAX_TRANSACTION_ATTEMPTS} times while erasing; retry later")
     # Entries published while this ran (a running service may have named them meanwhile).
     late_events, late_results = _purge_streams(gallery, streams, mentions)
+    tracks = 0
+    if streams is not None:  # after the version bump: see the module docstring
+        for key in (streams.tracks, streams.learning):
+            tracks += gallery.call(functools.partial(purge_hash, client, key, mentions))
     photos = sources.erase(identity_id)
     rewritten = rewrite_persistence(client) if rewrite_files else ()
     erasure = Erasure(
         name, plan.templates, photos, plan.negatives, plan.feedback, plan.clusters,
-        events + late_events, results + late_results, len(plan.named_keys), rewritten,
+        events + late_events, results + late_results, len(plan.named_keys), rewritten, tracks,
     )  # fmt: skip
     logger.info(
         "erased identity %s: %d templates, %d negatives, %d feedback, %d clusters, %d kept photos, "
-        "%d events, %d results, %d keys; rewrote %s",
+        "%d events, %d results, %d keys, %d open tracks; rewrote %s",
         identity_id, erasure.templates, erasure.negatives, erasure.feedback, erasure.clusters, erasure.photos,
-        erasure.events, erasure.results, erasure.keys, ", ".join(rewritten) or "no files",
+        erasure.events, erasure.results, erasure.keys, erasure.tracks, ", ".join(rewritten) or "no files",
     )  # fmt: skip
     return erasure
 

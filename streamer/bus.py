@@ -6,7 +6,7 @@ the tracker counts the gaps as dropped frames). Workers on any machine join the 
 group and ``XREADGROUP`` batches. A worker acknowledges a frame in the same transaction
 that writes its result (``ack_in``), so a frame is either done or still pending; frames
 left pending by a dead worker are re-claimed by another (``XAUTOCLAIM``) while fresh, and
-dropped as stale after ``bus.stale_after_s``.
+dropped as stale after ``bus.stale_after_s`` (never a batch job's: see below).
 
 Frames a worker has finished are deleted with their acknowledgement (they are transient),
 so the stream holds only frames waiting for a worker or pending with one. Entries nobody can
@@ -65,6 +65,7 @@ class BusFrame:
             reading start plus the frame's position in the file.
         image: RGB pixels; None for an end-of-stream marker.
         read_at: When the reader got it (Unix seconds): latency is measured from here.
+        paced: From a file read as fast as possible (a batch job): never dropped as stale.
     """
 
     entry_id: str
@@ -73,6 +74,7 @@ class BusFrame:
     captured_at: float
     image: ImageRGB | None
     read_at: float
+    paced: bool = False
 
     @property
     def end_of_stream(self) -> bool:
@@ -92,11 +94,19 @@ class FrameBus:
         ensure_group(self._client, self.config.stream, self.config.group)
 
     def publish(
-        self, camera: str, number: int, captured_at: float, image: ImageRGB, read_at: float | None = None
+        self,
+        camera: str,
+        number: int,
+        captured_at: float,
+        image: ImageRGB,
+        read_at: float | None = None,
+        *,
+        paced: bool = False,
     ) -> str:
         """Append a frame, JPEG-encoded; the oldest frames beyond ``max_frames`` are trimmed.
 
-        ``read_at`` (when the reader got the frame) defaults to now.
+        ``read_at`` (when the reader got the frame) defaults to now. A ``paced`` frame (a file
+        read as fast as possible) is never dropped as stale when re-claimed: a batch job waits.
         """
         ok, jpeg = cv2.imencode(
             ".jpg",
@@ -112,6 +122,8 @@ class FrameBus:
             "read_at": repr(time.time() if read_at is None else read_at),
             "jpeg": jpeg.tobytes(),
         }
+        if paced:
+            fields["paced"] = 1
         return self._add(fields)
 
     def publish_end(self, camera: str, frames: int) -> str:
@@ -154,7 +166,12 @@ class FrameBus:
             self._release_trimmed(consumer, {text(entry_id) for entry_id, _ in present})
         frames = self._decode_all(present)
         now = time.time()
-        stale = [f for f in frames if not f.end_of_stream and now - f.read_at > self.config.stale_after_s]
+        # A batch job's frames wait for the workers, however long they have sat on the bus.
+        stale = [
+            f
+            for f in frames
+            if not f.end_of_stream and not f.paced and now - f.read_at > self.config.stale_after_s
+        ]
         if stale:
             self.ack([f.entry_id for f in stale])
             logger.warning("dropped %d stale frames left by a stopped worker", len(stale))
@@ -309,4 +326,4 @@ def _decode(entry_id: bytes | str, fields: dict[bytes, bytes]) -> BusFrame:
     if bgr is None:
         raise ValueError(f"frame {number} of camera {camera} is not a decodable JPEG")
     image = np.asarray(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), dtype=np.uint8)
-    return BusFrame(text(entry_id), camera, number, captured_at, image, read_at)
+    return BusFrame(text(entry_id), camera, number, captured_at, image, read_at, fields.get(b"paced") == b"1")

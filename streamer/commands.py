@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from streamer.events import Event
     from streamer.service import RunSummary
 
-from vigil.errors import ConfigError, GalleryError, ServiceRunningError, VigilError
+from vigil.errors import ConfigError, ServiceRunningError, ServiceStartError, VigilError
 
 _EXIT_ERROR = 2
 POLL_EVENTS_S = 0.2
@@ -142,8 +142,8 @@ def _run_settings(args: argparse.Namespace, settings: Settings) -> Settings:
 
 def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     summary, _ = serve(_run_settings(args, settings), json_lines=args.json, quiet=args.quiet)
-    if summary.gallery_refused is not None:
-        raise GalleryError(summary.gallery_refused)
+    if summary.start_refused is not None:
+        raise ServiceStartError(summary.start_refused)
     if summary.lease_lost:
         raise ServiceRunningError(
             "another Vigil service took this Redis over while it was unreachable, so this one stopped; "
@@ -190,8 +190,8 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     for number in (signal.SIGTERM, signal.SIGINT):
         signal.signal(number, lambda *_: supervisor.stop())
     summary = supervisor.run()
-    if summary.gallery_refused is not None:
-        raise GalleryError(summary.gallery_refused)
+    if summary.start_refused is not None:
+        raise ServiceStartError(summary.start_refused)
     return 0
 
 

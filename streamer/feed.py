@@ -193,7 +193,7 @@ def _feed(
         try:
             if paced and not bus.wait_for_room(stop):
                 break  # stopping: the frames not yet sent are not wanted any more
-            bus.publish(camera.name, number, captured_at, frame.image, read_at=frame.captured_at)
+            bus.publish(camera.name, number, captured_at, frame.image, read_at=frame.captured_at, paced=paced)
         except RedisRefusedError as exc:
             if not refused:  # once per episode, not once per frame
                 logger.warning(

@@ -4,7 +4,9 @@ One process per camera reads frames onto the bus, ``workers.count`` workers anal
 and one tracker turns results into events. They are separate processes so that a camera
 that hangs in FFmpeg, or a worker that crashes, takes nothing else down; the supervisor
 restarts workers and the tracker when they die (after a growing pause, ``vigil.retry``), and
-reports a camera whose source failed for good. All of them meet only through Redis, so
+reports a camera whose source failed for good. A worker that cannot start for good (the
+gallery refused, model weights missing or corrupt, a setting no restart changes) is not
+restarted: the service stops and reports why in one line. All of them meet only through Redis, so
 workers on other machines can join.
 
 The children die with the supervisor, even with ``kill -9``: each asks the kernel for
@@ -52,9 +54,10 @@ logger = logging.getLogger(__name__)
 
 # Exit status of a reader whose source failed for good (not restarted).
 EXIT_SOURCE_FAILED = 3
-# Exit status of a worker that refused the gallery (GalleryError, e.g. templates of another
-# embedder only): restarting cannot help, so the service stops and reports why.
-EXIT_GALLERY_REFUSED = 4
+# Exit status of a worker that cannot start for good: the gallery refused (GalleryError, e.g.
+# templates of another embedder only), model weights missing or corrupt (ModelLoadError), a
+# setting (ConfigError). Restarting cannot help, so the service stops and reports why.
+EXIT_START_REFUSED = 4
 SUPERVISE_INTERVAL_S = 0.2
 _READY_POLL_S = 0.1
 DRAIN_TIMEOUT_S = 60.0
@@ -85,8 +88,9 @@ class RunSummary:
 
     failed_sources: list[str] = field(default_factory=list)
     restarts: int = 0
-    gallery_refused: str | None = None
-    """Why the workers refused the gallery (their ``GalleryError``'s one line), if they did."""
+    start_refused: str | None = None
+    """Why the workers could not start for good, in one line (a refused gallery, missing or
+    corrupt model weights, a setting), if they could not."""
     lease_lost: bool = False
     """Another service took this Redis over (while it was unreachable): this one stopped."""
 
@@ -134,7 +138,7 @@ class Supervisor:
         self._stop_readers = self._context.Event()
         self._stop_workers = self._context.Event()
         self._stop_tracker = self._context.Event()
-        self._refusals: SimpleQueue[str] = self._context.SimpleQueue()  # workers' GalleryError messages
+        self._refusals: SimpleQueue[str] = self._context.SimpleQueue()  # workers' start-up refusals
         self._stopping = threading.Event()
         self._frames_client: Any = None
         self.summary = RunSummary()
@@ -258,7 +262,7 @@ class Supervisor:
             if ready_workers(client, since) >= config.count:
                 logger.info("workers ready; starting the readers")
                 return
-            if not self._refusals.empty():  # a worker refused the gallery: _check stops the service
+            if not self._refusals.empty():  # a worker cannot start: _check stops the service
                 return
             if time.monotonic() > deadline:
                 logger.warning(
@@ -369,13 +373,15 @@ class Supervisor:
         if child.role == "tracker" and code == 0 and self.files_only:
             child.done = True
             return
-        if child.role == "worker" and code == EXIT_GALLERY_REFUSED:
+        if child.role == "worker" and code == EXIT_START_REFUSED:
             child.done = True
-            if self.summary.gallery_refused is None:
-                self.summary.gallery_refused = (
-                    self._refusals.get() if not self._refusals.empty() else "a worker refused the gallery"
+            if self.summary.start_refused is None:
+                self.summary.start_refused = (
+                    self._refusals.get() if not self._refusals.empty() else "a worker could not start"
                 )
-                logger.info("%s refused the gallery; stopping the service", child.name)
+                logger.error(
+                    "%s cannot start: %s; stopping the service", child.name, self.summary.start_refused
+                )
             self._stopping.set()
             return
         if self._stopping.is_set():
@@ -525,13 +531,15 @@ def tracker_main(
 
 
 def worker_main(log_level: int, settings: Settings, stop: StopFlag, refusals: SimpleQueue[str]) -> None:
-    """A worker process. A gallery refused at start-up (``Worker.start``'s ``GalleryError``) ends it
-    with ``EXIT_GALLERY_REFUSED`` and its message on ``refusals``: the supervisor stops the
-    service and reports it in one line."""
+    """A worker process. A permanent start-up error (``Worker.start``'s ``GalleryError``, missing
+    or corrupt weights' ``ModelLoadError``, a ``ConfigError``) ends it, without a traceback,
+    with ``EXIT_START_REFUSED`` and its message on ``refusals``: the supervisor stops the service
+    and reports it in one line. Anything else (Redis down included) is transient: retried or
+    restarted after a growing pause."""
     import torch
 
     from streamer.worker import Worker
-    from vigil.errors import GalleryError
+    from vigil.errors import ConfigError, GalleryError, ModelLoadError
     from vigil.models.pipeline import FacePipeline
     from vigil.streams import connect_frames_redis, connect_redis
 
@@ -539,23 +547,30 @@ def worker_main(log_level: int, settings: Settings, stop: StopFlag, refusals: Si
     # The supervisor shares the cores out among its workers (plan_workers): more threads per
     # worker than that only makes them wait on each other.
     torch.set_num_threads(settings.streamer.workers.torch_threads or torch.get_num_threads())
-    pipeline = FacePipeline.from_settings(settings)
 
-    def body() -> None:
-        worker = Worker(
-            connect_redis(settings.redis, settings.home),
-            settings,
-            pipeline,
-            frames_client=connect_frames_redis(settings.redis, settings.home),
-        )
-        try:
-            worker.start()
-        except GalleryError as exc:  # e.g. templates of another embedder only: a restart cannot help
-            refusals.put(str(exc))
-            raise SystemExit(EXIT_GALLERY_REFUSED) from None
-        worker.run(stop)
+    started = threading.Event()  # past start-up: a later error is a crash, restarted as one
 
-    _with_redis_retries("worker", stop, body)
+    try:
+        pipeline = FacePipeline.from_settings(settings)
+
+        def body() -> None:
+            worker = Worker(
+                connect_redis(settings.redis, settings.home),
+                settings,
+                pipeline,
+                frames_client=connect_frames_redis(settings.redis, settings.home),
+            )
+            worker.start()  # loads the models once: a Worker after a Redis outage finds them loaded
+            started.set()
+            worker.run(stop)
+
+        _with_redis_retries("worker", stop, body)
+    except (GalleryError, ModelLoadError, ConfigError) as exc:
+        if started.is_set():
+            raise
+        # The same at every restart: the supervisor logs it in one line and stops the service.
+        refusals.put(str(exc))
+        raise SystemExit(EXIT_START_REFUSED) from None
 
 
 def reader_main(log_level: int, settings: Settings, camera_name: str, stop: StopFlag) -> None:

@@ -8,8 +8,9 @@ frame can never produce events twice.
 
 Each step commits in one server-side script (``_COMMIT_SCRIPT``), in this order: the events
 (appended and announced), the cooldown keys of the ``recognized`` ones, each changed
-camera's tracks (``CameraTracker.snapshot``, with the reorder position and whether the
-camera ended) and only then the acknowledgement of the results behind them. A tracker killed
+camera's tracks (``CameraTracker.snapshot_parts``: the camera's state, with the reorder
+position and whether the camera ended, in one hash; each open track in another, by track
+id) and only then the acknowledgement of the results behind them. A tracker killed
 at any point, or a Redis error at any point, leaves either all of a step or none of it: a
 restarted tracker (or one that reconnects) takes its tracks up from Redis, replays every
 result still pending, and so publishes each visit's events once, with the same track ids and
@@ -22,12 +23,25 @@ same visit, even across a restart of the tracker.
 A result nobody can read (malformed, or trimmed from the stream while pending) is poison:
 counted in ``vigil_bus_poison_entries_total``, logged, acknowledged and skipped.
 
+A person erased from the gallery (``vigil people delete``) is forgotten here too: each commit
+names the gallery version it was checked against and is refused if the gallery moved since;
+the tracker then drops (``CameraTracker.forget``) every open track with a trace of someone no
+longer enrolled, and the events of those tracks, before it commits again. Faces taken for an
+erased person in later results (a worker that had not reloaded yet) are dropped. So once an
+erasure has run, no event names the person, and the erasure itself removes their tracks from
+the stored state (``indexer.erase``: the hash of tracks), even with no tracker running.
+
 Once an ``unknown`` or ``track_ended`` event is published, its track's outcome goes to
-``streamer.learning`` (unknown faces kept, template aging).
+``streamer.learning`` (unknown faces kept, template aging). The outcome is recorded in the same
+commit as its event (a hash by event id, ``learning_key``) and removed once learnt, so a
+tracker killed in between learns it after its restart (``_restore``). Learning is idempotent:
+an unknown entry is rewritten under its event id, and a repeated aging template is refused as
+a near-duplicate of itself.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
@@ -38,15 +52,16 @@ from typing import cast
 
 import redis
 
-from indexer.gallery import Gallery
+from indexer.erase import StreamKeys
+from indexer.gallery import MAX_TRANSACTION_ATTEMPTS, Gallery
 from streamer import metrics
 from streamer.analysis import FrameResult
 from streamer.events import Event, EventPublisher, EventType
 from streamer.learning import TrackLearning
 from streamer.track_attributes import TrackAttributes
-from streamer.tracking import CameraTracker
+from streamer.tracking import CameraTracker, TrackOutcome, outcome_from_json, outcome_to_json
 from vigil.config import Settings
-from vigil.errors import MalformedEntryError
+from vigil.errors import GalleryError, MalformedEntryError
 from vigil.stop import StopFlag
 from vigil.streams import StreamEntry, StreamResponse, ensure_group, redis_errors, text
 
@@ -57,27 +72,35 @@ TRACKER_CONSUMER = "tracker"
 _READ_BLOCK_MS = 100
 _READ_COUNT = 256
 # Version of a camera's state in Redis (``_camera_state``); another version starts afresh.
-STATE_VERSION = 1
+# 2: tracks kept apart, one hash field each (``tracks_key``).
+STATE_VERSION = 2
+# What the commit script returns when the gallery moved since the tracker last checked it.
+_GALLERY_MOVED = -1
 
 # One step of the tracker, atomically: events first (so a failure writes nothing), then
 # cooldowns, camera states and the acknowledgements. Redis runs a script alone and stops it
 # at the first failing call, so the key types are checked before anything is written; under
 # maxmemory only a script's first write can be refused.
-# KEYS: events stream, state hash, track-number hash, results stream, cooldown keys...
-# ARGV: max events, group, #events, #states, #acks, then per event: payload, camera channel,
-#   identity channel or "", index of its cooldown key in KEYS or 0, cooldown ms, track id;
-#   per state: camera, state JSON, next track number; then the acknowledged ids.
-# Returns each event's stream id, or nil when its cooldown suppressed it.
+# KEYS: events stream, state hash, track-number hash, results stream, tracks hash, gallery
+#   version, learning hash, cooldown keys...
+# ARGV: max events, group, #events, #states, #acks, gallery version checked, then per event:
+#   payload, camera channel, identity channel or "", index of its cooldown key in KEYS or 0,
+#   cooldown ms, track id, event id, outcome JSON or "" (recorded when published); per state:
+#   camera, state JSON, next track number, #tracks stored, #tracks gone, (track id, track
+#   JSON) per track stored, track id per track gone; then the acknowledged ids.
+# Returns each event's stream id, or nil when its cooldown suppressed it; -1 and nothing
+# written when the gallery version is no longer the one checked (someone may be erased).
 _COMMIT_SCRIPT = """
-for k = 1, 3 do
+if (redis.call('GET', KEYS[6]) or '0') ~= ARGV[6] then return -1 end
+for k = 1, 7 do
   local kind = redis.call('TYPE', KEYS[k]).ok
-  local want = (k == 1) and 'stream' or 'hash'
-  if kind ~= 'none' and kind ~= want then
+  local want = (k == 1 or k == 4) and 'stream' or 'hash'
+  if k ~= 4 and k ~= 6 and kind ~= 'none' and kind ~= want then
     return redis.error_reply('WRONGTYPE ' .. KEYS[k] .. ' is a ' .. kind .. ', not a ' .. want)
   end
 end
 local n_events, n_states, n_acks = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
-local i = 6
+local i = 7
 local published = {}
 for e = 1, n_events do
   local payload, camera_channel, identity_channel = ARGV[i], ARGV[i + 1], ARGV[i + 2]
@@ -92,17 +115,29 @@ for e = 1, n_events do
     if cooldown ~= 0 then
       redis.call('SET', KEYS[cooldown], ARGV[i + 5], 'PX', ARGV[i + 4])
     end
+    if ARGV[i + 7] ~= '' then
+      redis.call('HSET', KEYS[7], ARGV[i + 6], ARGV[i + 7])
+    end
   end
   published[e] = id
-  i = i + 6
+  i = i + 8
 end
 for s = 1, n_states do
   local camera, state, next_track = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2])
+  local n_stored, n_gone = tonumber(ARGV[i + 3]), tonumber(ARGV[i + 4])
   redis.call('HSET', KEYS[2], camera, state)
   if next_track > tonumber(redis.call('HGET', KEYS[3], camera) or '0') then
     redis.call('HSET', KEYS[3], camera, next_track)
   end
-  i = i + 3
+  i = i + 5
+  for t = 1, n_stored do
+    redis.call('HSET', KEYS[5], ARGV[i], ARGV[i + 1])
+    i = i + 2
+  end
+  for t = 1, n_gone do
+    redis.call('HDEL', KEYS[5], ARGV[i])
+    i = i + 1
+  end
 end
 local last = i + n_acks - 1
 while i <= last do  -- in chunks: unpack is bounded by Lua's stack
@@ -212,6 +247,13 @@ class TrackerService:
         self.learning = TrackLearning(gallery, settings.indexer, settings.streamer.tracker)
         stream = settings.streamer.bus.faces_stream
         self.state_key = f"{stream}:tracker:state"
+        keys = StreamKeys.from_settings(settings)  # erasure purges these too
+        self.tracks_key, self.learning_key = keys.tracks, keys.learning
+        self._stored_tracks: dict[str, set[str]] = {}  # camera -> its track ids in tracks_key
+        self._gallery_version: int | None = None  # the gallery version open tracks were checked at
+        self._live: set[str] = set()  # identities not to drop at that version
+        self._enrolled: set[str] = set()  # identities this tracker has found enrolled
+        self._erased: set[str] = set()  # identities found enrolled, then gone (ids are never reused)
         self.track_numbers_key = f"{stream}:tracker:next_track"
         self._commit_script = client.register_script(_COMMIT_SCRIPT)
 
@@ -252,9 +294,12 @@ class TrackerService:
         """Take up every camera's tracks from Redis; end those an earlier run left open."""
         self.buffer = ReorderBuffer(self.config.tracker.reorder_window_ms / 1000)
         self.trackers, self.ended, self._last_result_at = {}, set(), {}
+        self._stored_tracks, self._gallery_version, self._live = {}, None, set()
         with redis_errors():
             states = cast(dict[bytes, bytes], self._client.hgetall(self.state_key))
             numbers = cast(dict[bytes, bytes], self._client.hgetall(self.track_numbers_key))
+            stored = cast(dict[bytes, bytes], self._client.hgetall(self.tracks_key))
+        tracks = {text(track_id): text(raw) for track_id, raw in stored.items()}
         step = _Step()
         for raw_camera, raw_state in states.items():
             camera = text(raw_camera)
@@ -264,14 +309,18 @@ class TrackerService:
                 state = json.loads(raw_state)
                 if state["version"] != STATE_VERSION:
                     raise ValueError(f"state version {state['version']}")
-                tracker.restore(state["tracks"])
+                erased = tracker.restore(state["tracks"], tracks)
                 run, ended, captured = str(state["run"]), bool(state["ended"]), state["captured_at"]
                 next_number = None if state["next_number"] is None else int(state["next_number"])
                 captured = None if captured is None else float(captured)
             except (KeyError, TypeError, ValueError) as exc:
                 logger.warning("camera %s: cannot take up its tracks (%s); starting afresh", camera, exc)
                 tracker.tracks = []
+                step.cameras.add(camera)  # rewritten as it is now: nothing of the old state stays
                 continue
+            self._stored_tracks[camera] = {track.track_id for track in tracker.tracks}
+            if erased:
+                logger.info("camera %s: %d open tracks were erased with their person", camera, len(erased))
             if run != self.run_token:  # tracks of an earlier run: they ended with it
                 step.add(tracker.end_all(), camera)
                 step.cameras.add(camera)
@@ -284,24 +333,42 @@ class TrackerService:
             if tracker.tracks:
                 logger.info("camera %s: took up %d open tracks", camera, len(tracker.tracks))
         self._commit(step)
+        self._learn_pending()
 
-    def _camera_state(self, camera: str) -> str:
+    def _camera_state(self, camera: str) -> tuple[str, dict[str, str]]:
+        """The camera's state as JSON, and its open tracks' JSON by track id."""
         last = self._last_result_at.get(camera)
-        return json.dumps(
+        snapshot, tracks = self._tracker(camera).snapshot_parts()
+        state = json.dumps(
             {
                 "version": STATE_VERSION,
                 "run": self.run_token,
                 "next_number": self.buffer.position(camera),
                 "ended": camera in self.ended,
                 "captured_at": None if last is None else last[1],
-                "tracks": self._tracker(camera).snapshot(),
+                "tracks": snapshot,
             }
         )
+        return state, tracks
 
     def _commit(self, step: _Step) -> None:
-        """Publish the step's events, store the changed cameras and acknowledge, in one script."""
-        if not (step.events or step.acks or step.cameras):
-            return
+        """Publish the step's events, store the changed cameras and acknowledge, in one script.
+
+        Raises:
+            GalleryError: The gallery changed at every attempt (the restarted tracker replays).
+        """
+        for _ in range(MAX_TRANSACTION_ATTEMPTS):
+            self._forget_erased(step)
+            if not (step.events or step.acks or step.cameras):
+                return
+            if self._try_commit(step):
+                return
+        raise GalleryError(
+            f"the gallery changed {MAX_TRANSACTION_ATTEMPTS} times while the tracker committed; it restarts"
+        )
+
+    def _try_commit(self, step: _Step) -> bool:
+        """One attempt at ``_commit``; False (nothing written) when the gallery moved meanwhile."""
         events = [self._with_latency(event, read_at) for event, read_at in step.events]
         cooldown_ms = int(self.config.tracker.cooldown_s * 1000)
         keys = [
@@ -309,6 +376,9 @@ class TrackerService:
             self.state_key,
             self.track_numbers_key,
             self.config.bus.faces_stream,
+            self.tracks_key,
+            self.learning.gallery.version_key,
+            self.learning_key,
         ]
         args: list[str | int] = [
             self.config.events.max_events,
@@ -316,6 +386,7 @@ class TrackerService:
             len(events),
             len(step.cameras),
             len(step.acks),
+            str(self._gallery_version or 0),
         ]
         for event in events:
             cooldown = 0
@@ -325,6 +396,7 @@ class TrackerService:
             identity_channel = (
                 "" if event.identity_id is None else self.publisher.identity_channel(event.identity_id)
             )
+            outcome = self._tracker(event.camera).peek_outcome(event.event_id)
             args += [
                 event.to_json(),
                 self.publisher.camera_channel(event.camera),
@@ -332,15 +404,84 @@ class TrackerService:
                 cooldown,
                 cooldown_ms,
                 event.track_id,
+                event.event_id,
+                "" if outcome is None else outcome_to_json(outcome),
             ]
+        stored: dict[str, set[str]] = {}
         for camera in sorted(step.cameras):
-            args += [camera, self._camera_state(camera), self._tracker(camera).next_track]
+            state, tracks = self._camera_state(camera)
+            gone = sorted(self._stored_tracks.get(camera, set()) - set(tracks))
+            args += [camera, state, self._tracker(camera).next_track, len(tracks), len(gone)]
+            args += [item for pair in tracks.items() for item in pair] + gone
+            stored[camera] = set(tracks)
         args += step.acks
         with redis_errors():
-            published = cast(list[bytes | None], self._commit_script(keys=keys, args=args))
+            published = cast(list[bytes | None] | int, self._commit_script(keys=keys, args=args))
+        if isinstance(published, int):  # _GALLERY_MOVED: check who is still enrolled, then again
+            self._gallery_version = None
+            return False
+        self._stored_tracks.update(stored)
         for event, stream_id in zip(events, published, strict=True):
             self._announced(event, stream_id is not None)
         self.publisher.trim_by_age()
+        return True
+
+    # -- erased people ----------------------------------------------------------------------------
+
+    def _forget_erased(self, step: _Step) -> None:
+        """When the gallery moved: drop the open tracks, and the step's events, of erased people."""
+        version = self.learning.gallery.version()
+        if version == self._gallery_version:
+            return
+        self._gallery_version, self._live = version, set()
+        held = {identity for tracker in self.trackers.values() for identity in tracker.identity_ids()}
+        held |= {event.identity_id for event, _ in step.events if event.identity_id is not None}
+        erased = self._erased_among(held)
+        if not erased:
+            return
+        dropped: set[str] = set()
+        for camera, tracker in self.trackers.items():
+            forgotten = tracker.forget(erased)
+            if forgotten:
+                dropped.update(forgotten)
+                step.cameras.add(camera)
+        kept = []
+        for event, read_at in step.events:
+            if event.track_id in dropped or event.identity_id in erased:
+                self._tracker(event.camera).take_outcome(event.event_id)  # nothing learnt of them
+            else:
+                kept.append((event, read_at))
+        step.events = kept
+        logger.info("dropped %d open tracks of %d erased people", len(dropped), len(erased))
+
+    def _erased_among(self, identity_ids: set[str]) -> set[str]:
+        """Those of ``identity_ids`` that were enrolled and are no longer (ids are never reused).
+
+        An id this tracker never found enrolled is left alone: it may belong to a gallery this
+        tracker does not read (another namespace, a test's synthetic results).
+        """
+        unknown = sorted(identity_ids - self._live - self._erased)
+        if unknown:
+            gallery = self.learning.gallery
+            with redis_errors():
+                pipe = self._client.pipeline(transaction=False)
+                for identity in unknown:
+                    pipe.exists(gallery.identity_key(identity))
+                found = pipe.execute()
+            for identity, exists in zip(unknown, found, strict=True):
+                if exists:
+                    self._enrolled.add(identity)
+                (self._erased if identity in self._enrolled and not exists else self._live).add(identity)
+        return identity_ids & self._erased
+
+    def _without_erased(self, result: FrameResult) -> FrameResult:
+        """``result`` without the faces taken for erased people (a worker not reloaded yet)."""
+        named = {i for face in result.faces for i in (face.identity_id, face.candidate_id) if i is not None}
+        erased = self._erased_among(named) if named else set()
+        if not erased:
+            return result
+        faces = [face for face in result.faces if not {face.identity_id, face.candidate_id} & erased]
+        return dataclasses.replace(result, faces=faces)
 
     def _with_latency(self, event: Event, read_at: float | None) -> Event:
         """``event`` with its latency: from ``read_at`` (the frame's arrival), else from capture."""
@@ -368,7 +509,28 @@ class TrackerService:
             "event %s %s %s on %s", event.type.value, event.identity_id or "-", event.track_id, event.camera
         )
         if outcome is not None:  # after publishing: what is kept refers to a written event
-            self.learning.learn(outcome)
+            self._learn(outcome)
+
+    def _learn(self, outcome: TrackOutcome) -> None:
+        """Learn from ``outcome``, then drop its record (a kill in between learns it again)."""
+        self.learning.learn(outcome)
+        with redis_errors():
+            self._client.hdel(self.learning_key, outcome.event.event_id)
+
+    def _learn_pending(self) -> None:
+        """Learn from the outcomes an earlier tracker committed but did not learn from (killed)."""
+        with redis_errors():
+            pending = cast(dict[bytes, bytes], self._client.hgetall(self.learning_key))
+        for raw_id, raw in sorted(pending.items()):
+            try:
+                outcome = outcome_from_json(raw)
+            except ValueError as exc:
+                logger.warning("dropping unreadable learning record %s: %s", text(raw_id), exc)
+                with redis_errors():
+                    self._client.hdel(self.learning_key, raw_id)
+                continue
+            logger.info("learning from event %s, published before a restart", outcome.event.event_id)
+            self._learn(outcome)
 
     # -- reading results --------------------------------------------------------------------------
 
@@ -442,7 +604,7 @@ class TrackerService:
                 self.ended.add(camera)
                 logger.info("camera %s ended after %d frames", camera, result.number)
             else:
-                events = tracker.update(result)
+                events = tracker.update(self._without_erased(result))
                 self._last_result_at[camera] = (time.monotonic(), result.captured_at)
             step.add(events, camera, result.read_at)
             step.cameras.add(camera)  # its reorder position moved on

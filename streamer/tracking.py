@@ -14,12 +14,18 @@ pure logic; publishing and cooldowns are the tracker service's job.
 For what the stream learns from tracks (kept unknown faces, template aging), each
 ``unknown`` and ``track_ended`` event comes with a ``TrackOutcome`` (``take_outcome``): the
 track's best unmatched faces (by detection score × face size) and its best named face.
+``outcome_to_json`` / ``outcome_from_json`` write it down, so that the tracker service can
+record it with its event and learn from it after a restart.
 
 A camera's tracks, and the number of its next track, can be written down (``snapshot``) and
 taken up again (``restore``): the tracker service keeps them in Redis with the events they
 caused, so a restarted tracker carries on the same tracks under the same ids. Event ids
 follow from the track and the event type (``event_id_for``): replaying a frame gives the
-same event, with the same id.
+same event, with the same id. ``snapshot_parts`` writes each track apart from the rest, so
+that erasing a person can drop their tracks from the stored state without reading it.
+
+A person erased from the gallery is forgotten (``forget``): every open track with a trace of
+them (a vote, a name, a face taken for them even as the runner-up) is dropped without an event.
 """
 
 from __future__ import annotations
@@ -28,7 +34,7 @@ import base64
 import dataclasses
 import json
 from collections import Counter, deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -185,40 +191,77 @@ class CameraTracker:
         """The outcome of an ``unknown`` or ``track_ended`` event (once; None for other events)."""
         return self._outcomes.pop(event_id, None)
 
+    def peek_outcome(self, event_id: str) -> TrackOutcome | None:
+        """``take_outcome`` without taking it."""
+        return self._outcomes.get(event_id)
+
     def snapshot(self) -> str:
         """The open tracks, the next track number and the rule in force, as JSON (see ``restore``)."""
-        latest = None
-        if self._latest is not None:
-            latest = json.loads(dataclasses.replace(self._latest, faces=[]).to_fields()["result"])
-        return json.dumps(
-            {
-                "version": SNAPSHOT_VERSION,
-                "next_track": self.next_track,
-                "latest": latest,
-                "tracks": [_track_to_dict(track) for track in self.tracks],
-            }
-        )
+        return json.dumps({**self._head(), "tracks": [_track_to_dict(track) for track in self.tracks]})
 
-    def restore(self, snapshot: str) -> None:
+    def snapshot_parts(self) -> tuple[str, dict[str, str]]:
+        """``snapshot`` in parts: the rest with the open tracks' ids, and each track's JSON by id.
+
+        ``restore(rest, tracks)`` takes them up; a track missing from ``tracks`` is skipped.
+        """
+        tracks = {track.track_id: json.dumps(_track_to_dict(track)) for track in self.tracks}
+        return json.dumps({**self._head(), "tracks": list(tracks)}), tracks
+
+    def restore(self, snapshot: str, tracks: Mapping[str, str] | None = None) -> list[str]:
         """Take up the tracks of a ``snapshot`` (of this camera), replacing the current ones.
+
+        Args:
+            snapshot: What ``snapshot`` wrote, or the first of ``snapshot_parts``.
+            tracks: With the latter, its tracks by id.
+
+        Returns:
+            The ids of the tracks missing from ``tracks`` (an erasure dropped them).
 
         Raises:
             ValueError: The snapshot is not one ``snapshot`` wrote (or of another version).
         """
+        missing: list[str] = []
         try:
             state = json.loads(snapshot)
             if state["version"] != SNAPSHOT_VERSION:
                 raise ValueError(f"snapshot version {state['version']}, not {SNAPSHOT_VERSION}")
             latest = state["latest"]
-            tracks = [_track_from_dict(raw) for raw in state["tracks"]]
+            raws = state["tracks"]
+            if tracks is not None:
+                missing = [str(track_id) for track_id in raws if str(track_id) not in tracks]
+                raws = [json.loads(tracks[str(track_id)]) for track_id in raws if str(track_id) in tracks]
+            restored = [_track_from_dict(raw) for raw in raws]
             if latest is not None:
                 latest = FrameResult.from_fields({b"result": json.dumps(latest).encode()})
             next_track = int(state["next_track"])
         except (KeyError, TypeError, ValueError, MalformedEntryError) as exc:
             raise ValueError(f"not a tracker snapshot: {exc}") from None
-        self.tracks = tracks
+        self.tracks = restored
         self._latest = latest
         self.next_track = max(self.next_track, next_track)
+        return missing
+
+    def identity_ids(self) -> set[str]:
+        """Everyone the open tracks hold a trace of (voted for, named, or taken as runner-up)."""
+        return {identity for track in self.tracks for identity in _traces(track)}
+
+    def forget(self, identity_ids: set[str]) -> list[str]:
+        """Drop, without events, every open track with a trace of these people (they were erased).
+
+        Returns:
+            The ids of the dropped tracks.
+        """
+        dropped = [track.track_id for track in self.tracks if _traces(track) & identity_ids]
+        self.tracks = [track for track in self.tracks if track.track_id not in dropped]
+        for event_id in [key for key, outcome in self._outcomes.items() if outcome.event.track_id in dropped]:
+            del self._outcomes[event_id]
+        return dropped
+
+    def _head(self) -> dict[str, Any]:
+        latest = None
+        if self._latest is not None:
+            latest = json.loads(dataclasses.replace(self._latest, faces=[]).to_fields()["result"])
+        return {"version": SNAPSHOT_VERSION, "next_track": self.next_track, "latest": latest}
 
     def _associate(self, frame: FrameResult) -> list[tuple[Track, FaceResult]]:
         """Greedy matching of faces to tracks by overlap plus resemblance; the rest start tracks."""
@@ -329,6 +372,54 @@ class CameraTracker:
         )
 
 
+def outcome_to_json(outcome: TrackOutcome) -> str:
+    """``outcome`` as JSON (embeddings base64), for ``outcome_from_json``."""
+
+    def seen(face: SeenFace) -> list[Any]:
+        return [face_to_dict(face.face), face.captured_at]
+
+    return json.dumps(
+        {
+            "version": SNAPSHOT_VERSION,
+            "event": outcome.event.model_dump(mode="json"),
+            "unknown_faces": [seen(face) for face in outcome.unknown_faces],
+            "named_face": None if outcome.named_face is None else seen(outcome.named_face),
+            "frames": outcome.frames,
+            "agreeing_frames": outcome.agreeing_frames,
+            "unmatched_frames": outcome.unmatched_frames,
+            "unknown_event_id": outcome.unknown_event_id,
+        }
+    )
+
+
+def outcome_from_json(text: str | bytes) -> TrackOutcome:
+    """The outcome ``outcome_to_json`` wrote.
+
+    Raises:
+        ValueError: ``text`` is not one (or of another version).
+    """
+
+    def seen(raw: list[Any]) -> SeenFace:
+        face, captured_at = raw
+        return SeenFace(face_from_dict(face), float(captured_at))
+
+    try:
+        raw = json.loads(text)
+        if raw["version"] != SNAPSHOT_VERSION:
+            raise ValueError(f"version {raw['version']}, not {SNAPSHOT_VERSION}")
+        return TrackOutcome(
+            event=Event.model_validate(raw["event"]),
+            unknown_faces=[seen(face) for face in raw["unknown_faces"]],
+            named_face=None if raw["named_face"] is None else seen(raw["named_face"]),
+            frames=int(raw["frames"]),
+            agreeing_frames=int(raw["agreeing_frames"]),
+            unmatched_frames=int(raw["unmatched_frames"]),
+            unknown_event_id=raw["unknown_event_id"],
+        )
+    except (KeyError, TypeError, ValueError) as exc:  # pydantic's ValidationError is a ValueError
+        raise ValueError(f"not a track outcome: {exc}") from None
+
+
 def face_size_px(face: FaceResult) -> float:
     """Shorter side of the face's box, in pixels."""
     x1, y1, x2, y2 = face.box
@@ -338,6 +429,18 @@ def face_size_px(face: FaceResult) -> float:
 def _face_quality(face: FaceResult) -> float:
     # Larger, surer detections embed more reliably: what is kept of unknown tracks.
     return face.detection_score * face_size_px(face)
+
+
+def _traces(track: Track) -> set[str]:
+    """The identity ids anywhere in ``track`` (votes, names, its faces' best and runner-up)."""
+    faces = [*track.best_face.values(), *(seen.face for seen in track.unknown_faces)]
+    if track.last_face is not None:
+        faces.append(track.last_face)
+    found = {*track.votes, *track.names, *track.best_face}
+    found |= {identity for face in faces for identity in (face.identity_id, face.candidate_id) if identity}
+    if track.announced is not None:
+        found.add(track.announced)
+    return found
 
 
 def _track_to_dict(track: Track) -> dict[str, Any]:

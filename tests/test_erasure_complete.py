@@ -19,7 +19,7 @@ import base64
 import logging
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -256,3 +256,103 @@ def test_people_delete_leaves_no_trace(
     # and no log line named him (logs outlive erasure): ids only
     named = [record.getMessage() for record in caplog.records if OBAMA in record.getMessage()]
     assert named == [], named
+
+
+def _wait_until(condition: Callable[[], bool], timeout_s: float = TRACKER_WAIT_S) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+def _recognized(client: redis.Redis, settings: Settings, name: str) -> bool:
+    events = read_events(client, settings.streamer.events)
+    return any(event.type is EventType.RECOGNIZED and event.name == name for _, event in events)
+
+
+@pytest.mark.parametrize(
+    "tracker_fate",
+    [
+        # the tracker runs on through the erasure, the person's track still open in it
+        "running",
+        # the tracker was killed mid-visit: only its state in Redis holds the open track, and the
+        # next run ends that track
+        "killed",
+    ],
+)
+def test_erasure_reaches_the_trackers_open_tracks(
+    world: tuple[Settings, redis.Redis], pipeline: FacePipeline, tracker_fate: str
+) -> None:
+    settings, client = world
+    # tracks end by their camera's end only, not by the wall clock while the test erases
+    tracker = settings.streamer.tracker.model_copy(update={"max_gap_s": 60.0})
+    settings = settings.model_copy(
+        update={"streamer": settings.streamer.model_copy(update={"tracker": tracker})}
+    )
+    gallery = Gallery(client)
+    sources = SourceStore.from_settings(settings)
+    identifier = Identifier.from_settings(gallery, pipeline, settings)
+    obama = enroll_person(identifier, settings.indexer, OBAMA, [require(PEOPLE / "obama.jpg")])
+    obama_id = obama.identity.identity_id
+    *visit, end = frame_results(identifier, "door", "obama2.jpg")
+    faces_stream = settings.streamer.bus.faces_stream
+    # given Obama on camera: the tracker has recognised him and his track is open
+    service = TrackerService(client, settings, "erasure", finish_after={"door"})
+    service.ensure_group()
+    for result in visit:
+        client.xadd(faces_stream, result.to_fields())  # type: ignore[arg-type]
+    stop = threading.Event()
+    errors: list[BaseException] = []
+
+    def run(tracker: TrackerService) -> None:
+        try:
+            tracker.run(stop)
+        except BaseException as exc:  # handed to the test
+            errors.append(exc)
+
+    thread = threading.Thread(target=run, args=(service,), daemon=True)
+    if tracker_fate == "running":
+        thread.start()
+        assert _wait_until(lambda: _recognized(client, settings, OBAMA)), errors
+    else:  # the same steps by hand, then the tracker is gone without ending anything
+        service._restore()
+        deadline = time.monotonic() + TRACKER_WAIT_S
+        while not _recognized(client, settings, OBAMA) and time.monotonic() < deadline:
+            service._consume()
+    traces = Traces(
+        OBAMA,
+        obama_id,
+        [t.embedding for t in gallery.identity_templates(obama_id)]
+        + result_embeddings(client, settings, obama_id),
+    )
+    found = traces.found_in(redis_contents(client))
+    tracker_keys = f"{faces_stream}:tracker:"
+    assert any(tracker_keys in where for where in found), f"the open track is not in the state: {found}"
+
+    # when Obama is deleted while his track is open
+    erase_person(gallery, sources, obama_id, StreamKeys.from_settings(settings), rewrite_files=False)
+
+    # then nothing of him is left in Redis, the tracker's state included
+    assert _wait_until(lambda: traces.found_in(redis_contents(client)) == [], 5), traces.found_in(
+        redis_contents(client)
+    )
+    # and when the track ends (his camera's stream ends; a new run for a killed tracker)
+    client.xadd(faces_stream, end.to_fields())  # type: ignore[arg-type]
+    if tracker_fate == "killed":
+        thread = threading.Thread(
+            target=run,
+            args=(TrackerService(client, settings, "next-run", finish_after={"door"}),),
+            daemon=True,
+        )
+        thread.start()
+    thread.join(TRACKER_WAIT_S)
+    stop.set()
+    thread.join(5)
+    assert not thread.is_alive() and not errors, f"the tracker failed or hung: {errors}"
+    # then no event names him, and still nothing of him is in any key or stream
+    events = [event for _, event in read_events(client, settings.streamer.events)]
+    named = [event for event in events if event.identity_id == obama_id or event.name == OBAMA]
+    assert named == [], [(event.type, event.track_id) for event in named]
+    assert traces.found_in(redis_contents(client)) == [], "left in Redis after the track ended"

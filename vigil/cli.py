@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from streamer.bench_cameras import add_command as add_cameras_bench
+from streamer.bench_faults import add_command as add_faults_bench
 from streamer.bench_stream import add_command as add_stream_bench
 from streamer.commands import add_commands as add_streamer_commands
 from streamer.learning_commands import add_commands as add_learning_commands
@@ -151,6 +152,7 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     add_stream_bench(bench)
     add_cameras_bench(bench)
+    add_faults_bench(bench)
     add_pairs_bench(bench)
     add_attributes_commands(train, bench)
     lfw = bench.add_parser("lfw", help="LFW 10-fold verification accuracy (View 2, pairs.txt)")

@@ -102,6 +102,11 @@ class ServiceRunningError(VigilError):
     """Another ``vigil run`` holds the service lease of this Redis: one service per Redis."""
 
 
+class ServiceStartError(VigilError):
+    """The service's workers cannot start for good (a refused gallery, missing or corrupt
+    weights, a bad setting): restarting them cannot help, so the service stops."""
+
+
 class StreamError(VigilError):
     """A camera or file source cannot be opened or read.
 

@@ -115,6 +115,46 @@ def test_files_read_as_fast_as_possible_lose_no_frame_and_no_end_marker(
         assert worker.frames[name] == list(range(CLIP_SAMPLED_FRAMES)), f"{name}: frames trimmed"
 
 
+def test_a_batch_jobs_frames_left_by_a_dead_worker_are_analysed_however_old(
+    backend: RedisBackend, settings: Settings
+) -> None:
+    # given a file read as fast as possible by a real reader, and a worker that took all its
+    # frames and died (the fault benchmark: a worker killed, or Redis lost, while the reader
+    # had read far ahead), so that every frame is older than stale_after_s when re-claimed
+    config = bus_settings(settings, backend, max_frames=64)
+    bus_config = config.streamer.bus.model_copy(update={"stale_after_s": 0.05, "claim_idle_ms": 100})
+    config = config.model_copy(update={"streamer": config.streamer.model_copy(update={"bus": bus_config})})
+    frames_client = connect_frames_redis(config.redis, config.home)
+    bus = FrameBus(frames_client, bus_config)
+    bus.ensure_group()
+    name = f"batch-{backend.namespace}"
+    stop = threading.Event()
+    reader = threading.Thread(
+        target=feed_camera,
+        args=(config, make_camera(require(CLIP), name=name, realtime=False), stop),
+        daemon=True,
+    )
+    reader.start()
+    taken: list[Any] = []
+    quiet_since = time.monotonic()  # the reader waits for room once the dead worker holds enough
+    while time.monotonic() - quiet_since < 2.0:
+        got = bus.read("dead-worker", count=1000, block_ms=100)
+        if got:
+            taken, quiet_since = taken + got, time.monotonic()
+    stop.set()
+    reader.join(WAIT_S)
+    assert len(taken) >= 8, "the reader must have sent frames"
+    time.sleep(0.3)
+    # when another worker re-claims them
+    fresh, stale = bus.reclaim("worker-2", count=1000)
+    backend.client().hdel(SOURCES_KEY, name)
+    if backend.kind == "embedded":
+        stop_embedded(frames_client)
+    # then every frame is analysed, none dropped as stale: a batch job waits for its workers
+    assert stale == [], f"{len(stale)} frames of a batch job dropped as stale"
+    assert sorted(f.number for f in fresh) == sorted(f.number for f in taken)
+
+
 def test_backlog_reads_counters_not_frames(backend: RedisBackend) -> None:
     if backend.kind != "embedded":
         pytest.skip("bytes sent are measured on the embedded server, which only this test uses")
