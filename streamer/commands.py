@@ -366,7 +366,8 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
         frames, reason = source.get("frames", 0), source.get("reason", "")
         print(f"  camera {name}: {source['state']} ({frames} frames) {reason}")
     for name, beat in sorted(alive.items()):
-        print(f"  worker {name}: {beat['frames']} frames, gallery version {beat['gallery_version']}")
+        runs = f", {beat['detector']} + {beat['embedder']}" if "embedder" in beat else ""
+        print(f"  worker {name}: {beat['frames']} frames, gallery version {beat['gallery_version']}{runs}")
     if not sources and not alive:
         print("  no service has run here yet (start one with `vigil run`)")
     return 0

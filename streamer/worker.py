@@ -155,6 +155,9 @@ class Worker:
             "frames": self.frames_done,
             "gallery_version": self.identifier.gallery_version,
             "templates": self.identifier.indexed_templates,
+            # Which models it runs: a worker node with another backend matches other templates.
+            "detector": self.pipeline.detector.name,
+            "embedder": self.identifier.space_version,
         }
         with redis_errors():
             self._client.hset(WORKERS_KEY, self.consumer, json.dumps(beat))

@@ -8,6 +8,8 @@ calibration it was decided with, which the tracker copies into its events.
 from __future__ import annotations
 
 import json
+import threading
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -18,7 +20,7 @@ from indexer.gallery import Gallery
 from indexer.identify import Identifier
 from streamer.analysis import FrameResult
 from streamer.bench_setup import enroll_people, temporary_home
-from streamer.worker import Worker
+from streamer.worker import WORKERS_KEY, Worker
 from tests.conftest import PEOPLE, people_image, require
 from tests.streamer.conftest import make_camera
 from vigil.artifacts import ArtifactRegistry
@@ -152,3 +154,24 @@ def test_a_batch_refreshes_the_gallery_once_for_every_cameras_rule(
     assert results["vault"].threshold == 0.999 and "camera vault's override" in results["vault"].calibration
     assert results["door"].threshold < 0.999 and "override" not in results["door"].calibration
     assert results["vault"].margin == results["door"].margin, "an unset margin stays the calibrated one"
+
+
+@pytest.mark.redis
+def test_a_workers_heartbeat_names_the_models_it_runs(worker: tuple[Worker, Settings, redis.Redis]) -> None:
+    # given a running worker
+    running, _, client = worker
+    stop = threading.Event()
+    thread = threading.Thread(target=running.run, args=(stop,), daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 30
+        while not client.hexists(WORKERS_KEY, running.consumer) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        beat = json.loads(client.hget(WORKERS_KEY, running.consumer) or b"{}")  # type: ignore[arg-type]
+    finally:
+        stop.set()
+        thread.join(30)
+    # then its heartbeat (shown by `vigil status`) says which detector and embedding space it
+    # runs, so a worker node on another backend is seen for what it is
+    assert beat["detector"] == running.pipeline.detector.name == "yunet"
+    assert beat["embedder"] == running.identifier.space_version == "sface_2021dec"
