@@ -46,7 +46,7 @@ from streamer.bench_setup import (
     enroll_people,
     markdown_grid,
     temporary_home,
-    write_report_files,
+    write_reports,
 )
 from vigil.config import Settings, load_settings
 from vigil.machine import cpu_model
@@ -275,11 +275,6 @@ def stage_shares(stage_seconds: dict[str, float], total_s: float, batches: int) 
         StageTime(stage, seconds, 1000 * seconds / batches, seconds / total_s if total_s > 0 else 0.0)
         for stage, seconds in spent.items()
     )
-
-
-def write_reports(result: CamerasBenchResult, json_path: Path) -> Path:
-    """Write the JSON report and the Markdown one beside it (``.md``); returns the latter."""
-    return write_report_files(result.to_dict(), result.to_markdown(), json_path)
 
 
 def add_command(bench: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -61,11 +61,12 @@ from streamer.bench_setup import (
     check_data,
     enroll_people,
     temporary_home,
-    write_report_files,
+    write_reports,
 )
 from vigil.config import Settings
 from vigil.errors import DatasetError, RedisUnavailableError, StreamError
 from vigil.machine import cpu_model
+from vigil.streams import EMBEDDED_DIRNAME, FRAMES_DIRNAME, servers_on
 
 if TYPE_CHECKING:
     import redis
@@ -209,11 +210,6 @@ def run_fault_bench(
         cpu_model=cpu_model(),
         cpu_count=len(os.sched_getaffinity(0)),
     )
-
-
-def write_reports(result: FaultBenchResult, json_path: Path) -> Path:
-    """Write the JSON report and the Markdown one beside it (``.md``); returns the latter."""
-    return write_report_files(result.to_dict(), result.to_markdown(), json_path)
 
 
 def add_command(bench: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -404,7 +400,7 @@ class _Bench:
             self._start()
             return at, f"vigil run (pid {pid})"
         if kind is FaultKind.REDIS_KILL:
-            servers = _servers_on(self.settings.home / "redis")
+            servers = servers_on(self.settings.home / EMBEDDED_DIRNAME)
             return (_kill(servers[0]), f"redis-server (pid {servers[0]})") if servers else None
         if kind is FaultKind.REDIS_FULL:
             client = _connect(self.settings)
@@ -553,21 +549,9 @@ def _started_lines(log_path: Path) -> Iterator[tuple[float, str, int]]:
                 yield when, name, int(rest.rstrip(")"))
 
 
-def _servers_on(directory: Path) -> list[int]:
-    """Pids of the ``redis-server`` processes working in ``directory`` (the embedded servers)."""
-    target, found = str(directory.resolve()), []
-    for entry in Path("/proc").glob("[0-9]*"):
-        with contextlib.suppress(OSError):
-            if (entry / "comm").read_text().strip() == "redis-server" and os.readlink(
-                entry / "cwd"
-            ) == target:
-                found.append(int(entry.name))
-    return found
-
-
 def _stop_servers(home: Path) -> None:
     """Stop the embedded servers that passes (re)started in ``home`` (the bench knows only the first)."""
-    for directory in (home / "redis", home / "redis-frames"):
-        for pid in _servers_on(directory):
+    for directory in (home / EMBEDDED_DIRNAME, home / FRAMES_DIRNAME):
+        for pid in servers_on(directory):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGTERM)

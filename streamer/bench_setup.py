@@ -20,7 +20,7 @@ import tempfile
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from vigil.config import Settings
 from vigil.errors import DatasetError
@@ -161,9 +161,17 @@ def add_clip_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def write_report_files(report: dict[str, object], markdown: str, json_path: Path) -> Path:
+class BenchReport(Protocol):
+    """A benchmark's result, as the JSON and Markdown reports it writes."""
+
+    def to_dict(self) -> dict[str, object]: ...
+
+    def to_markdown(self) -> str: ...
+
+
+def write_reports(result: BenchReport, json_path: Path) -> Path:
     """Write the JSON report and the Markdown one beside it (``.md``), atomically; returns the latter."""
-    write_text_atomically(json_path, json.dumps(report, indent=2, allow_nan=False) + "\n")
+    write_text_atomically(json_path, json.dumps(result.to_dict(), indent=2, allow_nan=False) + "\n")
     markdown_path = json_path.with_suffix(".md")
-    write_text_atomically(markdown_path, markdown)
+    write_text_atomically(markdown_path, result.to_markdown())
     return markdown_path

@@ -56,7 +56,7 @@ from streamer.bench_setup import (
     machine_busy_s,
     markdown_grid,
     temporary_home,
-    write_report_files,
+    write_reports,
 )
 from streamer.tally import FramesTally
 from vigil.config import CameraConfig, Settings, load_settings
@@ -580,11 +580,6 @@ def interleaved_slices(count: int, rounds: int, batch_size: int) -> list[slice]:
     batches = math.ceil(count / batch_size)
     per_round = math.ceil(batches / max(min(rounds, batches), 1)) * batch_size
     return [slice(start, min(start + per_round, count)) for start in range(0, count, per_round)]
-
-
-def write_reports(result: StreamBenchResult, json_path: Path) -> Path:
-    """Write the JSON report and the Markdown one beside it (``.md``); returns the latter."""
-    return write_report_files(result.to_dict(), result.to_markdown(), json_path)
 
 
 def add_command(bench: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -19,7 +19,7 @@ import base64
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,6 +40,7 @@ from streamer.events import EventType, read_events
 from streamer.feedback import event_face
 from streamer.tracker import TrackerService
 from tests.conftest import PEOPLE, people_image, require, stop_embedded
+from tests.streamer.conftest import wait_for
 from vigil.config import Settings
 from vigil.config.redis import RedisConfig
 from vigil.errors import EventError
@@ -258,15 +259,6 @@ def test_people_delete_leaves_no_trace(
     assert named == [], named
 
 
-def _wait_until(condition: Callable[[], bool], timeout_s: float = TRACKER_WAIT_S) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)
-    return True
-
-
 def _recognized(client: redis.Redis, settings: Settings, name: str) -> bool:
     events = read_events(client, settings.streamer.events)
     return any(event.type is EventType.RECOGNIZED and event.name == name for _, event in events)
@@ -315,7 +307,7 @@ def test_erasure_reaches_the_trackers_open_tracks(
     thread = threading.Thread(target=run, args=(service,), daemon=True)
     if tracker_fate == "running":
         thread.start()
-        assert _wait_until(lambda: _recognized(client, settings, OBAMA)), errors
+        assert wait_for(lambda: _recognized(client, settings, OBAMA), TRACKER_WAIT_S), errors
     else:  # the same steps by hand, then the tracker is gone without ending anything
         service._restore()
         deadline = time.monotonic() + TRACKER_WAIT_S
@@ -335,7 +327,7 @@ def test_erasure_reaches_the_trackers_open_tracks(
     erase_person(gallery, sources, obama_id, StreamKeys.from_settings(settings), rewrite_files=False)
 
     # then nothing of him is left in Redis, the tracker's state included
-    assert _wait_until(lambda: traces.found_in(redis_contents(client)) == [], 5), traces.found_in(
+    assert wait_for(lambda: traces.found_in(redis_contents(client)) == [], 5), traces.found_in(
         redis_contents(client)
     )
     # and when the track ends (his camera's stream ends; a new run for a killed tracker)

@@ -70,7 +70,8 @@ CONNECT_TIMEOUT_S = 5.0
 LOADING_WAIT_S = 600.0
 _LOADING_POLL_S = 0.1
 _START_LOCK_FILENAME = "start.lock"
-# The frame bus's embedded server: its own directory, nothing persisted there.
+# The embedded server's directory in VIGIL_HOME, and the frame bus's: nothing persisted there.
+EMBEDDED_DIRNAME = "redis"
 FRAMES_DIRNAME = "redis-frames"
 FRAMES_DB_FILENAME = "frames.db"
 _TRANSIENT_SERVER_CONFIG = {"appendonly": "no", "save": '""'}
@@ -92,7 +93,7 @@ def connect_redis(config: RedisConfig, home: Path) -> redis.Redis:
     if config.url is not None:
         return _connect_url(config.url)
     return _connect_embedded(
-        home / "redis",
+        home / EMBEDDED_DIRNAME,
         EMBEDDED_DB_FILENAME,
         {"appendonly": "yes", "appendfsync": config.embedded_appendfsync},
     )
@@ -124,7 +125,7 @@ def connect_frames_redis(config: RedisConfig, home: Path, *, start: bool = True)
         return _connect_url(config.frames_url)
     if config.url is not None:
         return _connect_url(config.url)
-    if not start and not _servers_on(home / FRAMES_DIRNAME):
+    if not start and not servers_on(home / FRAMES_DIRNAME):
         raise RedisUnavailableError(f"no frame server runs in {home / FRAMES_DIRNAME}; no service runs here")
     return _connect_embedded(
         home / FRAMES_DIRNAME, FRAMES_DB_FILENAME, _TRANSIENT_SERVER_CONFIG, transient=True
@@ -272,7 +273,7 @@ def _wait_until_loaded(client: redis.Redis, where: str) -> None:
 
 def _refuse_if_served(directory: Path) -> None:
     """Raise if a ``redis-server`` runs on ``directory`` (its working directory is the data directory)."""
-    running = _servers_on(directory)
+    running = servers_on(directory)
     if running:
         raise RedisUnavailableError(
             f"a redis-server (pid {running[0]}) runs on {directory} but does not answer; "
@@ -280,7 +281,7 @@ def _refuse_if_served(directory: Path) -> None:
         )
 
 
-def _servers_on(directory: Path) -> list[int]:
+def servers_on(directory: Path) -> list[int]:
     """Pids of the ``redis-server`` processes whose working directory is ``directory``.
 
     Redis changes to its data directory at start, so this finds a server on those files
