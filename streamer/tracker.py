@@ -429,11 +429,15 @@ class TrackerService:
     # -- erased people ----------------------------------------------------------------------------
 
     def _forget_erased(self, step: _Step) -> None:
-        """When the gallery moved: drop the open tracks, and the step's events, of erased people."""
-        version = self.learning.gallery.version()
-        if version == self._gallery_version:
+        """When the gallery version is not known (start-up, or the commit script found that it
+        moved): read it, and drop the open tracks, and the step's events, of erased people.
+
+        Otherwise nothing is read: the commit script checks the version itself, so a step costs
+        no extra round trip while the gallery stays as it is.
+        """
+        if self._gallery_version is not None:
             return
-        self._gallery_version, self._live = version, set()
+        self._gallery_version, self._live = self.learning.gallery.version(), set()
         held = {identity for tracker in self.trackers.values() for identity in tracker.identity_ids()}
         held |= {event.identity_id for event, _ in step.events if event.identity_id is not None}
         erased = self._erased_among(held)

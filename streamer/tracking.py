@@ -17,12 +17,12 @@ track's best unmatched faces (by detection score × face size) and its best name
 ``outcome_to_json`` / ``outcome_from_json`` write it down, so that the tracker service can
 record it with its event and learn from it after a restart.
 
-A camera's tracks, and the number of its next track, can be written down (``snapshot``) and
-taken up again (``restore``): the tracker service keeps them in Redis with the events they
+A camera's tracks, and the number of its next track, can be written down (``snapshot_parts``)
+and taken up again (``restore``): the tracker service keeps them in Redis with the events they
 caused, so a restarted tracker carries on the same tracks under the same ids. Event ids
 follow from the track and the event type (``event_id_for``): replaying a frame gives the
-same event, with the same id. ``snapshot_parts`` writes each track apart from the rest, so
-that erasing a person can drop their tracks from the stored state without reading it.
+same event, with the same id. Each track is written apart from the rest, so that erasing a
+person can drop their tracks from the stored state without reading it.
 
 A person erased from the gallery is forgotten (``forget``): every open track with a trace of
 them (a vote, a name, a face taken for them even as the runner-up) is dropped without an event.
@@ -195,30 +195,24 @@ class CameraTracker:
         """``take_outcome`` without taking it."""
         return self._outcomes.get(event_id)
 
-    def snapshot(self) -> str:
-        """The open tracks, the next track number and the rule in force, as JSON (see ``restore``)."""
-        return json.dumps({**self._head(), "tracks": [_track_to_dict(track) for track in self.tracks]})
-
     def snapshot_parts(self) -> tuple[str, dict[str, str]]:
-        """``snapshot`` in parts: the rest with the open tracks' ids, and each track's JSON by id.
-
-        ``restore(rest, tracks)`` takes them up; a track missing from ``tracks`` is skipped.
-        """
+        """The camera's state in parts (see ``restore``): the next track number, the rule in force
+        and the open tracks' ids as JSON, and each open track's JSON by its id."""
         tracks = {track.track_id: json.dumps(_track_to_dict(track)) for track in self.tracks}
         return json.dumps({**self._head(), "tracks": list(tracks)}), tracks
 
-    def restore(self, snapshot: str, tracks: Mapping[str, str] | None = None) -> list[str]:
-        """Take up the tracks of a ``snapshot`` (of this camera), replacing the current ones.
+    def restore(self, snapshot: str, tracks: Mapping[str, str]) -> list[str]:
+        """Take up the tracks of ``snapshot_parts`` (of this camera), replacing the current ones.
 
         Args:
-            snapshot: What ``snapshot`` wrote, or the first of ``snapshot_parts``.
-            tracks: With the latter, its tracks by id.
+            snapshot: The first of ``snapshot_parts``.
+            tracks: Its tracks by id; a track missing from them is skipped.
 
         Returns:
             The ids of the tracks missing from ``tracks`` (an erasure dropped them).
 
         Raises:
-            ValueError: The snapshot is not one ``snapshot`` wrote (or of another version).
+            ValueError: The snapshot is not one ``snapshot_parts`` wrote (or of another version).
         """
         missing: list[str] = []
         try:
@@ -226,11 +220,10 @@ class CameraTracker:
             if state["version"] != SNAPSHOT_VERSION:
                 raise ValueError(f"snapshot version {state['version']}, not {SNAPSHOT_VERSION}")
             latest = state["latest"]
-            raws = state["tracks"]
-            if tracks is not None:
-                missing = [str(track_id) for track_id in raws if str(track_id) not in tracks]
-                raws = [json.loads(tracks[str(track_id)]) for track_id in raws if str(track_id) in tracks]
-            restored = [_track_from_dict(raw) for raw in raws]
+            ids = [str(track_id) for track_id in state["tracks"]]
+            missing = [track_id for track_id in ids if track_id not in tracks]
+            kept = [tracks[track_id] for track_id in ids if track_id in tracks]
+            restored = [_track_from_dict(json.loads(raw)) for raw in kept]
             if latest is not None:
                 latest = FrameResult.from_fields({b"result": json.dumps(latest).encode()})
             next_track = int(state["next_track"])

@@ -146,7 +146,7 @@ def test_a_restored_camera_tracker_decides_as_the_original_would() -> None:
         original.update(frame)
     # when its snapshot is taken up by another one (a restarted tracker)
     restored = CameraTracker("door", config, "run1")
-    restored.restore(original.snapshot())
+    restored.restore(*original.snapshot_parts())
     # then both decide the rest of the visit alike: same events, same ids, same tracks
     for frame in frames[5:]:
         assert restored.update(frame) == original.update(frame), f"frame {frame.number}"
@@ -154,7 +154,7 @@ def test_a_restored_camera_tracker_decides_as_the_original_would() -> None:
     assert restored.next_track == original.next_track == 3
     # and a snapshot that is not one is refused with a ValueError
     with pytest.raises(ValueError, match="not a tracker snapshot"):
-        restored.restore('{"version": 1, "tracks": [{"track_id": "x"}]}')
+        restored.restore('{"version": 1, "tracks": [{"track_id": "x"}]}', {})
 
 
 def test_a_tracker_killed_mid_visit_carries_on_the_same_track(
