@@ -149,6 +149,7 @@ def run_recipe(
         names=frames_by_name,
         faces=faces,
         unknown_faces=unknown,
+        faces_embedded=faces,
         scale=scale,
         upsample=upsample,
         tolerance=tolerance,

@@ -107,6 +107,7 @@ class SideResult(FramesTally):
             names=dict(sorted(names.items())),
             faces=self.faces + other.faces,
             unknown_faces=self.unknown_faces + other.unknown_faces,
+            faces_embedded=self.faces_embedded + other.faces_embedded,
             label=self.label,
         )
 
@@ -257,6 +258,11 @@ class StreamBenchResult:
             ("CPU s per frame", f"{recipe.cpu_seconds_per_frame:.3f}", f"{vigil.cpu_seconds_per_frame:.3f}"),
             ("faces detected", str(recipe.faces), str(vigil.faces)),
             ("unknown faces", str(recipe.unknown_faces), str(vigil.unknown_faces)),
+            (
+                "faces embedded (the others still faces)",
+                str(recipe.faces_embedded),
+                str(vigil.faces_embedded),
+            ),
             *[
                 (f"frames naming {name}", str(recipe.names.get(name, 0)), str(vigil.names.get(name, 0)))
                 for name in sorted({*recipe.names, *vigil.names})
@@ -450,6 +456,7 @@ class VigilWorkers:
             names=dict(sorted(names.items())),
             faces=sum(tally.faces for tally in tallies),
             unknown_faces=sum(tally.unknown_faces for tally in tallies),
+            faces_embedded=sum(tally.faces_embedded for tally in tallies),
             label=self.label,
         )
 
@@ -462,7 +469,9 @@ def analyse_batch(identifier: Identifier, batch: Sequence[ImageRGB]) -> FramesTa
     """
     pipeline = identifier.pipeline
     started, cpu_started = time.perf_counter(), time.process_time()
-    faces = pipeline.embed_detections(list(batch), pipeline.detector.detect(list(batch)))
+    # One camera's consecutive frames, as a worker's batch of a single camera holds them.
+    scenes = ["clip"] * len(batch)
+    faces = pipeline.embed_detections(list(batch), pipeline.detector.detect(list(batch)), scenes)
     named = identifier.name_faces([face for frame_faces in faces for face in frame_faces])
     seconds, cpu_seconds = time.perf_counter() - started, time.process_time() - cpu_started
     names = {identity.name: 0 for identity in identifier.gallery.list_identities()}
@@ -474,7 +483,8 @@ def analyse_batch(identifier: Identifier, batch: Sequence[ImageRGB]) -> FramesTa
         unknown += sum(answer.name is None for answer in answers)
         for name in {answer.name for answer in answers if answer.name is not None}:
             names[name] = names.get(name, 0) + 1
-    return FramesTally(len(batch), seconds, cpu_seconds, names, faces_count, unknown)
+    embedded = sum(not face.reused for frame_faces in faces for face in frame_faces)
+    return FramesTally(len(batch), seconds, cpu_seconds, names, faces_count, unknown, embedded)
 
 
 def measure_service_latency(settings: Settings, client: redis.Redis, clip: Path) -> ServiceLatency:

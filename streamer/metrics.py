@@ -38,6 +38,11 @@ FRAMES_DROPPED = Counter(
 )
 FRAMES_PROCESSED = Counter("vigil_frames_processed_total", "Frames analysed by workers.", ["camera"])
 FACES_DETECTED = Counter("vigil_faces_detected_total", "Faces found in analysed frames.", ["camera"])
+FACES_REUSED = Counter(
+    "vigil_faces_reused_total",
+    "Faces that took the embedding of the same still face in an earlier frame (embedder.still_faces).",
+    ["camera"],
+)
 RECOGNITIONS = Counter(
     "vigil_recognitions_total",
     "Track outcomes: recognized, unknown, or suppressed (the same person again within the cooldown).",

@@ -18,6 +18,8 @@ class FramesTally:
             matched to it (0 when never).
         faces: Faces detected, over all frames.
         unknown_faces: Detected faces named nobody.
+        faces_embedded: Faces given a forward pass of the embedder; the others took the
+            embedding of the same still face in an earlier frame (``embedder.still_faces``).
     """
 
     frames: int
@@ -26,6 +28,7 @@ class FramesTally:
     names: dict[str, int]
     faces: int
     unknown_faces: int
+    faces_embedded: int
 
     @property
     def fps(self) -> float:

@@ -296,3 +296,16 @@ def test_other_weights_get_a_version_of_their_own(tmp_path: Path) -> None:
     # then only the published file keeps the published version name
     assert published.version == "dlib_resnet_v1"
     assert other.version.startswith("dlib_resnet_") and other.version != published.version
+
+
+def test_loading_twice_keeps_the_loaded_network(dlib_weights_path: Path, tmp_path: Path) -> None:
+    # given an embedder loaded from a copy of the weights, and the copy then removed
+    copy = tmp_path / "dlib.dat"
+    copy.write_bytes(dlib_weights_path.read_bytes())
+    embedder = DlibEmbedder(weights_path=copy, device="cpu")
+    embedder.load()
+    copy.unlink()
+    # when it is asked to load again (the worker's start-up loads a pipeline already loaded)
+    embedder.load()
+    # then it kept its network instead of reading the file again, and still embeds
+    assert embedder.embed(make_chips(1)).shape == (1, 128)

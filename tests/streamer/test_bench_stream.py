@@ -53,6 +53,7 @@ def make_side(label: str, fps: float, names: dict[str, int], frames: int = 100) 
         names=names,
         faces=frames + 5,
         unknown_faces=5,
+        faces_embedded=frames + 5,
         label=label,
     )
 

@@ -9,6 +9,7 @@ from pydantic import Field
 
 from vigil.config.base import VigilModel
 from vigil.config.detector import Device, OnnxRuntime
+from vigil.config.still_faces import StillFacesConfig
 
 EmbedderBackend = Literal["dlib_resnet", "sface", "facenet"]
 
@@ -48,6 +49,7 @@ class EmbedderConfig(VigilModel):
             "which does not batch on a CPU, for +0.5 points of DIR at FPIR 1 % on LFW)."
         ),
     )
+    still_faces: StillFacesConfig = Field(default_factory=StillFacesConfig)
 
     @property
     def mirror_average(self) -> bool:

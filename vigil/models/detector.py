@@ -58,7 +58,7 @@ class Detector(ABC):
 
     @abstractmethod
     def load(self) -> None:
-        """Read the weights and move the network to its device.
+        """Read the weights and move the network to its device; a second call does nothing.
 
         Raises:
             ModelLoadError: The weights are missing or corrupt.

@@ -355,11 +355,13 @@ class DlibEmbedder(Embedder):
         return self._loaded_model().spec.distance_threshold
 
     def load(self) -> None:
-        """Read (or convert and cache) the weights and move the network to its device.
+        """Read (or convert and cache) the weights and move the network to its device; once.
 
         Raises:
             ModelLoadError: The weights are missing, corrupt or not dlib's ResNet.
         """
+        if self._model is not None:
+            return
         started = time.monotonic()
         path = self.weights_path or _default_weights_path()
         digest = sha256_file(path)
