@@ -4,7 +4,8 @@ Erasing a person (``indexer.erase``) reads what each store holds about them, the
 of it at once. A full Redis (``maxmemory`` reached) refuses every command queued in a
 MULTI/EXEC and every command that may allocate, but a Lua script may run once its first write
 has freed memory. So the deletions run as a script: DEL, SREM, ZREM and HDEL first (they
-only free memory), then the version bump and its announcement that make searchers reload.
+only free memory), then the tombstones (a marker of each deleted thing, for readers that
+meet it later), then the version bump and its announcement that make searchers reload.
 
 Streams need more than XDEL: Redis only flags an XDEL'd entry as deleted inside its node,
 and the bytes stay in memory, in the snapshot and in a rewritten AOF until the whole node
@@ -16,6 +17,7 @@ one thing (the tracker's open tracks): the fields that mention the person go.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import cast
@@ -27,6 +29,9 @@ Members = list[str | int]
 Command = list[str | int]
 # Arguments per command: Lua's ``unpack`` is bounded by its stack (8000 slots).
 _CHUNK = 500
+TOMBSTONE_KEEP_S = 7 * 24 * 3600.0
+"""How long a tombstone stays: far longer than any result a worker wrote before it saw the change
+can take to reach the tracker (a batch), and short enough that the set stays small."""
 
 # KEYS[1]: version key. ARGV[1]: the version planned against ('' when unset), ARGV[2]: the
 # change channel, then commands as (argument count, arguments...). Returns the new version,
@@ -113,12 +118,15 @@ class Deletions:
         set_members: ``(key, members)`` for SREM.
         zset_members: ``(key, members)`` for ZREM.
         hash_fields: ``(key, fields)`` for HDEL.
+        tombstones: ``(key, member)`` added to a sorted set after the deletions, scored with the
+            time (``tombstone_commands``): what was deleted, for readers that meet it later.
     """
 
     keys: list[str] = field(default_factory=list)
     set_members: list[tuple[str, Members]] = field(default_factory=list)
     zset_members: list[tuple[str, Members]] = field(default_factory=list)
     hash_fields: list[tuple[str, list[str]]] = field(default_factory=list)
+    tombstones: list[tuple[str, str]] = field(default_factory=list)
 
     def extend(self, other: Deletions) -> Deletions:
         """Add ``other``'s deletions to these; returns self."""
@@ -126,6 +134,7 @@ class Deletions:
         self.set_members += other.set_members
         self.zset_members += other.zset_members
         self.hash_fields += other.hash_fields
+        self.tombstones += other.tombstones
         return self
 
     def commands(self) -> list[Command]:
@@ -138,7 +147,7 @@ class Deletions:
         ):
             for key, members in pairs:
                 commands += [[name, key, *chunk] for chunk in _chunks(list(members))]
-        return commands
+        return commands + tombstone_commands(self.tombstones, time.time())
 
     def queue(self, pipe: Pipeline) -> None:
         """Queue every deletion on ``pipe`` (after ``multi()``, on a Redis that is not full)."""
@@ -203,6 +212,20 @@ def purge_hash(client: redis.Redis, key: str, mentions: Sequence[str]) -> int:
         How many fields went.
     """
     return int(cast(int, client.eval(_PURGE_HASH_SCRIPT, 1, key, *mentions)))
+
+
+def tombstone_commands(tombstones: Sequence[tuple[str, str]], now: float) -> list[Command]:
+    """ZADD each tombstone at ``now``, and drop those older than ``TOMBSTONE_KEEP_S`` from its set.
+
+    They come after the deletions: on a full Redis the deletions free the memory they need.
+    """
+    commands: list[Command] = []
+    for key, member in tombstones:
+        commands += [
+            ["ZADD", key, repr(now), member],
+            ["ZREMRANGEBYSCORE", key, "-inf", repr(now - TOMBSTONE_KEEP_S)],
+        ]
+    return commands
 
 
 def _chunks(items: list[str | int] | list[str]) -> list[list[str | int]]:

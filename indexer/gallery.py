@@ -24,6 +24,7 @@ which serialises them: a concurrent change makes EXEC fail and the call retries.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import re
@@ -64,6 +65,15 @@ MAX_TRANSACTION_ATTEMPTS = 100
 # Namespaces are key prefixes and SCAN patterns, so no ':' and no glob characters.
 _NAMESPACE_PATTERN = re.compile(r"[A-Za-z0-9_.-]+")
 _T = TypeVar("_T")
+
+
+def erased_marker(identity_id: str) -> str:
+    """What :attr:`Gallery.erased_key` holds for an erased identity: a one-way digest of its id.
+
+    Not the id itself, so that nothing left in Redis after an erasure carries it; identity ids
+    are random, so the digest says nothing of the person either.
+    """
+    return hashlib.sha256(identity_id.encode()).hexdigest()
 
 
 class Gallery:
@@ -249,12 +259,23 @@ class Gallery:
                 for template_id, version in zip(template_ids, versions, strict=True)
                 if version is not None
             ],
+            tombstones=[(self.erased_key, erased_marker(identity_id))],
         )
         return identity, len(template_ids), deletions
 
     def identity_keys(self, identity_id: str) -> tuple[str, str]:
         """The keys to WATCH while an identity's deletion is planned and run."""
         return self.identity_key(identity_id), self._templates_of_key(identity_id)
+
+    @property
+    def erased_key(self) -> str:
+        """A sorted set of the :func:`erased_marker` of each identity deleted in the last week.
+
+        A worker that had not reloaded yet may name someone in a result written after their
+        erasure; the tracker looks the result's identities up here, so that even one it never
+        met enrolled is known to be erased and not announced.
+        """
+        return self.key("gallery:erased")
 
     @property
     def version_key(self) -> str:

@@ -28,6 +28,16 @@ Method:
    next entry the service writes to the results or events stream (the events stream only for
    the tracker); a killed child's *restart* time is from the kill to the supervisor's log line
    starting its successor.
+5. The live-camera pass (``camera_kill``, in the ``full`` and ``live`` profiles): the first
+   clip as camera ``door`` beside a live camera, GStreamer's RTSP server serving the second
+   clip (``streamer.rtsp_clip_server``; the pass is skipped, saying why, when GStreamer is not
+   installed). After the live camera's first frame results its server is killed (SIGKILL, a
+   camera losing power), left down for a seeded 2-5 s and started again; once ``door`` has
+   ended and the live camera has run on for a while, the service is stopped (SIGTERM, which
+   ends every open track). A live camera's visits depend on when frames arrive, so it is held
+   to this: every announced track ended, no event id twice, and ``door`` delivers its baseline
+   visits. Its *time to recover* is from the server being back to the camera's next frame
+   result (the outage itself is the camera's, not the service's).
 """
 
 from __future__ import annotations
@@ -37,23 +47,28 @@ import contextlib
 import logging
 import os
 import random
-import re
 import signal
 import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterator, Sequence
-from datetime import datetime
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING
 
+from streamer.bench_faults_readback import (
+    POISON_FIELD,
+    camera_results,
+    collect_pass,
+    next_entry_at,
+    started_lines,
+)
 from streamer.bench_faults_report import (
     Fault,
     FaultBenchResult,
     FaultKind,
+    LiveCameraOutcome,
     PassRun,
-    Visit,
     visit_label,
 )
 from streamer.bench_setup import (
@@ -63,6 +78,7 @@ from streamer.bench_setup import (
     temporary_home,
     write_reports,
 )
+from streamer.rtsp_clip_server import ClipRtspServer, rtsp_server_missing
 from vigil.config import Settings
 from vigil.errors import DatasetError, RedisUnavailableError, StreamError
 from vigil.machine import cpu_model
@@ -92,13 +108,18 @@ FIRST_RESULT_TIMEOUT_S = 120.0
 RESTART_TIMEOUT_S = 60.0
 """Longest a restarted ``vigil run`` may be refused (the dead one's lease lasts 15 s)."""
 _POLL_S = 0.05
-_POISON_FIELD = b"vigil_bench_poison"
-_LOG_TIME_FORMAT = "%Y-%m-%d %H:%M:%S,%f"
 _EXTRA_PASSES = 3
 """Passes beyond one per fault for the faults that found nothing to hit (a reader already done)."""
-_STALE_LINE = re.compile(r"dropped (\d+) stale frames")
+LIVE_CAMERA_TIMEOUT_S = 60.0
+"""Longest the live camera may take to deliver its first frame result, and again after its server is back."""
+LIVE_DOWN_S = (2.0, 5.0)
+"""How long the live camera's server stays dead: seeded, uniform in this range."""
+LIVE_RUN_ON_S = 5.0
+"""How long the live pass goes on after the file camera ended, before the service is stopped."""
 
 
+CAMERA_KILL = FaultKind.CAMERA_KILL
+"""Injected in a pass of its own (module docstring, step 5), not among the random faults."""
 _CHILD_ROLES = {
     FaultKind.WORKER_KILL: "worker-",
     FaultKind.TRACKER_KILL: "tracker",
@@ -107,8 +128,10 @@ _CHILD_ROLES = {
 PROFILES: dict[str, tuple[FaultKind, ...]] = {
     "full": (*FaultKind, FaultKind.WORKER_KILL, FaultKind.TRACKER_KILL, FaultKind.READER_KILL),
     "short": (FaultKind.TRACKER_KILL, FaultKind.WORKER_KILL, FaultKind.POISON_RESULTS, FaultKind.REDIS_KILL),
+    "live": (FaultKind.CAMERA_KILL,),
 }
-"""Faults injected by profile: ``full`` has every kind (the child kills twice), ``short`` is for tests."""
+"""Faults injected by profile: ``full`` has every kind (the child kills twice); ``short`` and ``live``
+(the live-camera pass alone) are for tests."""
 
 
 def run_fault_bench(
@@ -175,7 +198,9 @@ def run_fault_bench(
         try:
             baseline = bench.run_pass(0, [])
             baseline_visits = sorted(visit_label(visit) for visit in baseline.visits)
-            pending = list(PROFILES[profile])
+            pending: list[FaultKind] = [
+                kind for kind in PROFILES[profile] if kind is not FaultKind.CAMERA_KILL
+            ]
             rng.shuffle(pending)
             enrolments = list(probes.items())
             passes, faults, enrolled = [], [], []
@@ -189,6 +214,12 @@ def run_fault_bench(
                 faults += outcome.faults
                 enrolled += outcome.enrolled
                 passes.append(outcome.compare(baseline_visits))
+            live, live_skipped = None, ""
+            if CAMERA_KILL in PROFILES[profile]:
+                live_skipped = rtsp_server_missing() or ""
+                if not live_skipped:
+                    live, fault = bench.run_live_pass(index + 1, sources[0], clips[1], baseline_visits)
+                    faults.append(fault)
             gallery = Gallery(_connect(bench_settings))
             names = {identity.name for identity in gallery.list_identities()}
             lost = [name for name in enrolled if name not in names]
@@ -209,6 +240,8 @@ def run_fault_bench(
         gallery_writes_lost=lost,
         cpu_model=cpu_model(),
         cpu_count=len(os.sched_getaffinity(0)),
+        live_camera=live,
+        live_camera_skipped=live_skipped,
     )
 
 
@@ -315,6 +348,69 @@ class _Bench:
         logger.info("pass %d: %d faults injected, %d left for later", index, len(faults), len(not_injected))
         return run
 
+    def run_live_pass(
+        self, index: int, file_source: Path, live_clip: Path, baseline: Sequence[str]
+    ) -> tuple[LiveCameraOutcome, Fault]:
+        """The live-camera pass (module docstring, step 5): ``file_source`` beside ``live_clip`` over RTSP.
+
+        Raises:
+            StreamError: The RTSP server, the live camera or the service did not come up or back.
+        """
+        from streamer.commands import cameras_from_sources
+
+        server = ClipRtspServer(live_clip, self.logs / "rtsp-server.log")
+        [other, camera] = [c.name for c in cameras_from_sources([str(file_source), server.url], None, False)]
+        file_command = self.command
+        self.command = [*file_command[: -len(CAMERAS)], str(file_source), server.url]
+        self._forget_cooldowns()
+        started = time.time()
+        self.log_paths = []
+        server.start()
+        try:
+            self._start()
+            first = self._wait_for_camera(camera, started)
+            time.sleep(self.rng.uniform(1.0, 3.0))
+            killed_at = time.time()
+            server.kill()
+            time.sleep(self.rng.uniform(*LIVE_DOWN_S))
+            server.start()
+            back_at = time.time()
+            resumed = self._wait_for_camera(camera, back_at)
+            self._wait_for_camera(other, started, ended=True)
+            time.sleep(LIVE_RUN_ON_S)
+            self.stop()
+            assert self.process is not None
+            if self.process.returncode != 0:
+                raise StreamError(
+                    f"vigil run exited with status {self.process.returncode}; see {self.log_paths[-1]}"
+                )
+        finally:
+            self.stop()
+            server.kill()
+            self.command = file_command
+        run = self._collect(index, started, first, time.time() - started)
+        delivered = Counter(visit_label(visit) for visit in run.visits if visit.camera == other)
+        expected = Counter(label for label in baseline if label.startswith(f"{other}:"))
+        recovery_ms = round((resumed - back_at) * 1000, 1)
+        outcome = LiveCameraOutcome(
+            camera=camera,
+            other_camera=other,
+            down_s=round(back_at - killed_at, 2),
+            frames_before=len(self._camera_results(camera, started, killed_at)),
+            frames_after=len(self._camera_results(camera, back_at)),
+            recovery_ms=recovery_ms,
+            announcements=sum(visit.camera == camera for visit in run.visits),
+            other_baseline_visits=sum(expected.values()),
+            missing_other_visits=sorted((expected - delivered).elements()),
+            replayed_other_visits=sum((delivered - expected).values()),
+            unended_tracks=sorted(v.track_id for v in run.visits if v.track_id not in run.ended),
+            duplicate_event_ids=sum(count - 1 for count in run.event_ids.values()),
+            events=sum(run.event_ids.values()),
+        )
+        target = f"RTSP server of camera {camera} (down {outcome.down_s:.1f} s)"
+        logger.info("live pass: %s, recovered in %.0f ms", target, recovery_ms)
+        return outcome, Fault(FaultKind.CAMERA_KILL, index, round(killed_at, 3), target, recovery_ms, None)
+
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
             self.process.terminate()
@@ -362,12 +458,36 @@ class _Bench:
     def _wait_for_first_result(self, since: float) -> float:
         deadline = time.monotonic() + FIRST_RESULT_TIMEOUT_S
         while time.monotonic() < deadline:
-            if self._next_entry(self.settings.streamer.bus.faces_stream, since) is not None:
+            if (
+                next_entry_at(_connect(self.settings), self.settings.streamer.bus.faces_stream, since)
+                is not None
+            ):
                 return time.time()
             if not self._running():
                 break
             time.sleep(_POLL_S)
         raise StreamError(f"no frame result within {FIRST_RESULT_TIMEOUT_S:g} s; see {self.log_paths[-1]}")
+
+    def _camera_results(self, camera: str, since: float, until: float | None = None) -> list[float]:
+        client = _connect(self.settings)
+        return camera_results(client, self.settings.streamer.bus.faces_stream, camera, since, until)[0]
+
+    def _wait_for_camera(self, camera: str, since: float, *, ended: bool = False) -> float:
+        """Wait for ``camera``'s first frame result after ``since`` (``ended``: its end-of-stream one).
+
+        Raises:
+            StreamError: It did not come in time, or the service stopped.
+        """
+        timeout_s = PASS_TIMEOUT_S if ended else LIVE_CAMERA_TIMEOUT_S
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline and self._running():
+            client = _connect(self.settings)
+            times, done = camera_results(client, self.settings.streamer.bus.faces_stream, camera, since)
+            if done if ended else times:
+                return times[0] if times else time.time()
+            time.sleep(_POLL_S * 4)
+        what = "end" if ended else "frame result"
+        raise StreamError(f"no {what} of camera {camera} within {timeout_s:g} s; see {self.log_paths[-1]}")
 
     def _wait_for_exit(self, started: float) -> None:
         while True:
@@ -428,7 +548,7 @@ class _Bench:
         else:
             client, stream = _connect(self.settings), streamer.events.stream
             fields = {b"event": b"not an event"}
-        client.xadd(stream, {**fields, _POISON_FIELD: b"1"})
+        client.xadd(stream, {**fields, POISON_FIELD: b"1"})
         return time.time(), stream
 
     def _enrol(self, name: str, photo: Path) -> bool:
@@ -451,35 +571,23 @@ class _Bench:
 
     # -- reading back
 
+    def _collect(self, index: int, started: float, first: float, seconds: float) -> PassRun:
+        client, events = _connect(self.settings), self.settings.streamer.events
+        return collect_pass(client, events, self.log_paths, index, started, first, seconds)
+
     def _children(self) -> dict[str, int]:
         """The supervisor's children by name (``worker-0``, ``tracker``, ``reader-door``): latest pids."""
         pids: dict[str, int] = {}
-        for _, name, pid in _started_lines(self.log_paths[-1]):
+        for _, name, pid in started_lines(self.log_paths[-1]):
             pids[name] = pid
         return pids
-
-    def _next_entry(self, stream: str, since: float, *, client: redis.Redis | None = None) -> float | None:
-        """Unix time of the first entry the service wrote to ``stream`` after ``since`` (poison skipped)."""
-        from vigil.streams import StreamEntry
-
-        try:
-            client = client or _connect(self.settings)
-            entries = cast(
-                list[StreamEntry], client.xrange(stream, min=f"{int(since * 1000) + 1}-0", count=50)
-            )
-        except (RedisUnavailableError, OSError):
-            return None
-        for raw_id, fields in entries:
-            if _POISON_FIELD not in fields:
-                return int(raw_id.split(b"-")[0]) / 1000
-        return None
 
     def _measure(self, index: int, kind: FaultKind, at: float, target: str) -> Fault:
         client = _connect(self.settings)
         streams = [self.settings.streamer.events.stream]
         if kind is not FaultKind.TRACKER_KILL:
             streams.append(self.settings.streamer.bus.faces_stream)
-        times = [t for t in (self._next_entry(s, at, client=client) for s in streams) if t is not None]
+        times = [t for t in (next_entry_at(client, s, at) for s in streams) if t is not None]
         restart_s = None
         if kind in _CHILD_ROLES:
             name, _, pid_text = target.partition(" (pid ")
@@ -487,31 +595,12 @@ class _Bench:
             starts = [
                 when
                 for path in self.log_paths
-                for when, started, pid in _started_lines(path)
+                for when, started, pid in started_lines(path)
                 if started == name and pid != killed and when >= at - 0.01
             ]
             restart_s = round(min(starts) - at, 2) if starts else None
         recovery_ms = round((min(times) - at) * 1000, 1) if times else None
         return Fault(kind, index, round(at, 3), target, recovery_ms, restart_s)
-
-    def _collect(self, index: int, started: float, first: float, seconds: float) -> PassRun:
-        from streamer.events import EventType, read_events
-
-        client = _connect(self.settings)
-        visits, ended, ids = [], set(), Counter[str]()
-        low, last = int(started * 1000), started
-        for stream_id, event in read_events(client, self.settings.streamer.events, since=f"{low}-0"):
-            ids[event.event_id] += 1
-            last = max(last, int(stream_id.split("-")[0]) / 1000)
-            if event.type is EventType.TRACK_ENDED:
-                ended.add(event.track_id)
-            else:
-                visits.append(Visit(event.camera, event.type.value, event.name, event.track_id))
-        lines = [line for path in self.log_paths for line in path.read_text(errors="replace").splitlines()]
-        restarts = sum("restarting it in" in line for line in lines)
-        restarts += len(self.log_paths) - 1  # the supervisor, started again
-        stale = sum(int(match[1]) for line in lines if (match := _STALE_LINE.search(line)))
-        return PassRun(index, seconds, max(last - first, 0.0), visits, ended, ids, restarts, stale)
 
 
 def _connect(settings: Settings) -> redis.Redis:
@@ -534,19 +623,6 @@ def _alive(pid: int) -> bool:
     except (OSError, IndexError):
         return False
     return state not in ("Z", "X")
-
-
-def _started_lines(log_path: Path) -> Iterator[tuple[float, str, int]]:
-    """``(unix time, child name, pid)`` of each "started NAME (pid N)" line of a supervisor's log."""
-    with contextlib.suppress(FileNotFoundError):
-        for line in log_path.read_text(errors="replace").splitlines():
-            marker = " streamer.service: started "
-            if marker not in line or " (pid " not in line:
-                continue
-            when = datetime.strptime(line[:23], _LOG_TIME_FORMAT).timestamp()
-            name, _, rest = line.split(marker, 1)[1].partition(" (pid ")
-            with contextlib.suppress(ValueError):
-                yield when, name, int(rest.rstrip(")"))
 
 
 def _stop_servers(home: Path) -> None:

@@ -27,6 +27,7 @@ class FaultKind(enum.StrEnum):
     POISON_RESULTS = "poison_results"
     POISON_EVENTS = "poison_events"
     REDIS_FULL = "redis_full"
+    CAMERA_KILL = "camera_kill"
 
 
 @dataclass(frozen=True)
@@ -38,7 +39,8 @@ class Fault:
         pass_index: The faulted pass it happened in (from 1).
         at: Unix time of the injection (for ``redis_full``, of the lift).
         target: The process killed (name and pid) or the stream poisoned.
-        recovery_ms: Fault → next entry written by the service (None: none came in the pass).
+        recovery_ms: Fault → next entry written by the service (None: none came in the pass);
+            for ``camera_kill``, the camera's server back → the camera's next frame result.
         restart_s: A killed child: kill → its successor started (None for other kinds).
     """
 
@@ -68,6 +70,54 @@ class PassOutcome:
 
 
 @dataclass(frozen=True)
+class LiveCameraOutcome:
+    """The live-camera pass: an RTSP camera beside a file camera, its server killed and restarted.
+
+    A live camera's visits depend on when frames arrive, so they are not compared with a
+    baseline; what must hold is that each of its announcements is ended and delivered once,
+    and that the file camera beside it delivers its baseline visits.
+
+    Attributes:
+        camera: The live camera's name.
+        other_camera: The file camera's name.
+        down_s: Server killed → started again.
+        frames_before: The live camera's frame results before the kill.
+        frames_after: Its frame results after the server came back.
+        recovery_ms: Server back → the live camera's next frame result.
+        announcements: The live camera's ``recognized``/``unknown`` events.
+        other_baseline_visits: The file camera's visits in the baseline pass.
+        missing_other_visits: Of those, the ones this pass did not announce.
+        replayed_other_visits: The file camera's visits beyond the baseline's.
+        unended_tracks: Announced tracks (either camera) without a ``track_ended``.
+        duplicate_event_ids: Event ids delivered more than once.
+        events: Events delivered.
+    """
+
+    camera: str
+    other_camera: str
+    down_s: float
+    frames_before: int
+    frames_after: int
+    recovery_ms: float | None
+    announcements: int
+    other_baseline_visits: int
+    missing_other_visits: list[str]
+    replayed_other_visits: int
+    unended_tracks: list[str]
+    duplicate_event_ids: int
+    events: int
+
+    @property
+    def events_expected(self) -> int:
+        """Two per visit (announcement, ``track_ended``): the file camera's and the live camera's."""
+        return 2 * (self.other_baseline_visits + self.replayed_other_visits + self.announcements)
+
+    @property
+    def events_lost(self) -> int:
+        return 2 * len(self.missing_other_visits) + len(self.unended_tracks)
+
+
+@dataclass(frozen=True)
 class FaultBenchResult:
     """Everything ``vigil bench faults`` measured."""
 
@@ -84,18 +134,26 @@ class FaultBenchResult:
     gallery_writes_lost: list[str]
     cpu_model: str
     cpu_count: int
+    live_camera: LiveCameraOutcome | None = None
+    live_camera_skipped: str = ""
+    """Why the live-camera pass did not run (the RTSP server is missing), when it was asked for."""
 
     @property
     def events_expected(self) -> int:
-        return sum(2 * (len(self.baseline_visits) + outcome.replayed_visits) for outcome in self.passes)
+        live = self.live_camera.events_expected if self.live_camera else 0
+        return live + sum(
+            2 * (len(self.baseline_visits) + outcome.replayed_visits) for outcome in self.passes
+        )
 
     @property
     def events_lost(self) -> int:
-        return sum(2 * len(p.missing_visits) + len(p.unended_tracks) for p in self.passes)
+        live = self.live_camera.events_lost if self.live_camera else 0
+        return live + sum(2 * len(p.missing_visits) + len(p.unended_tracks) for p in self.passes)
 
     @property
     def duplicate_events(self) -> int:
-        return sum(outcome.duplicate_event_ids for outcome in self.passes)
+        live = self.live_camera.duplicate_event_ids if self.live_camera else 0
+        return live + sum(outcome.duplicate_event_ids for outcome in self.passes)
 
     @property
     def restarts(self) -> int:
@@ -143,20 +201,6 @@ class FaultBenchResult:
             if kind.value in self.faults_by_kind()
         ]
         rows.append(("**all**", str(len(self.faults)), _ms(recovery["p50_ms"]), _ms(recovery["p99_ms"]), ""))
-        pass_rows = [
-            (
-                str(p.index),
-                f"{p.seconds:.0f}",
-                str(p.visits),
-                str(p.replayed_visits),
-                str(len(p.missing_visits)),
-                str(len(p.unended_tracks)),
-                str(p.duplicate_event_ids),
-                str(p.restarts),
-                str(p.stale_frames),
-            )
-            for p in self.passes
-        ]
         lost = f" ({'; '.join(self.gallery_writes_lost)})" if self.gallery_writes_lost else ""
         return (
             "\n".join(
@@ -181,25 +225,62 @@ class FaultBenchResult:
                     markdown_grid(
                         ("fault", "injected", "recover p50 ms", "recover p99 ms", "restart s"), rows
                     ),
-                    "",
-                    markdown_grid(
-                        (
-                            "pass",
-                            "s",
-                            "visits",
-                            "replayed",
-                            "missing",
-                            "unended",
-                            "dup ids",
-                            "restarts",
-                            "stale frames",
-                        ),
-                        pass_rows,
-                    ),
+                    *self._pass_lines(),
+                    *self._live_camera_lines(),
                 ]
             )
             + "\n"
         )
+
+    def _pass_lines(self) -> list[str]:
+        if not self.passes:  # the live profile has no faulted file passes
+            return []
+        header = (
+            "pass",
+            "s",
+            "visits",
+            "replayed",
+            "missing",
+            "unended",
+            "dup ids",
+            "restarts",
+            "stale frames",
+        )
+        rows = [
+            (
+                str(p.index),
+                f"{p.seconds:.0f}",
+                str(p.visits),
+                str(p.replayed_visits),
+                str(len(p.missing_visits)),
+                str(len(p.unended_tracks)),
+                str(p.duplicate_event_ids),
+                str(p.restarts),
+                str(p.stale_frames),
+            )
+            for p in self.passes
+        ]
+        return ["", markdown_grid(header, rows)]
+
+    def _live_camera_lines(self) -> list[str]:
+        live = self.live_camera
+        if live is None:
+            return (
+                ["", f"Live camera: not run ({self.live_camera_skipped})."]
+                if self.live_camera_skipped
+                else []
+            )
+        missing = ", ".join(live.missing_other_visits) or "none"
+        return [
+            "",
+            f"**Live camera** `{live.camera}` (RTSP, beside file camera `{live.other_camera}`): "
+            f"server killed after {live.frames_before} frame results, down {live.down_s:.1f} s; "
+            f"frames flowed again {_ms(live.recovery_ms)} ms after it came back "
+            f"({live.frames_after} results after). "
+            f"Events {live.events}, duplicate ids {live.duplicate_event_ids}, unended tracks "
+            f"{len(live.unended_tracks)}, its announcements {live.announcements}; "
+            f"`{live.other_camera}` baseline visits missing: {missing}.",
+        ]
 
 
 @dataclass(frozen=True)

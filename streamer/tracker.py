@@ -27,7 +27,9 @@ A person erased from the gallery (``vigil people delete``) is forgotten here too
 names the gallery version it was checked against and is refused if the gallery moved since;
 the tracker then drops (``CameraTracker.forget``) every open track with a trace of someone no
 longer enrolled, and the events of those tracks, before it commits again. Faces taken for an
-erased person in later results (a worker that had not reloaded yet) are dropped. So once an
+erased person in later results (a worker that had not reloaded yet) are dropped, also for a
+person this tracker never met: the gallery keeps a tombstone of each erased id
+(``Gallery.erased_key``). So once an
 erasure has run, no event names the person, and the erasure itself removes their tracks from
 the stored state (``indexer.erase``: the hash of tracks), even with no tracker running.
 
@@ -53,7 +55,7 @@ from typing import cast
 import redis
 
 from indexer.erase import StreamKeys
-from indexer.gallery import MAX_TRANSACTION_ATTEMPTS, Gallery
+from indexer.gallery import MAX_TRANSACTION_ATTEMPTS, Gallery, erased_marker
 from streamer import metrics
 from streamer.analysis import FrameResult
 from streamer.events import Event, EventPublisher, EventType
@@ -461,8 +463,10 @@ class TrackerService:
     def _erased_among(self, identity_ids: set[str]) -> set[str]:
         """Those of ``identity_ids`` that were enrolled and are no longer (ids are never reused).
 
-        An id this tracker never found enrolled is left alone: it may belong to a gallery this
-        tracker does not read (another namespace, a test's synthetic results).
+        An id is erased when this tracker found it enrolled before, or when the gallery's
+        tombstones name it (``Gallery.erased_key``: a stale worker's result may name someone
+        erased before this tracker met them). Any other id is left alone: it may belong to a
+        gallery this tracker does not read (another namespace, a test's synthetic results).
         """
         unknown = sorted(identity_ids - self._live - self._erased)
         if unknown:
@@ -471,11 +475,13 @@ class TrackerService:
                 pipe = self._client.pipeline(transaction=False)
                 for identity in unknown:
                     pipe.exists(gallery.identity_key(identity))
+                    pipe.zscore(gallery.erased_key, erased_marker(identity))
                 found = pipe.execute()
-            for identity, exists in zip(unknown, found, strict=True):
+            for identity, exists, tombstone in zip(unknown, found[::2], found[1::2], strict=True):
                 if exists:
                     self._enrolled.add(identity)
-                (self._erased if identity in self._enrolled and not exists else self._live).add(identity)
+                was_enrolled = identity in self._enrolled or tombstone is not None
+                (self._erased if was_enrolled and not exists else self._live).add(identity)
         return identity_ids & self._erased
 
     def _without_erased(self, result: FrameResult) -> FrameResult:

@@ -348,3 +348,26 @@ def test_erasure_reaches_the_trackers_open_tracks(
     named = [event for event in events if event.identity_id == obama_id or event.name == OBAMA]
     assert named == [], [(event.type, event.track_id) for event in named]
     assert traces.found_in(redis_contents(client)) == [], "left in Redis after the track ended"
+
+
+def test_a_stale_workers_results_never_announce_someone_erased_before_the_tracker_met_them(
+    world: tuple[Settings, redis.Redis], pipeline: FacePipeline
+) -> None:
+    settings, client = world
+    gallery = Gallery(client)
+    sources = SourceStore.from_settings(settings)
+    identifier = Identifier.from_settings(gallery, pipeline, settings)
+    # given Obama enrolled, and frames a worker named him on before it learnt of his erasure
+    obama = enroll_person(identifier, settings.indexer, OBAMA, [require(PEOPLE / "obama.jpg")])
+    obama_id = obama.identity.identity_id
+    stale_results = frame_results(identifier, "door", "obama2.jpg")
+    assert any(face.identity_id == obama_id for face in stale_results[0].faces), "the worker named him"
+    # when he is erased before any tracker met him, and only then do those results reach one
+    erase_person(gallery, sources, obama_id, StreamKeys.from_settings(settings), rewrite_files=False)
+    run_tracker(client, settings, stale_results)
+    # then no event names him, and the erasure left no trace of his id
+    events = [event for _, event in read_events(client, settings.streamer.events)]
+    named = [event for event in events if event.identity_id == obama_id or event.name == OBAMA]
+    assert named == [], [(event.type, event.track_id) for event in named]
+    contents = {where: data for where, data in redis_contents(client).items() if "vigil:faces" not in where}
+    assert not [where for where, data in contents.items() if obama_id.encode() in data], "his id outlived him"

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from streamer.reader import CameraReader, SourceState
+from streamer.rtsp_clip_server import free_port
 from tests.conftest import PEOPLE, require
 from tests.streamer.conftest import (
     CLIP,
@@ -21,7 +22,6 @@ from tests.streamer.conftest import (
     CLIP_LAST_FRAME_S,
     ReaderThread,
     RtspServer,
-    free_port,
     make_camera,
     wait_for,
 )
