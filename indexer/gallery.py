@@ -15,6 +15,9 @@ Only embeddings and their provenance are stored, never face images. Keys, all un
     identity:{identity_id}:history    list   JSON entries: templates and negatives added/removed
                                              (``indexer.history``)
     gallery:version                   string bumped by every change
+    gallery:erased                    zset   ``erased_marker`` of each deleted identity, score =
+                                             deletion time; older than a week: pruned at the
+                                             next deletion (``indexer.deletions``)
 
 Every change is one MULTI/EXEC transaction that also bumps ``gallery:version`` and
 publishes the new version on ``{namespace}:gallery:changed``, so a crash leaves all of it
@@ -269,7 +272,7 @@ class Gallery:
 
     @property
     def erased_key(self) -> str:
-        """A sorted set of the :func:`erased_marker` of each identity deleted in the last week.
+        """A sorted set of the :func:`erased_marker` of each deleted identity, kept at least a week.
 
         A worker that had not reloaded yet may name someone in a result written after their
         erasure; the tracker looks the result's identities up here, so that even one it never

@@ -361,14 +361,14 @@ class _Bench:
         server = ClipRtspServer(live_clip, self.logs / "rtsp-server.log")
         [other, camera] = [c.name for c in cameras_from_sources([str(file_source), server.url], None, False)]
         file_command = self.command
-        self.command = [*file_command[: -len(CAMERAS)], str(file_source), server.url]
         self._forget_cooldowns()
         started = time.time()
         self.log_paths = []
-        server.start()
         try:
+            self.command = [*file_command[: -len(CAMERAS)], str(file_source), server.url]
+            server.start()
             self._start()
-            first = self._wait_for_camera(camera, started)
+            first = self._wait_for_camera(camera, started, timeout_s=FIRST_RESULT_TIMEOUT_S)
             time.sleep(self.rng.uniform(1.0, 3.0))
             killed_at = time.time()
             server.kill()
@@ -376,7 +376,7 @@ class _Bench:
             server.start()
             back_at = time.time()
             resumed = self._wait_for_camera(camera, back_at)
-            self._wait_for_camera(other, started, ended=True)
+            self._wait_for_camera(other, started, ended=True, timeout_s=PASS_TIMEOUT_S)
             time.sleep(LIVE_RUN_ON_S)
             self.stop()
             assert self.process is not None
@@ -472,20 +472,21 @@ class _Bench:
         client = _connect(self.settings)
         return camera_results(client, self.settings.streamer.bus.faces_stream, camera, since, until)[0]
 
-    def _wait_for_camera(self, camera: str, since: float, *, ended: bool = False) -> float:
-        """Wait for ``camera``'s first frame result after ``since`` (``ended``: its end-of-stream one).
+    def _wait_for_camera(
+        self, camera: str, since: float, *, ended: bool = False, timeout_s: float = LIVE_CAMERA_TIMEOUT_S
+    ) -> float:
+        """Wait for ``camera``'s first result of a frame read after ``since`` (``ended``: its end).
 
         Raises:
-            StreamError: It did not come in time, or the service stopped.
+            StreamError: It did not come within ``timeout_s``, or the service stopped.
         """
-        timeout_s = PASS_TIMEOUT_S if ended else LIVE_CAMERA_TIMEOUT_S
+        client, stream = _connect(self.settings), self.settings.streamer.bus.faces_stream
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline and self._running():
-            client = _connect(self.settings)
-            times, done = camera_results(client, self.settings.streamer.bus.faces_stream, camera, since)
+            times, done = camera_results(client, stream, camera, since)
             if done if ended else times:
                 return times[0] if times else time.time()
-            time.sleep(_POLL_S * 4)
+            time.sleep(1.0 if ended else _POLL_S * 4)  # the end is minutes away: read less often
         what = "end" if ended else "frame result"
         raise StreamError(f"no {what} of camera {camera} within {timeout_s:g} s; see {self.log_paths[-1]}")
 

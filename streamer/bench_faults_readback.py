@@ -44,10 +44,13 @@ def next_entry_at(client: redis.Redis, stream: str, since: float) -> float | Non
 def camera_results(
     client: redis.Redis, stream: str, camera: str, since: float, until: float | None = None
 ) -> tuple[list[float], bool]:
-    """``camera``'s frame results on the results ``stream`` written after ``since`` (and before ``until``).
+    """``camera``'s results on the results ``stream`` of frames read after ``since``, written
+    before ``until``: a result written after ``since`` for a frame read earlier (a backlog) is
+    not one of them.
 
     Returns:
-        The Unix times of its frame results, and whether its end-of-stream result is among them.
+        The Unix times its frame results were written, and whether its end-of-stream result is
+        among them.
     """
     from streamer.analysis import FrameResult
     from vigil.streams import StreamEntry
@@ -58,7 +61,7 @@ def camera_results(
     for raw_id, fields in entries:
         with contextlib.suppress(MalformedEntryError):
             result = FrameResult.from_fields(fields)
-            if result.camera == camera:
+            if result.camera == camera and not result.read_at < since:  # NaN (not known): kept
                 ended = ended or result.end_of_stream
                 if not result.end_of_stream:
                     times.append(int(raw_id.split(b"-")[0]) / 1000)

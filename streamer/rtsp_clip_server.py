@@ -68,9 +68,12 @@ def rtsp_server_missing() -> str | None:
             f"{SYSTEM_PYTHON} not found: the GStreamer RTSP server runs under the system Python "
             f"with: apt-get install {RTSP_PACKAGES}"
         )
-    probe = subprocess.run(
-        [str(SYSTEM_PYTHON), "-c", _PROBE_SCRIPT], capture_output=True, text=True, timeout=60
-    )
+    try:
+        probe = subprocess.run(
+            [str(SYSTEM_PYTHON), "-c", _PROBE_SCRIPT], capture_output=True, text=True, timeout=60
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return f"{SYSTEM_PYTHON} could not check for GStreamer ({exc}); apt-get install {RTSP_PACKAGES}"
     if probe.returncode != 0:
         last_line = (probe.stderr.strip().splitlines() or ["?"])[-1]
         return f"GStreamer RTSP server not available ({last_line}); apt-get install {RTSP_PACKAGES}"

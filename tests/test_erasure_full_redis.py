@@ -24,7 +24,7 @@ import redis
 
 from indexer.aging import set_opted_in
 from indexer.corrections import Corrections
-from indexer.gallery import Gallery
+from indexer.gallery import Gallery, erased_marker
 from indexer.records import NewTemplate
 from vigil.errors import VigilError
 
@@ -100,6 +100,7 @@ def test_people_delete_on_a_full_redis(full_redis: tuple[str, redis.Redis], tmp_
     assert "deleted Ada" in deleted.stdout and "aof" in deleted.stdout, deleted.stdout
     assert gallery.find_by_name("Ada") is None and gallery.find_by_name("Bob") is not None
     assert gallery.version() != version, "searchers would not reload"
+    assert client.zscore(gallery.erased_key, erased_marker(ada.identity_id)) is not None, "no tombstone"
     assert [key for key in client.scan_iter() if ada.identity_id.encode() in key] == []
     assert [fields for _, fields in client.xrange(EVENTS)] == [
         {b"event": event_fields(bob.identity_id, "Bob")["event"].encode()}

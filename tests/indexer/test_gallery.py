@@ -16,7 +16,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from indexer.gallery import Gallery
+from indexer.deletions import TOMBSTONE_KEEP_S, tombstone_commands
+from indexer.gallery import Gallery, erased_marker
 from indexer.records import NewTemplate
 from tests.indexer.conftest import RedisBackend, is_alive, stop_embedded
 from vigil.config import load_settings
@@ -133,6 +134,26 @@ def test_delete_erases_every_embedder_version_also_after_reconnecting(backend: R
     # then no version returns her templates, now or after reconnecting (embedded: restarted server)
     _assert_only_bob_remains(gallery, bob.identity_id)
     _assert_only_bob_remains(backend.reconnect(), bob.identity_id)
+
+
+def test_a_deleted_identity_leaves_a_tombstone_of_its_id_digest_only(gallery: Gallery) -> None:
+    # given alice, deleted
+    alice = gallery.create_identity("alice")
+    gallery.delete_identity(alice.identity_id)
+    # then the gallery's tombstones hold the digest of her id, never the id itself
+    tombstones = gallery.client.zrange(gallery.erased_key, 0, -1)
+    assert tombstones == [erased_marker(alice.identity_id).encode()]
+    assert alice.identity_id.encode() not in tombstones[0]
+
+
+def test_tombstones_older_than_the_keep_time_go_at_the_next_deletion() -> None:
+    # given a tombstone written now, at the keep time past
+    commands = tombstone_commands([("erased", "digest")], now=TOMBSTONE_KEEP_S + 100.0)
+    # then it is added at now, and those older than the keep time are pruned
+    assert commands == [
+        ["ZADD", "erased", repr(TOMBSTONE_KEEP_S + 100.0), "digest"],
+        ["ZREMRANGEBYSCORE", "erased", "-inf", repr(100.0)],
+    ]
 
 
 def _assert_only_bob_remains(gallery: Gallery, bob_id: str) -> None:

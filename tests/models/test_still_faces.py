@@ -165,3 +165,9 @@ def test_a_reused_embedding_is_as_close_as_a_fresh_one_would_be(pipeline: FacePi
     assert len(reused) >= len(batch) // 5, f"only {len(reused)} of {len(batch)} faces reused"
     similarities = [cosine(kept.embedding, own.embedding) for kept, own in reused]
     assert min(similarities) >= 0.85, f"a reused embedding strays: cosine {min(similarities):.3f}"
+
+
+def test_scenes_must_name_every_frame(pipeline: FacePipeline) -> None:
+    photo = people_image("obama.jpg")
+    with pytest.raises(ValueError, match="2 scenes for 1 frames"):
+        pipeline.embed_detections([photo], pipeline.detector.detect([photo]), ["door", "door"])

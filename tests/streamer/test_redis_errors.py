@@ -23,8 +23,9 @@ import pytest
 import redis
 
 from streamer.bus import FrameBus
+from streamer.rtsp_clip_server import free_port
 from tests.conftest import PEOPLE, require
-from tests.streamer.conftest import CLIP, free_port, wait_for
+from tests.streamer.conftest import CLIP, wait_for
 from vigil.config.streamer import BusConfig
 from vigil.errors import RedisErrorKind, RedisRefusedError, RedisUnavailableError
 from vigil.streams import ensure_group, redis_errors
