@@ -9,7 +9,7 @@ written in one transaction, so an enrolment is never half-done.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,6 +29,8 @@ logger = logging.getLogger(__name__)
 
 # Faces are resized to this side before measuring sharpness, so the measure does not depend on resolution.
 _SHARPNESS_SIDE_PX = 112
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"})
+"""What a folder of photos is read for (other files in it are left alone)."""
 
 
 @dataclass(frozen=True)
@@ -52,6 +54,67 @@ class EnrolmentReport:
     accepted: list[Path]
     rejected: list[RejectedImage]
     warnings: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class PersonEnrolment:
+    """One person's outcome in :func:`enroll_people`: their report, or why nothing was enrolled."""
+
+    name: str
+    report: EnrolmentReport | None
+    error: str | None = None
+
+
+def image_files(paths: Sequence[Path]) -> list[Path]:
+    """Expand folders into the image files they hold (sorted); files pass through."""
+    files: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            files += sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        else:
+            files.append(path)
+    return files
+
+
+def people_folders(folder: Path) -> dict[str, list[Path]]:
+    """A folder of people: each sub-folder's name → the photos in it.
+
+    Raises:
+        GalleryError: ``folder`` is not a folder, or has no sub-folders.
+    """
+    if not folder.is_dir():
+        raise GalleryError(f"{folder} is not a folder")
+    people = {sub.name: image_files([sub]) for sub in sorted(folder.iterdir()) if sub.is_dir()}
+    if not people:
+        raise GalleryError(f"{folder} has no sub-folders (expected one per person)")
+    return people
+
+
+def enroll_people(
+    identifier: Identifier,
+    config: IndexerConfig,
+    people: Mapping[str, Sequence[Path]],
+    *,
+    add_to_existing: bool = False,
+    sources: SourceStore | None = None,
+) -> Iterator[PersonEnrolment]:
+    """Enrol each person from their photos, one after the other (:func:`enroll_person`).
+
+    A person who cannot be enrolled (no photos, none usable, the name taken) is reported with
+    the reason and the others go on; each outcome is yielded as soon as it is known.
+    """
+    for name, photos in people.items():
+        if not photos:
+            yield PersonEnrolment(name, None, f"{name}: no photos found")
+            continue
+        try:
+            report = enroll_person(
+                identifier, config, name, list(photos), add_to_existing=add_to_existing, sources=sources
+            )
+        except VigilError as exc:
+            yield PersonEnrolment(name, None, str(exc))
+            continue
+        yield PersonEnrolment(name, report)
 
 
 def sharpness(image: ImageRGB, box_xyxy: np.ndarray) -> float:

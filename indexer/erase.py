@@ -163,6 +163,23 @@ def erase_person(
     return erasure
 
 
+def erase_person_named(settings: Settings, name: str, *, rewrite_files: bool = True) -> Erasure:
+    """Erase the person called ``name`` from every store the settings name (``vigil people delete``).
+
+    Raises:
+        GalleryError: Nobody is enrolled under that name, or Redis's files could not be rewritten.
+    """
+    gallery = Gallery.from_settings(settings)
+    identity_id = gallery.get_by_name(name).identity_id
+    return erase_person(
+        gallery,
+        SourceStore.from_settings(settings),
+        identity_id,
+        StreamKeys.from_settings(settings),
+        rewrite_files=rewrite_files,
+    )
+
+
 def rewrite_persistence(client: redis.Redis, timeout_s: float = PERSISTENCE_TIMEOUT_S) -> tuple[str, ...]:
     """Rewrite Redis's append-only file and snapshot from memory, and wait for both.
 

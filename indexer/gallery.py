@@ -55,6 +55,7 @@ from indexer.records import (
     identity_from_hash,
     template_from_hash,
 )
+from vigil.config import Settings
 from vigil.errors import GalleryError
 from vigil.streams import redis_errors, text
 from vigil.typing import Embedding, Embeddings
@@ -100,6 +101,17 @@ class Gallery:
             )
         self._client = client
         self._namespace = namespace
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Gallery:
+        """The gallery on the settings' Redis (``REDIS_URL``, else the embedded server of ``home``).
+
+        Raises:
+            RedisUnavailableError: Redis cannot be reached.
+        """
+        from vigil.streams import connect_redis
+
+        return cls(connect_redis(settings.redis, settings.home))
 
     @property
     def namespace(self) -> str:

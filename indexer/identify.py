@@ -15,6 +15,7 @@ found empty; one where only some people lack templates for it is searched, with 
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -46,6 +47,16 @@ class Identification:
     @property
     def label(self) -> str:
         return self.name if self.name is not None else "unknown"
+
+    def to_dict(self) -> dict[str, object]:
+        """JSON-ready: the name (None: unknown), identity id, cosine similarity and box."""
+        score = self.decision.score
+        return {
+            "name": self.name,
+            "identity_id": self.decision.identity_id,
+            "score": None if math.isnan(score) else round(score, 4),
+            "box_xyxy": [round(float(v), 1) for v in self.face.box_xyxy],
+        }
 
 
 class Identifier:

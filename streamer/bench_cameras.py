@@ -24,7 +24,6 @@ tracking (the tracker's process).
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import logging
 import os
@@ -40,13 +39,11 @@ import numpy as np
 
 from streamer.bench_setup import (
     PEOPLE,
-    add_clip_arguments,
     check_data,
     decode_clip,
     enroll_people,
     markdown_grid,
     temporary_home,
-    write_reports,
 )
 from vigil.config import Settings, load_settings
 from vigil.machine import cpu_model
@@ -275,36 +272,6 @@ def stage_shares(stage_seconds: dict[str, float], total_s: float, batches: int) 
         StageTime(stage, seconds, 1000 * seconds / batches, seconds / total_s if total_s > 0 else 0.0)
         for stage, seconds in spent.items()
     )
-
-
-def add_command(bench: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Add ``cameras`` to the ``vigil bench`` sub-commands."""
-    parser = bench.add_parser(
-        "cameras", help="frames/s of one worker (GPU when present) on many concurrent camera streams"
-    )
-    add_clip_arguments(parser)
-    parser.add_argument(
-        "--cameras", type=int, default=DEFAULT_CAMERAS, help="concurrent streams (default: 8)"
-    )
-    parser.add_argument(
-        "--height", type=int, default=DEFAULT_HEIGHT, help="frame height in pixels (default: 720)"
-    )
-    parser.add_argument("--ticks", type=int, default=DEFAULT_TICKS, help="timed batches (default: 40)")
-    parser.add_argument("--json", type=Path, default=DEFAULT_JSON, help="results JSON, Markdown beside it")
-    parser.set_defaults(handler=cmd_bench_cameras)
-
-
-def cmd_bench_cameras(args: argparse.Namespace, settings: Settings) -> int:
-    """``vigil bench cameras``: check the inputs, run, write the reports, print the summary."""
-    check_data(args.clip, args.people)
-    args.json.parent.mkdir(parents=True, exist_ok=True)  # an unwritable place fails now, not after
-    result = run_cameras_bench(
-        args.clip, args.people, settings, cameras=args.cameras, height=args.height, ticks=args.ticks
-    )
-    markdown_path = write_reports(result, args.json)
-    print(result.to_markdown())
-    print(f"reports: {args.json}, {markdown_path}")
-    return 0
 
 
 # ----------------------------------------------------------------------------- private helpers

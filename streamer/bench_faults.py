@@ -42,7 +42,6 @@ Method:
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import logging
 import os
@@ -72,11 +71,9 @@ from streamer.bench_faults_report import (
     visit_label,
 )
 from streamer.bench_setup import (
-    add_clip_arguments,
     check_data,
     enroll_people,
     temporary_home,
-    write_reports,
 )
 from streamer.rtsp_clip_server import ClipRtspServer, rtsp_server_missing
 from vigil.config import Settings
@@ -245,50 +242,6 @@ def run_fault_bench(
     )
 
 
-def add_command(bench: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Add ``faults`` to the ``vigil bench`` sub-commands."""
-    faults = bench.add_parser(
-        "faults", help="events lost or doubled while processes, Redis and entries fail (the real service)"
-    )
-    add_clip_arguments(faults)
-    faults.add_argument(
-        "--second-clip", type=Path, default=None, help="the second camera's video (default: --clip again)"
-    )
-    faults.add_argument("--lfw", type=Path, default=DEFAULT_LFW_DIR, help="LFW people folder (enrolments)")
-    faults.add_argument("--seed", type=int, default=0, help="seeds the faults' order, moments and victims")
-    faults.add_argument("--profile", choices=sorted(PROFILES), default="full", help="which faults")
-    faults.add_argument("--workers", type=int, default=2, help="worker processes of the service")
-    faults.add_argument(
-        "--reorder-window-ms",
-        type=int,
-        default=REORDER_WINDOW_MS,
-        help="the service's streamer.tracker.reorder_window_ms (default: %(default)s)",
-    )
-    faults.add_argument("--json", type=Path, default=DEFAULT_JSON, help="results JSON, Markdown beside it")
-    faults.set_defaults(handler=cmd_bench_faults)
-
-
-def cmd_bench_faults(args: argparse.Namespace, settings: Settings) -> int:
-    """``vigil bench faults``: run, write the reports, print the summary; 1 when a target is missed."""
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    clips = [args.clip, args.second_clip or args.clip]
-    result = run_fault_bench(
-        clips,
-        args.people,
-        args.lfw,
-        settings,
-        seed=args.seed,
-        profile=args.profile,
-        workers=args.workers,
-        reorder_window_ms=args.reorder_window_ms,
-        config=args.config,
-    )
-    markdown_path = write_reports(result, args.json)
-    print(result.to_markdown())
-    print(f"reports: {args.json}, {markdown_path}")
-    return 1 if result.events_lost or result.duplicate_events or result.gallery_writes_lost else 0
-
-
 # ----------------------------------------------------------------------------- private helpers
 
 
@@ -356,7 +309,7 @@ class _Bench:
         Raises:
             StreamError: The RTSP server, the live camera or the service did not come up or back.
         """
-        from streamer.commands import cameras_from_sources
+        from streamer.cameras import cameras_from_sources
 
         server = ClipRtspServer(live_clip, self.logs / "rtsp-server.log")
         [other, camera] = [c.name for c in cameras_from_sources([str(file_source), server.url], None, False)]

@@ -8,7 +8,6 @@ Redis, and decode the same clip once.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import itertools
 import json
@@ -151,14 +150,6 @@ def markdown_grid(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     lines = ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in [header, *rows]]
     lines.insert(1, "| --- |" + " ---: |" * (len(header) - 1))
     return "\n".join(lines)
-
-
-def add_clip_arguments(parser: argparse.ArgumentParser) -> None:
-    """``--clip`` and ``--people``, as both streamer benchmarks take them."""
-    parser.add_argument("--clip", type=Path, default=DEFAULT_CLIP, help="video file (default: %(default)s)")
-    parser.add_argument(
-        "--people", type=Path, default=DEFAULT_PEOPLE_DIR, help=f"folder with {', '.join(PEOPLE.values())}"
-    )
 
 
 class BenchReport(Protocol):

@@ -32,7 +32,6 @@ tracking); latency includes all of it.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import logging
 import math
@@ -49,14 +48,12 @@ from typing import TYPE_CHECKING, cast
 import numpy as np
 
 from streamer.bench_setup import (
-    add_clip_arguments,
     check_data,
     decode_clip,
     enroll_people,
     machine_busy_s,
     markdown_grid,
     temporary_home,
-    write_reports,
 )
 from streamer.tally import FramesTally
 from vigil.config import CameraConfig, Settings, load_settings
@@ -501,7 +498,7 @@ def measure_service_latency(settings: Settings, client: redis.Redis, clip: Path)
     Raises:
         StreamError: The service failed, or did not finish within ``SERVICE_TIMEOUT_S``.
     """
-    from streamer.commands import cameras_from_sources
+    from streamer.cameras import cameras_from_sources
     from streamer.events import EventType, read_events
     from vigil.streams import StreamEntry, redis_errors
 
@@ -592,28 +589,6 @@ def interleaved_slices(count: int, rounds: int, batch_size: int) -> list[slice]:
     return [slice(start, min(start + per_round, count)) for start in range(0, count, per_round)]
 
 
-def add_command(bench: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Add ``stream`` to the ``vigil bench`` sub-commands."""
-    stream = bench.add_parser(
-        "stream", help="frames/s and capture→event latency on a clip, vs the face_recognition recipe"
-    )
-    add_clip_arguments(stream)
-    stream.add_argument("--json", type=Path, default=DEFAULT_JSON, help="results JSON, Markdown beside it")
-    stream.add_argument("--skip-latency", action="store_true", help="do not run the service for latency")
-    stream.set_defaults(handler=cmd_bench_stream)
-
-
-def cmd_bench_stream(args: argparse.Namespace, settings: Settings) -> int:
-    """``vigil bench stream``: check the inputs, run, write the reports, print the summary."""
-    check_data(args.clip, args.people)
-    args.json.parent.mkdir(parents=True, exist_ok=True)  # an unwritable place fails now, not after
-    result = run_stream_bench(args.clip, args.people, settings, measure_latency=not args.skip_latency)
-    markdown_path = write_reports(result, args.json)
-    print(result.to_markdown())
-    print(f"reports: {args.json}, {markdown_path}")
-    return 0
-
-
 # ----------------------------------------------------------------------------- private helpers
 
 
@@ -628,16 +603,13 @@ def _start_analyser(settings: Settings, torch_threads: int, warm_up: Sequence[Im
     from indexer.gallery import Gallery
     from indexer.identify import Identifier
     from vigil.models.pipeline import FacePipeline
-    from vigil.streams import connect_redis
 
     global _ANALYSER
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C stops the parent, which ends the pool
     torch.set_num_threads(torch_threads)
     pipeline = FacePipeline.from_settings(settings)
     pipeline.load()
-    _ANALYSER = Identifier.from_settings(
-        Gallery(connect_redis(settings.redis, settings.home)), pipeline, settings
-    )
+    _ANALYSER = Identifier.from_settings(Gallery.from_settings(settings), pipeline, settings)
     analyse_batch(_ANALYSER, warm_up)  # first calls allocate: untimed
 
 

@@ -126,12 +126,12 @@ def test_check_config_prints_no_password(tmp_path: Path) -> None:
 
 
 def test_start_up_banner_prints_no_password(capsys: pytest.CaptureFixture[str]) -> None:
-    from streamer.commands import _announce
+    from vigil.cli.service import announce
 
     settings = load_settings(environ={"VIGIL_STREAMER__CAMERAS": json.dumps(
         [{"name": "door", "source": "rtsp://admin:hunter4@10.0.0.5/stream"}]
     )})  # fmt: skip
-    _announce(settings, None)
+    announce(settings, None)
     banner = capsys.readouterr().err
     assert "hunter4" not in banner and "admin:***@10.0.0.5" in banner, banner
 

@@ -14,7 +14,6 @@ Needs the ``reference`` extra (dlib).
 
 from __future__ import annotations
 
-import argparse
 import logging
 from pathlib import Path
 
@@ -69,7 +68,12 @@ def fit_template(image_paths: list[Path]) -> tuple[npt.NDArray[np.float64], npt.
     return stacked.mean(axis=0), stacked.std(axis=0), len(stacked)
 
 
-def _training_images(lfw_dir: Path, limit: int) -> list[Path]:
+def training_images(lfw_dir: Path, limit: int) -> list[Path]:
+    """The first ``limit`` images of LFW View-1's training people (``peopleDevTrain.txt``).
+
+    Raises:
+        DatasetError: ``peopleDevTrain.txt`` is not in ``lfw_dir``.
+    """
     people_file = lfw_dir / "peopleDevTrain.txt"
     if not people_file.is_file():
         raise DatasetError(f"{people_file} not found; pass --data pointing at the LFW folder")
@@ -82,17 +86,7 @@ def _training_images(lfw_dir: Path, limit: int) -> list[Path]:
     return paths[:limit]
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, default=Path("../shared/data/lfw"))
-    parser.add_argument("--limit", type=int, default=3000)
-    args = parser.parse_args()
-    logging.basicConfig(level=logging.WARNING)
-    mean, std, count = fit_template(_training_images(args.data, args.limit))
-    print(f"fitted on {count} faces")
-    for (x, y), (sx, sy) in zip(mean, std, strict=True):
-        print(f"[{x:.2f}, {y:.2f}],  # std ({sx:.2f}, {sy:.2f})")
-
-
 if __name__ == "__main__":
-    main()
+    from vigil.cli.train import align_template_main  # the command line lives in vigil.cli
+
+    raise SystemExit(align_template_main())

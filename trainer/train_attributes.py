@@ -25,7 +25,6 @@ This module imports torch only when a command runs, so ``vigil`` starts fast.
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 from collections.abc import Sequence
@@ -35,7 +34,6 @@ from typing import TYPE_CHECKING
 
 from trainer.attribute_data import HELD_OUT_FRACTION, AttributeDataset, held_out_split, read_attribute_dataset
 from trainer.report import JsonValue, markdown_table, write_json
-from vigil.arguments import positive_int, writable_json
 from vigil.artifacts import Artifact, ArtifactRegistry
 from vigil.config import Settings
 from vigil.errors import ConfigError
@@ -66,7 +64,7 @@ LEVI_HASSNER_BAR = {"gender_accuracy": 0.857, "age_mae_years": 12.2, "mean_age_m
 
 @dataclass(frozen=True)
 class TrainAttributesOptions:
-    """What ``vigil train attributes`` was asked to do (see :func:`add_command`)."""
+    """What ``vigil train attributes`` (or ``vigil bench attributes``) was asked to do."""
 
     dataset: Path
     epochs: int = DEFAULT_EPOCHS
@@ -298,92 +296,24 @@ def attributes_markdown(figures: dict[str, JsonValue]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def add_command(
-    train: argparse._SubParsersAction[argparse.ArgumentParser],
-    bench: argparse._SubParsersAction[argparse.ArgumentParser],
-) -> None:
-    """Add ``train attributes`` and ``bench attributes`` to the ``vigil`` commands."""
-    command = train.add_parser("attributes", help="train the age and gender head on UTKFace-named faces")
-    command.add_argument(
-        "--dataset", type=Path, required=True, help="folder of faces named age_gender_race_datetime.jpg"
-    )
-    _add_common(command)
-    command.add_argument(
-        "--no-promote", action="store_true", help="store the head without putting it in force"
-    )
-    command.add_argument("--json", type=writable_json, help="also write the report here (Markdown beside it)")
-    command.set_defaults(handler=cmd_train_attributes)
+def run_attributes_bench(settings: Settings, options: TrainAttributesOptions) -> dict[str, JsonValue]:
+    """``vigil bench attributes``: train and evaluate a head, or a fine-tuned tail, without storing it.
 
-    benchmark = bench.add_parser(
-        "attributes", help="age MAE and gender accuracy of a head trained on a held-out split"
-    )
-    benchmark.add_argument(
-        "--dataset", type=Path, default=DEFAULT_DATASET, help="UTKFace-named faces (default: %(default)s)"
-    )
-    _add_common(benchmark)
-    benchmark.add_argument(
-        "--json", type=writable_json, default=DEFAULT_BENCH_JSON, help="results JSON (Markdown beside it)"
-    )
-    benchmark.add_argument(
-        "--fine-tune-blocks",
-        type=positive_int,
-        metavar="N",
-        help="measure a fine-tuned copy of the backbone's last N blocks instead of the head "
-        f"(default epochs {DEFAULT_TAIL_EPOCHS}; evaluation only)",
-    )
-    benchmark.set_defaults(handler=cmd_bench_attributes)
+    Returns:
+        The JSON report (:func:`attributes_markdown` renders it).
 
-
-def cmd_train_attributes(args: argparse.Namespace, settings: Settings) -> int:
-    """``vigil train attributes``."""
-    options = TrainAttributesOptions(
-        dataset=args.dataset,
-        epochs=args.epochs or DEFAULT_EPOCHS,
-        seed=args.seed,
-        limit=args.limit,
-        promote=not args.no_promote,
-        json_path=args.json,
-    )
-    _, summary = run_train_attributes(settings, options)
-    print(summary)
-    return 0
-
-
-def cmd_bench_attributes(args: argparse.Namespace, settings: Settings) -> int:
-    """``vigil bench attributes``: train and evaluate; write the JSON and Markdown reports."""
-    fine_tune = args.fine_tune_blocks or 0
-    if fine_tune and settings.embedder.backend != "dlib_resnet":
+    Raises:
+        ConfigError: ``options.fine_tune_blocks`` is given and the embedder is not the dlib
+            ResNet, whose blocks are copied (checked before anything loads).
+        DatasetError: See :func:`train_and_evaluate`.
+    """
+    if options.fine_tune_blocks and settings.embedder.backend != "dlib_resnet":
         raise ConfigError(
             f"--fine-tune-blocks copies the dlib ResNet's blocks; the embedder is {settings.embedder.backend}"
         )
-    options = TrainAttributesOptions(
-        dataset=args.dataset,
-        epochs=args.epochs or (DEFAULT_TAIL_EPOCHS if fine_tune else DEFAULT_EPOCHS),
-        seed=args.seed,
-        limit=args.limit,
-        fine_tune_blocks=fine_tune,
-    )
-    figures = (
-        fine_tune_and_evaluate(settings, options)
-        if fine_tune
-        else train_and_evaluate(settings, options).figures
-    )
-    write_json(args.json, figures)
-    markdown = attributes_markdown(figures)
-    args.json.with_suffix(".md").write_text(markdown, encoding="utf-8")
-    print(markdown)
-    print(f"reports: {args.json}, {args.json.with_suffix('.md')}")
-    return 0
-
-
-def _add_common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--epochs", type=positive_int, help=f"passes over the training faces (default {DEFAULT_EPOCHS})"
-    )
-    parser.add_argument("--seed", type=int, default=0, help="seeds the split, initialisation and batches")
-    parser.add_argument(
-        "--limit", type=positive_int, help="use a random sample of N labelled images (seeded)"
-    )
+    if options.fine_tune_blocks:
+        return fine_tune_and_evaluate(settings, options)
+    return train_and_evaluate(settings, options).figures
 
 
 def _figures(

@@ -23,14 +23,12 @@ This module imports torch only when a command runs, so ``vigil`` starts fast.
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
-import sys
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, get_args
+from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
@@ -40,7 +38,6 @@ from trainer.head_calibration import ImpostorScores, cosine_scores, map_calibrat
 from trainer.metrics import VerificationResult
 from trainer.pairs import DEFAULT_FOLDS, Pair, read_pairs
 from trainer.report import JsonValue, write_json
-from vigil.arguments import positive_int
 from vigil.artifacts import Artifact, ArtifactRegistry
 from vigil.config import Settings
 from vigil.errors import CalibrationError, DatasetError
@@ -61,6 +58,7 @@ DEFAULT_KIND: HeadKind = "linear"
 """Linear by default: with a few hundred training people it stayed closest to the backbone
 (held-out accuracy within ±0.3 points, where the residual head lost up to 0.3)."""
 EXIT_REFUSED = 1
+"""``vigil train head``'s exit status when the head loses held-out accuracy and is not promoted."""
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png"})
 EVAL_PROTOCOL = "10-fold verification on cosine scores, threshold per fold chosen on the other 9"
 _SHOWN_NAMES = 3
@@ -89,7 +87,7 @@ class PeopleDataset:
 
 @dataclass(frozen=True)
 class TrainHeadOptions:
-    """What ``vigil train head`` was asked to do (see :func:`add_command` for each option)."""
+    """What ``vigil train head`` was asked to do (``vigil train head --help`` explains each option)."""
 
     dataset: Path
     loss: HeadLoss = DEFAULT_LOSS
@@ -329,71 +327,6 @@ def publish_head(
             f"  loss {trained.loss_before:.4f} -> {trained.loss_after:.4f}; files in {artifact.folder}"
         )
     return TrainHeadOutcome(artifact, promoted, refused, summary, figures)
-
-
-def add_command(
-    commands: argparse._SubParsersAction[argparse.ArgumentParser],
-) -> argparse._SubParsersAction[argparse.ArgumentParser]:
-    """Add ``train head`` to the ``vigil`` commands; returns the ``train`` sub-commands, for other models."""
-    train = commands.add_parser("train", help="fine-tune models on your own data").add_subparsers(
-        title="models", metavar="MODEL", required=True
-    )
-    head = train.add_parser(
-        "head", help="train an embedding head on the frozen backbone; promote it if it does not lose accuracy"
-    )
-    head.add_argument(
-        "--dataset", type=Path, required=True, help="folder with one sub-folder of images per person"
-    )
-    head.add_argument(
-        "--loss",
-        choices=get_args(HeadLoss),
-        default=DEFAULT_LOSS,
-        help="training loss (default: %(default)s)",
-    )
-    head.add_argument(
-        "--kind", choices=get_args(HeadKind), default=DEFAULT_KIND, help="head kind (default: %(default)s)"
-    )
-    head.add_argument(
-        "--epochs", type=positive_int, default=DEFAULT_EPOCHS, help="passes over the training images"
-    )
-    head.add_argument("--exclude-pairs", type=Path, help="leave out every person named in this pairs file")
-    head.add_argument(
-        "--eval-pairs", type=Path, help=f"held-out pairs (LFW or plain format; default {DEFAULT_EVAL_PAIRS})"
-    )
-    head.add_argument("--eval-images", type=Path, help=f"their image folder (default {DEFAULT_EVAL_IMAGES})")
-    head.add_argument("--seed", type=int, default=0, help="seeds initialisation, batches and pair sampling")
-    head.add_argument("--force", action="store_true", help="promote even if held-out accuracy drops (noted)")
-    head.add_argument("--no-promote", action="store_true", help="store the head without putting it in force")
-    head.add_argument("--json", type=Path, help="also write the report here (Markdown beside it)")
-    head.set_defaults(handler=cmd_train_head)
-    return train
-
-
-def cmd_train_head(args: argparse.Namespace, settings: Settings) -> int:
-    """``vigil train head``: exit status 1 when the head loses held-out accuracy and is not promoted."""
-    if args.json is not None:
-        args.json.parent.mkdir(
-            parents=True, exist_ok=True
-        )  # an unwritable place fails now, not after training
-    options = TrainHeadOptions(
-        dataset=args.dataset,
-        loss=args.loss,
-        kind=args.kind,
-        epochs=args.epochs,
-        exclude_pairs=args.exclude_pairs,
-        eval_pairs=args.eval_pairs,
-        eval_images=args.eval_images,
-        seed=args.seed,
-        force=args.force,
-        promote=not args.no_promote,
-        json_path=args.json,
-    )
-    outcome = run_train_head(settings, options)
-    if outcome.refused:
-        print(f"vigil: error: {outcome.summary}", file=sys.stderr)
-        return EXIT_REFUSED
-    print(outcome.summary)
-    return 0
 
 
 def _evaluation_source(options: TrainHeadOptions) -> tuple[Path, Path]:

@@ -17,13 +17,13 @@ import pytest
 from streamer.bench_cameras import (
     WORKER_STAGES,
     CamerasBenchResult,
-    add_command,
     run_cameras_bench,
     scale_frames,
     stage_shares,
-    write_reports,
 )
+from streamer.bench_setup import write_reports
 from tests.conftest import PEOPLE, SHARED_DATA, require
+from vigil.cli.bench import add_cameras_bench
 from vigil.config import Settings
 from vigil.errors import DatasetError
 
@@ -107,7 +107,7 @@ def test_counts_below_one_are_refused(field: str, settings: Settings) -> None:
 def test_a_missing_clip_says_which_option_to_pass(settings: Settings, tmp_path: Path) -> None:
     # given the command's arguments with a clip that does not exist
     parser = argparse.ArgumentParser()
-    add_command(parser.add_subparsers())
+    add_cameras_bench(parser.add_subparsers())
     args = parser.parse_args(
         ["cameras", "--clip", str(tmp_path / "none.mp4"), "--json", str(tmp_path / "c.json")]
     )

@@ -15,8 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from streamer.bench_faults import DEFAULT_LFW_DIR, run_fault_bench, write_reports
+from streamer.bench_faults import DEFAULT_LFW_DIR, run_fault_bench
 from streamer.bench_faults_report import FaultBenchResult, FaultKind, LiveCameraOutcome, PassRun, Visit
+from streamer.bench_setup import write_reports
 from tests.conftest import PEOPLE, SHARED_DATA, require
 from vigil.config import Settings
 

@@ -17,7 +17,7 @@ import pytest
 
 from indexer.calibration import Thresholds, read_calibration, shipped_calibration_path
 from streamer.analysis import FrameResult
-from streamer.bench_setup import temporary_home
+from streamer.bench_setup import temporary_home, write_reports
 from streamer.bench_stream import (
     MUST_FIND,
     EventLatency,
@@ -25,15 +25,14 @@ from streamer.bench_stream import (
     ServiceLatency,
     SideResult,
     StreamBenchResult,
-    add_command,
     frame_latencies,
     interleaved_slices,
     percentiles,
     result_timings,
     run_stream_bench,
-    write_reports,
 )
 from tests.conftest import PEOPLE, SHARED_DATA, is_alive, require
+from vigil.cli.bench import add_stream_bench
 from vigil.config import IndexerConfig, Settings
 from vigil.errors import DatasetError
 
@@ -304,7 +303,7 @@ def test_missing_data_is_a_one_line_dataset_error(
     clip = tmp_path / "clip.mp4"
     clip.write_bytes(b"")  # only its existence is checked before the run
     parser = argparse.ArgumentParser(prog="vigil bench")
-    add_command(parser.add_subparsers())
+    add_stream_bench(parser.add_subparsers())
     args = parser.parse_args(["stream", "--clip", str(clip), "--people", str(PEOPLE), *arguments])
     args.json = tmp_path / "reports" / "stream.json"
     # when it runs, then it stops at once with one line that says what to pass
@@ -317,7 +316,7 @@ def test_missing_data_is_a_one_line_dataset_error(
 
 def test_the_command_has_the_issues_defaults() -> None:
     parser = argparse.ArgumentParser(prog="vigil bench")
-    add_command(parser.add_subparsers())
+    add_stream_bench(parser.add_subparsers())
     args = parser.parse_args(["stream"])
     assert args.clip == Path("../shared/data/clips/hamilton.mp4")
     assert args.people == Path("../shared/data/people/face_recognition")

@@ -1,8 +1,8 @@
 """Commands for what the stream learns and users correct: ``vigil unknowns``, ``vigil feedback``,
 ``vigil people history`` and ``vigil people aging``.
 
-``vigil.cli`` owns the parser and the error handling; this module adds the sub-commands
-and holds their handlers (which print: they are command-line code).
+The handlers call ``indexer.unknowns``, ``indexer.corrections``, ``indexer.history`` and
+``indexer.aging`` and print what they return.
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ from vigil.arguments import writable_folder
 from vigil.config import Settings
 
 if TYPE_CHECKING:
-    from indexer.gallery import Gallery
     from indexer.unknowns import UnknownCluster, UnknownStore
 
 _EXIT_ERROR = 2
@@ -251,7 +250,6 @@ def _export_images(store: UnknownStore, cluster: UnknownCluster, folder: Path) -
 def _open_store(settings: Settings) -> UnknownStore:
     from indexer.gallery import Gallery
     from indexer.unknowns import UnknownStore
-    from vigil.streams import connect_redis
 
-    gallery: Gallery = Gallery(connect_redis(settings.redis, settings.home))
+    gallery = Gallery.from_settings(settings)
     return UnknownStore(gallery, settings.indexer.unknowns.retention_s)

@@ -1,28 +1,21 @@
-"""The service's commands: ``vigil run``, ``vigil events`` and ``vigil status``.
-
-``vigil.cli`` owns the parser and the error handling; this module adds the service's
-sub-commands to it and holds their handlers (which print: they are command-line code).
-"""
+"""The service's commands: ``vigil run``, ``worker``, ``demo``, ``events`` and ``status``."""
 
 from __future__ import annotations
 
 import argparse
 import json
-import re
 import signal
 import sys
 import threading
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from vigil.config import CameraConfig, Settings
+from vigil.config import Settings
+from vigil.errors import ServiceRunningError, ServiceStartError, VigilError
 
 if TYPE_CHECKING:
     from streamer.events import Event
     from streamer.service import RunSummary
-
-from vigil.errors import ConfigError, ServiceRunningError, ServiceStartError, VigilError
 
 _EXIT_ERROR = 2
 POLL_EVENTS_S = 0.2
@@ -82,62 +75,17 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     status.set_defaults(handler=cmd_status)
 
 
-def cameras_from_sources(sources: list[str], fps: float | None, realtime: bool) -> list[CameraConfig]:
-    """Camera configs for ``vigil run SOURCE...``: named after the file, host or webcam index."""
-    cameras: list[CameraConfig] = []
-    for index, source in enumerate(sources):
-        if "://" in source:
-            base = (
-                re.sub(r"[^A-Za-z0-9_.-]", "-", source.split("://", 1)[1].split("/", 1)[0]) or f"cam{index}"
-            )
-        elif source.isdigit():
-            base = f"webcam{source}"
-        else:
-            path = Path(source)
-            if not path.exists():
-                raise VigilError(
-                    f"{source} does not exist; pass a video file, a stream URL or a webcam index"
-                )
-            base = re.sub(r"[^A-Za-z0-9_.-]", "-", path.stem) or f"cam{index}"
-            source = str(path.resolve())
-        name = base
-        suffix = 2
-        while any(camera.name == name for camera in cameras):
-            name, suffix = f"{base}-{suffix}", suffix + 1
-        options: dict[str, Any] = {"name": name[:64], "source": source, "realtime": realtime}
-        if fps is not None:
-            options["fps"] = fps
-        cameras.append(CameraConfig(**options))
-    return cameras
-
-
 def _run_settings(args: argparse.Namespace, settings: Settings) -> Settings:
-    streamer = settings.streamer
-    try:
-        if args.sources:
-            streamer = streamer.model_copy(
-                update={"cameras": cameras_from_sources(args.sources, args.fps, not args.as_fast_as_possible)}
-            )
-        elif args.fps is not None or args.as_fast_as_possible:
-            updates: dict[str, Any] = {}
-            if args.fps is not None:
-                updates["fps"] = args.fps
-            if args.as_fast_as_possible:
-                updates["realtime"] = False
-            cameras = [camera.model_copy(update=updates) for camera in streamer.cameras]
-            streamer = streamer.model_copy(update={"cameras": cameras})
-        if args.workers is not None:
-            streamer = streamer.model_copy(
-                update={"workers": streamer.workers.model_copy(update={"count": args.workers})}
-            )
-        if args.metrics_port is not None:
-            streamer = streamer.model_copy(
-                update={"metrics": streamer.metrics.model_copy(update={"port": args.metrics_port})}
-            )
-        # model_copy skips validation: validate the result once, as the config file would be.
-        return Settings.model_validate({**settings.model_dump(), "streamer": streamer.model_dump()})
-    except ValueError as exc:
-        raise ConfigError(f"invalid run options: {exc}".splitlines()[0]) from None
+    from streamer.cameras import settings_for_run
+
+    return settings_for_run(
+        settings,
+        args.sources,
+        fps=args.fps,
+        as_fast_as_possible=args.as_fast_as_possible,
+        workers=args.workers,
+        metrics_port=args.metrics_port,
+    )
 
 
 def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
@@ -162,7 +110,7 @@ def serve(
     from streamer.service import Supervisor
     from vigil.streams import connect_redis
 
-    supervisor = Supervisor(settings, on_ready=lambda url: _announce(supervisor.settings, url))
+    supervisor = Supervisor(settings, on_ready=lambda url: announce(supervisor.settings, url))
     for number in (signal.SIGTERM, signal.SIGINT):
         signal.signal(number, lambda *_: supervisor.stop())
     client = connect_redis(settings.redis, settings.home)
@@ -185,7 +133,7 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
             file=sys.stderr,
         )
     supervisor = Supervisor(
-        settings, on_ready=lambda url: _announce(supervisor.settings, url), workers_only=True
+        settings, on_ready=lambda url: announce(supervisor.settings, url), workers_only=True
     )
     for number in (signal.SIGTERM, signal.SIGINT):
         signal.signal(number, lambda *_: supervisor.stop())
@@ -259,7 +207,8 @@ class _EventPrinter(threading.Thread):
             self.last = stream_id
 
 
-def _announce(settings: Settings, url: str | None) -> None:
+def announce(settings: Settings, url: str | None) -> None:
+    """The start-up banner on stderr: the cameras (passwords hidden), the workers, the metrics URL."""
     from vigil.redact import redact_url
 
     cameras = ", ".join(
@@ -316,58 +265,25 @@ def cmd_events(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
-    from indexer.gallery import Gallery
-    from streamer.bus import FrameBus
-    from streamer.feed import SOURCES_KEY
-    from streamer.worker import HEARTBEAT_EVERY_S, WORKERS_KEY
-    from vigil.streams import connect_frames_redis, connect_redis, redis_errors, redis_health, text
+    from streamer.status import service_status
 
-    client = connect_redis(settings.redis, settings.home)
-    with redis_errors():
-        sources = {text(k): json.loads(v) for k, v in client.hgetall(SOURCES_KEY).items()}
-        workers = {text(k): json.loads(v) for k, v in client.hgetall(WORKERS_KEY).items()}
-    # Reads work on a Redis that refuses writes (full, cannot persist, a replica): say which.
-    health = redis_health(client)
-    try:
-        frames_client = connect_frames_redis(settings.redis, settings.home, start=False)
-        waiting, pending = FrameBus(frames_client, settings.streamer.bus).backlog()
-    except (VigilError, Exception):  # no bus yet: the service never ran here
-        waiting, pending = 0, 0
-    now = time.time()
-    alive = {name: beat for name, beat in workers.items() if now - beat["seen_at"] < 3 * HEARTBEAT_EVERY_S}
-    gallery = Gallery(client)
-    spaces = gallery.templates_by_space()
-    models = {
-        version: {"people": spaces.people(version), "templates": spaces.templates(version)}
-        for version in spaces.versions()
-    }
-    report = {
-        "sources": sources,
-        "workers": alive,
-        "bus": {"waiting": waiting, "pending": pending},
-        "gallery_version": gallery.version(),
-        "gallery_models": models,
-        "redis": {
-            "refusals": [kind.value for kind in health.refusals],
-            "used_memory_bytes": health.used_memory_bytes,
-            "maxmemory_bytes": health.maxmemory_bytes,
-            "maxmemory_policy": health.maxmemory_policy,
-            "loading": health.loading,
-        },
-    }
+    status = service_status(settings)
     if args.json:
-        print(json.dumps(report, indent=2))
+        print(json.dumps(status.to_dict(), indent=2))
         return 0
-    print(f"gallery version {report['gallery_version']}; bus: {waiting} waiting, {pending} pending")
-    print(f"  redis: {health.describe()}")
-    for version, size in models.items():
-        print(f"  model {version}: {size['templates']} template(s) of {size['people']} person(s)")
-    for name, source in sorted(sources.items()):
+    print(
+        f"gallery version {status.gallery_version}; "
+        f"bus: {status.bus_waiting} waiting, {status.bus_pending} pending"
+    )
+    print(f"  redis: {status.redis.describe()}")
+    for version, size in status.gallery_models.items():
+        print(f"  model {version}: {size.templates} template(s) of {size.people} person(s)")
+    for name, source in sorted(status.sources.items()):
         frames, reason = source.get("frames", 0), source.get("reason", "")
         print(f"  camera {name}: {source['state']} ({frames} frames) {reason}")
-    for name, beat in sorted(alive.items()):
+    for name, beat in sorted(status.workers.items()):
         runs = f", {beat['detector']} + {beat['embedder']}" if "embedder" in beat else ""
         print(f"  worker {name}: {beat['frames']} frames, gallery version {beat['gallery_version']}{runs}")
-    if not sources and not alive:
+    if not status.ever_ran:
         print("  no service has run here yet (start one with `vigil run`)")
     return 0
