@@ -5,13 +5,14 @@ A handler parses nothing itself (argparse did), calls one typed function of a do
 import argparse. ``main`` builds the parser and maps every ``VigilError`` to one line.
 
     main.py      the entry point, the parser, logging, errors
-    service.py   run, worker, demo, events, status   (streamer.cameras, streamer.status, streamer.events)
-    people.py    enroll, people, gallery             (indexer.enroll, indexer.people, indexer.erase, indexer.backup)
-    images.py    detect, identify, analyze           (indexer.identify, vigil.models)
-    learning.py  unknowns, feedback, people history/aging (indexer.unknowns, corrections, history, aging)
+    service.py   run, worker, demo, events, status: streamer.cameras, .status, .events
+    people.py    enroll, people, gallery: indexer.enroll, .people, .erase, .backup
+    images.py    detect, identify, analyze: indexer.identify, vigil.models
+    learning.py  unknowns, feedback, people history/aging: indexer.unknowns, .corrections, ...
     config.py    check-config
-    train.py     train, calibrate, models            (trainer)
-    bench.py     bench                               (trainer, streamer.bench_*, indexer.bench)
+    api.py       serve, api-keys: vigil.api
+    train.py     train, calibrate, models: trainer
+    bench.py     bench: trainer, streamer.bench_*, indexer.bench
 """
 
 from vigil.cli.main import main

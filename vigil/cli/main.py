@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from vigil import __version__
-from vigil.cli import bench, config, images, learning, people, service, train
+from vigil.cli import api, bench, config, images, learning, people, service, train
 from vigil.config import Settings, load_settings
 from vigil.errors import VigilError
 
@@ -64,6 +64,7 @@ def _build_parser() -> argparse.ArgumentParser:
     images.add_commands(commands)
     people.add_commands(commands)
     config.add_commands(commands)
+    api.add_commands(commands)
     bench.add_commands(commands)
     return parser
 

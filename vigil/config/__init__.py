@@ -28,6 +28,7 @@ from pydantic_settings import (
 from pydantic_settings.sources.utils import parse_env_vars
 
 from vigil.config.aligner import AlignerConfig
+from vigil.config.api import ApiConfig
 from vigil.config.detector import DetectorConfig
 from vigil.config.embedder import EmbedderConfig
 from vigil.config.indexer import IndexerConfig
@@ -81,6 +82,7 @@ class Settings(BaseSettings):
     indexer: IndexerConfig = Field(default_factory=IndexerConfig)
     redis: RedisConfig = Field(default_factory=RedisConfig)
     streamer: StreamerConfig = Field(default_factory=StreamerConfig)
+    api: ApiConfig = Field(default_factory=ApiConfig)
 
     @property
     def cache_dir(self) -> Path:

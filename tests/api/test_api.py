@@ -1,0 +1,207 @@
+"""The HTTP API (``vigil.api``) on a real Redis with the real models, driven by FastAPI's TestClient.
+
+Each test gets a fresh data directory with its embedded Redis (``temporary_home``), so keys,
+people, events and the audit trail start empty.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import redis
+from fastapi.testclient import TestClient
+
+from indexer.enroll import enroll_person
+from indexer.gallery import Gallery
+from indexer.identify import Identifier
+from streamer.bench_setup import temporary_home
+from streamer.events import EventPublisher, EventType
+from tests.conftest import PEOPLE, require
+from tests.streamer.test_events import make_event
+from vigil.api.app import create_app
+from vigil.api.audit import read_changes
+from vigil.api.keys import ApiRole, KeyStore
+from vigil.config import Settings
+from vigil.models.pipeline import FacePipeline
+
+OBAMA = "Barack Obama"
+BIDEN = "Joe Biden"
+
+
+class Api:
+    """A TestClient on the app, with a read key and an admin key."""
+
+    def __init__(self, settings: Settings, client: redis.Redis) -> None:
+        self.settings, self.redis = settings, client
+        self.http = TestClient(create_app(settings, client))
+        keys = KeyStore(client)
+        self.read_key = {"X-API-Key": keys.create("dashboard", ApiRole.READ)[1]}
+        self.admin_key = {"X-API-Key": keys.create("operator", ApiRole.ADMIN)[1]}
+
+
+@pytest.fixture
+def api(settings: Settings) -> Iterator[Api]:
+    with temporary_home(settings) as (home_settings, client):
+        yield Api(home_settings, client)
+
+
+@pytest.fixture
+def enrolled(api: Api, pipeline: FacePipeline) -> Api:
+    """Obama and Biden enrolled, one photo each."""
+    identifier = Identifier.from_settings(Gallery(api.redis), pipeline, api.settings)
+    for name, photo in ((OBAMA, "obama.jpg"), (BIDEN, "biden.jpg")):
+        enroll_person(identifier, api.settings.indexer, name, [require(PEOPLE / photo)])
+    return api
+
+
+def error_of(response: Any) -> tuple[int, str]:
+    """The status and the machine-readable code of an error response (the one error shape)."""
+    body = response.json()
+    assert set(body) == {"error"} and set(body["error"]) == {"code", "message"}, body
+    assert body["error"]["message"], "every error says what is wrong"
+    return response.status_code, body["error"]["code"]
+
+
+def test_health_needs_no_key_and_everything_else_does(api: Api) -> None:
+    # given no key, a wrong key, and a read key
+    assert api.http.get("/api/v1/health").json()["status"] == "ok"
+    assert api.http.get("/api/v1/ready").json()["status"] == "ready"
+    # then status is refused without a valid key and served with one
+    assert error_of(api.http.get("/api/v1/status")) == (401, "unauthorized")
+    assert error_of(api.http.get("/api/v1/status", headers={"X-API-Key": "vk_guess"})) == (
+        401,
+        "unauthorized",
+    )
+    status = api.http.get("/api/v1/status", headers=api.read_key)
+    assert status.status_code == 200, status.text
+    assert set(status.json()) >= {"sources", "workers", "bus", "gallery_version", "redis"}
+
+
+def test_the_openapi_schema_documents_every_route(api: Api) -> None:
+    schema = api.http.get("/api/v1/openapi.json").json()
+    paths = set(schema["paths"])
+    assert {"/api/v1/people", "/api/v1/people/{name}", "/api/v1/identify", "/api/v1/events"} <= paths, paths
+    assert "ErrorBody" in schema["components"]["schemas"], "the error shape is documented"
+
+
+def test_people_are_listed_a_page_at_a_time_with_their_models(enrolled: Api) -> None:
+    # when the first page of one person is asked for
+    page = enrolled.http.get("/api/v1/people", params={"limit": 1}, headers=enrolled.read_key).json()
+    # then it holds the first by name, and says how many there are
+    assert (page["total"], page["offset"], page["limit"]) == (2, 0, 1)
+    [first] = page["items"]
+    assert first["name"] == OBAMA and first["templates"] == 1
+    assert list(first["templates_per_model"]) == [
+        FacePipeline.from_settings(enrolled.settings).embedder.version
+    ]
+    second = enrolled.http.get("/api/v1/people", params={"offset": 1}, headers=enrolled.read_key).json()
+    assert [person["name"] for person in second["items"]] == [BIDEN]
+    # and one person shows their templates' provenance, never an embedding
+    details = enrolled.http.get(f"/api/v1/people/{OBAMA}", headers=enrolled.read_key).json()
+    [template] = details["template_records"]
+    assert template["source"].endswith("obama.jpg") and "embedding" not in template
+    assert error_of(enrolled.http.get("/api/v1/people/Nobody", headers=enrolled.read_key)) == (
+        404,
+        "not_found",
+    )
+    assert error_of(enrolled.http.get("/api/v1/people", params={"limit": 0}, headers=enrolled.read_key)) == (
+        422,
+        "invalid_request",
+    )
+
+
+def test_an_uploaded_photo_is_identified(enrolled: Api) -> None:
+    # given another photo of Obama
+    photo = require(PEOPLE / "obama2.jpg").read_bytes()
+    # when it is uploaded
+    response = enrolled.http.post(
+        "/api/v1/identify", files={"image": ("obama2.jpg", photo, "image/jpeg")}, headers=enrolled.read_key
+    )
+    # then his face is named, with its box and score
+    assert response.status_code == 200, response.text
+    names = [face["name"] for face in response.json()["faces"]]
+    assert OBAMA in names and BIDEN not in names, names
+    named = next(face for face in response.json()["faces"] if face["name"] == OBAMA)
+    assert len(named["box_xyxy"]) == 4 and named["score"] > 0
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        (b"this is not an image", (400, "invalid_image")),  # refused before any model runs
+        (b"", (400, "invalid_image")),  # an empty upload
+        (b"\xff" * 2_000_001, (413, "too_large")),  # over api.max_upload_bytes (set to 2 MB here)
+    ],
+)
+def test_bad_uploads_get_one_error_each(api: Api, content: bytes, expected: tuple[int, str]) -> None:
+    settings = api.settings.model_copy(
+        update={"api": api.settings.api.model_copy(update={"max_upload_bytes": 2_000_000})}
+    )
+    http = TestClient(create_app(settings, api.redis))
+    response = http.post(
+        "/api/v1/identify",
+        files={"image": ("x.jpg", io.BytesIO(content), "image/jpeg")},
+        headers=api.read_key,
+    )
+    assert error_of(response) == expected
+
+
+def test_only_an_admin_erases_and_the_change_is_audited(enrolled: Api) -> None:
+    # given Biden enrolled; when a read-only key tries to delete him, then it is forbidden
+    refused = enrolled.http.delete(f"/api/v1/people/{BIDEN}", headers=enrolled.read_key)
+    assert error_of(refused) == (403, "forbidden")
+    assert Gallery(enrolled.redis).find_by_name(BIDEN) is not None
+    # when an admin key deletes him
+    erased = enrolled.http.delete(f"/api/v1/people/{BIDEN}", headers=enrolled.admin_key)
+    # then he is erased, the change is audited with the key's name, and the trail holds no name
+    assert erased.status_code == 200, erased.text
+    assert erased.json()["name"] == BIDEN and erased.json()["templates"] == 1
+    assert Gallery(enrolled.redis).find_by_name(BIDEN) is None
+    [change] = read_changes(enrolled.redis)
+    assert (change.who, change.action) == ("operator", "people.delete")
+    assert BIDEN not in change.target
+    assert error_of(enrolled.http.delete(f"/api/v1/people/{BIDEN}", headers=enrolled.admin_key)) == (
+        404,
+        "not_found",
+    )
+
+
+def test_events_are_read_a_page_at_a_time(api: Api) -> None:
+    # given three events on two cameras
+    publisher = EventPublisher(api.redis, api.settings.streamer.events)
+    for frame, camera in enumerate(["door", "hall", "door"]):
+        publisher.publish(make_event(camera=camera, frame=frame, kind=EventType.RECOGNIZED))
+    # when read two at a time, then the pages join up with nothing repeated or skipped
+    first = api.http.get("/api/v1/events", params={"limit": 2}, headers=api.read_key).json()
+    assert [event["frame"] for event in first["items"]] == [0, 1] and first["next"] is not None
+    rest = api.http.get(
+        "/api/v1/events", params={"limit": 2, "since": first["next"]}, headers=api.read_key
+    ).json()
+    assert [event["frame"] for event in rest["items"]] == [2] and rest["next"] is None
+    # and filtered by camera
+    door = api.http.get("/api/v1/events", params={"camera": "door"}, headers=api.read_key).json()
+    assert [event["camera"] for event in door["items"]] == ["door", "door"]
+    bad = api.http.get("/api/v1/events", params={"since": "yesterday"}, headers=api.read_key)
+    assert error_of(bad) == (400, "invalid_request")
+
+
+def test_revoked_keys_stop_working_at_once(api: Api) -> None:
+    keys = KeyStore(api.redis)
+    assert api.http.get("/api/v1/people", headers=api.read_key).status_code == 200
+    assert keys.revoke("dashboard")
+    assert error_of(api.http.get("/api/v1/people", headers=api.read_key)) == (401, "unauthorized")
+    # and only digests of tokens are stored
+    token = api.admin_key["X-API-Key"].encode()
+    assert not [key for key in api.redis.scan_iter() if token in b"".join(_values(api.redis, key))]
+
+
+def _values(client: redis.Redis, key: bytes) -> list[bytes]:
+    kind = client.type(key)
+    if kind == b"hash":
+        return [item for pair in client.hgetall(key).items() for item in pair]
+    if kind == b"string":
+        return [client.get(key) or b""]
+    return [key]

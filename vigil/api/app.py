@@ -1,0 +1,383 @@
+"""The API application: ``create_app(settings)`` builds it, ``vigil serve`` runs it under uvicorn.
+
+Every route under ``/api/v1`` but ``health`` needs an API key (``X-API-Key``): ``read`` keys
+read, ``admin`` keys also change, and each change is audited (``vigil.api.audit``). Errors have
+one shape, ``{"error": {"code": ..., "message": ...}}``, with a machine-readable code and the
+same one-line message the CLI prints. Uploads are bounded in bytes and pixels, and an image is
+decoded (and rejected if it is not one) before any model runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import Annotated, Any
+
+import redis
+from fastapi import Depends, FastAPI, File, Header, Query, Request, UploadFile
+from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+
+from vigil import __version__
+from vigil.api.audit import record_change
+from vigil.api.keys import ApiKey, ApiRole, KeyStore
+from vigil.config import Settings
+from vigil.errors import (
+    ConfigError,
+    EventError,
+    GalleryError,
+    ImageError,
+    ModelLoadError,
+    RedisRefusedError,
+    RedisUnavailableError,
+    VigilError,
+)
+
+logger = logging.getLogger(__name__)
+
+API_PREFIX = "/api/v1"
+
+
+# -- the wire: what the routes return (the OpenAPI schema is made from these) -----------------
+
+
+class ErrorDetail(BaseModel):
+    code: str = Field(description="Machine-readable: `not_found`, `invalid_image`, `unauthorized`, ...")
+    message: str = Field(description="What is wrong and what to do, in one line.")
+
+
+class ErrorBody(BaseModel):
+    error: ErrorDetail
+
+
+class Health(BaseModel):
+    status: str = Field(description="`ok` while the API answers; `ready` adds that Redis answers too.")
+    version: str
+
+
+class PersonOut(BaseModel):
+    identity_id: str
+    name: str
+    created_at: str = Field(description="ISO-8601 UTC.")
+    templates: int = Field(description="Templates, every model.")
+    templates_per_model: dict[str, int] = Field(
+        description="Embedder version → templates (a person is found only by those models)."
+    )
+
+
+class PeoplePage(BaseModel):
+    items: list[PersonOut]
+    total: int
+    offset: int
+    limit: int
+
+
+class TemplateOut(BaseModel):
+    template_id: int
+    embedder_version: str
+    source: str = Field(description="Where it came from (a photo's name, an event), never the image.")
+    quality: float
+    created_at: str
+    origin: str = Field(description="`enrol`, `feedback` or `aging`.")
+
+
+class PersonDetails(PersonOut):
+    template_records: list[TemplateOut]
+
+
+class ErasureOut(BaseModel):
+    name: str
+    templates: int
+    photos: int
+    negatives: int
+    feedback: int
+    clusters: int
+    events: int
+    results: int
+    keys: int
+    tracks: int
+    rewritten: list[str] = Field(description="Redis files rewritten without the person (`aof`, `rdb`).")
+
+
+class FaceOut(BaseModel):
+    name: str | None = Field(description="Who, or null: unknown.")
+    identity_id: str | None
+    score: float | None = Field(description="Cosine similarity to the best person (higher = more alike).")
+    box_xyxy: list[float] = Field(description="x1, y1, x2, y2 in the image's pixels.")
+
+
+class IdentifyOut(BaseModel):
+    faces: list[FaceOut] = Field(description="Every face found, best detection first.")
+
+
+class EventsPage(BaseModel):
+    items: list[dict[str, Any]] = Field(description="Events (see `vigil events --schema`), oldest first.")
+    next: str | None = Field(description="Pass as `since` for the next page; null: no more events now.")
+
+
+# -- the application -------------------------------------------------------------------------
+
+
+def create_app(settings: Settings, client: redis.Redis | None = None) -> FastAPI:
+    """The API on ``settings``' Redis (``client`` when given, else a connection of its own).
+
+    The face models load on the first request that needs them, once.
+    """
+    from vigil.streams import connect_redis
+
+    redis_client = client if client is not None else connect_redis(settings.redis, settings.home)
+    keys = KeyStore(redis_client)
+    app = FastAPI(
+        title="Vigil",
+        version=__version__,
+        description="Streaming face recognition: people, identification, events, service status.",
+        openapi_url=f"{API_PREFIX}/openapi.json",
+        docs_url=f"{API_PREFIX}/docs",
+        redoc_url=None,
+    )
+    if settings.api.cors_origins:
+        app.add_middleware(
+            CORSMiddleware, allow_origins=settings.api.cors_origins, allow_methods=["*"], allow_headers=["*"]
+        )
+    _add_error_handlers(app)
+    models = _Models(settings, redis_client)
+
+    def authorised(role: ApiRole) -> Callable[..., ApiKey]:
+        def check(
+            x_api_key: Annotated[
+                str | None, Header(description="An API key (`vigil api-keys create`).")
+            ] = None,
+        ) -> ApiKey:
+            key = keys.check(x_api_key) if x_api_key else None
+            if key is None:
+                raise _HttpError(
+                    401, "unauthorized", "a valid X-API-Key header is needed; see `vigil api-keys create`"
+                )
+            if role is ApiRole.ADMIN and key.role is not ApiRole.ADMIN:
+                raise _HttpError(403, "forbidden", f"key {key.name!r} may only read; this needs an admin key")
+            return key
+
+        return check
+
+    reader = Depends(authorised(ApiRole.READ))
+    admin = Depends(authorised(ApiRole.ADMIN))
+    errors: dict[int | str, dict[str, Any]] = {
+        status: {"model": ErrorBody} for status in (400, 401, 403, 404, 413, 422, 503)
+    }
+
+    @app.get(f"{API_PREFIX}/health", response_model=Health, tags=["health"])
+    def health() -> Health:
+        """The API answers (no key needed)."""
+        return Health(status="ok", version=__version__)
+
+    @app.get(f"{API_PREFIX}/ready", response_model=Health, responses=errors, tags=["health"])
+    def ready() -> Health:
+        """The API answers and so does Redis (no key needed): 503 otherwise."""
+        from vigil.streams import redis_errors
+
+        with redis_errors():
+            redis_client.ping()
+        return Health(status="ready", version=__version__)
+
+    @app.get(f"{API_PREFIX}/status", responses=errors, tags=["service"])
+    def status(key: ApiKey = reader) -> dict[str, object]:
+        """Sources, live workers, bus backlog, gallery version and models, Redis health (`vigil status`)."""
+        from streamer.status import service_status
+
+        return service_status(settings).to_dict()
+
+    @app.get(f"{API_PREFIX}/people", response_model=PeoplePage, responses=errors, tags=["people"])
+    def people(
+        key: ApiKey = reader,
+        offset: Annotated[int, Query(ge=0)] = 0,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    ) -> PeoplePage:
+        """Enrolled people by name, a page at a time, with their templates per model."""
+        from indexer.gallery import Gallery
+        from indexer.people import list_people
+
+        everyone = list_people(Gallery(redis_client))
+        page = [_person(person) for person in everyone[offset : offset + limit]]
+        return PeoplePage(items=page, total=len(everyone), offset=offset, limit=limit)
+
+    @app.get(f"{API_PREFIX}/people/{{name}}", response_model=PersonDetails, responses=errors, tags=["people"])
+    def person(name: str, key: ApiKey = reader) -> PersonDetails:
+        """One person and their templates (provenance, not embeddings)."""
+        from indexer.gallery import Gallery
+        from indexer.people import person_details
+
+        gallery = Gallery(redis_client)
+        _require_person(gallery, name)
+        details = person_details(gallery, name)
+        return PersonDetails(
+            **_person(details).model_dump(),
+            template_records=[
+                TemplateOut(
+                    template_id=t.template_id,
+                    embedder_version=t.embedder_version,
+                    source=t.source,
+                    quality=t.quality,
+                    created_at=t.created_at,
+                    origin=t.origin,
+                )
+                for t in details.template_records
+            ],
+        )
+
+    @app.delete(f"{API_PREFIX}/people/{{name}}", response_model=ErasureOut, responses=errors, tags=["people"])
+    def delete_person(name: str, key: ApiKey = admin) -> ErasureOut:
+        """Erase a person from every store, index and stream, and Redis's files (`vigil people delete`)."""
+        from indexer.erase import erase_person_named
+        from indexer.gallery import Gallery
+
+        _require_person(Gallery(redis_client), name)
+        erased = erase_person_named(settings, name)
+        # The audit names the key, not the person: the trail must not outlive an erasure.
+        record_change(redis_client, key.name, "people.delete", "a person (erased)")
+        return ErasureOut(
+            name=erased.name,
+            templates=erased.templates,
+            photos=erased.photos,
+            negatives=erased.negatives,
+            feedback=erased.feedback,
+            clusters=erased.clusters,
+            events=erased.events,
+            results=erased.results,
+            keys=erased.keys,
+            tracks=erased.tracks,
+            rewritten=list(erased.rewritten),
+        )
+
+    @app.post(f"{API_PREFIX}/identify", response_model=IdentifyOut, responses=errors, tags=["faces"])
+    async def identify(
+        image: Annotated[UploadFile, File(description="A photo (JPEG, PNG, WebP, BMP, TIFF).")],
+        key: ApiKey = reader,
+    ) -> IdentifyOut:
+        """Every face in an uploaded image: its box, and who it is or that it is unknown."""
+        data = await _read_upload(image, settings.api.max_upload_bytes)
+        results = await asyncio.to_thread(models.identify, data, image.filename or "upload")
+        return IdentifyOut(faces=[FaceOut(**result.to_dict()) for result in results])
+
+    @app.get(f"{API_PREFIX}/events", response_model=EventsPage, responses=errors, tags=["events"])
+    def events(
+        key: ApiKey = reader,
+        since: Annotated[
+            str, Query(description="0 (everything), an ISO time, or a stream id from `next`.")
+        ] = "0",
+        camera: str | None = None,
+        identity: Annotated[str | None, Query(description="A name or identity id.")] = None,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    ) -> EventsPage:
+        """Past events, oldest first, a page at a time (`vigil events`)."""
+        from streamer.events import read_events, stream_id_since
+
+        try:
+            stream_id_since(since)
+        except VigilError as exc:
+            raise _HttpError(400, "invalid_request", str(exc).replace("--since", "since")) from None
+        items: list[dict[str, Any]] = []
+        last: str | None = None
+        for stream_id, event in read_events(redis_client, settings.streamer.events, since, camera, identity):
+            if len(items) == limit:
+                milliseconds, sequence = (last or stream_id).split("-")
+                return EventsPage(items=items, next=f"{milliseconds}-{int(sequence) + 1}")
+            items.append(event.model_dump(mode="json"))
+            last = stream_id
+        return EventsPage(items=items, next=None)
+
+    return app
+
+
+# -- private helpers ---------------------------------------------------------------------------
+
+
+class _HttpError(Exception):
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+
+
+class _Models:
+    """The face pipeline and identifier, loaded on first use and shared by requests (one at a time)."""
+
+    def __init__(self, settings: Settings, client: redis.Redis) -> None:
+        import threading
+
+        self._settings, self._client = settings, client
+        self._lock = threading.Lock()
+        self._identifier: Any = None
+
+    def identify(self, data: bytes, source: str) -> list[Any]:
+        from indexer.gallery import Gallery
+        from indexer.identify import Identifier
+        from vigil.image import decode_image
+        from vigil.models.pipeline import FacePipeline
+
+        # Decoded (and refused) before any model runs.
+        image = decode_image(data, source, max_pixels=self._settings.api.max_image_pixels)
+        with self._lock:
+            if self._identifier is None:
+                pipeline = FacePipeline.from_settings(self._settings)
+                pipeline.load()
+                self._identifier = Identifier.from_settings(Gallery(self._client), pipeline, self._settings)
+            self._identifier.check_gallery()
+            return list(self._identifier.identify(image))
+
+
+async def _read_upload(upload: UploadFile, max_bytes: int) -> bytes:
+    data = await upload.read(max_bytes + 1)
+    if len(data) > max_bytes:
+        raise _HttpError(413, "too_large", f"the upload is over {max_bytes:,} bytes (api.max_upload_bytes)")
+    return data
+
+
+def _person(person: Any) -> PersonOut:
+    return PersonOut(
+        identity_id=person.identity.identity_id,
+        name=person.identity.name,
+        created_at=person.identity.created_at,
+        templates=person.templates,
+        templates_per_model=person.templates_per_model,
+    )
+
+
+def _require_person(gallery: Any, name: str) -> None:
+    if gallery.find_by_name(name) is None:
+        raise _HttpError(404, "not_found", f"nobody named {name!r} is enrolled")
+
+
+# VigilError subclasses → HTTP status and code; the message is the error's own one line.
+_ERROR_STATUS: list[tuple[type[VigilError], int, str]] = [
+    (ImageError, 400, "invalid_image"),
+    (EventError, 404, "not_found"),
+    (GalleryError, 409, "gallery_conflict"),
+    (ConfigError, 400, "invalid_request"),
+    (RedisRefusedError, 503, "redis_refusing_writes"),
+    (RedisUnavailableError, 503, "redis_unavailable"),
+    (ModelLoadError, 503, "model_unavailable"),
+]
+
+
+def _add_error_handlers(app: FastAPI) -> None:
+    def body(status: int, code: str, message: str) -> JSONResponse:
+        return JSONResponse(status_code=status, content={"error": {"code": code, "message": message}})
+
+    @app.exception_handler(_HttpError)
+    async def http_error(request: Request, exc: _HttpError) -> JSONResponse:
+        return body(exc.status, exc.code, exc.message)
+
+    @app.exception_handler(VigilError)
+    async def vigil_error(request: Request, exc: VigilError) -> JSONResponse:
+        for kind, status, code in _ERROR_STATUS:
+            if isinstance(exc, kind):
+                return body(status, code, str(exc))
+        return body(500, "internal", str(exc))
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        first = exc.errors()[0] if exc.errors() else {}
+        where = ".".join(str(part) for part in first.get("loc", ()))
+        return body(422, "invalid_request", f"{where}: {first.get('msg', 'invalid')}")
