@@ -41,6 +41,7 @@ _EVENT_ID_NAMESPACE = uuid.UUID("5b0f3c1e-8a4d-4f2e-9c61-3d7a2e9b8f40")
 # Redis stream ids are "<milliseconds>-<sequence>".
 _FIRST_ID = "0-0"
 _STREAM_ID = re.compile(r"\d+-\d+")
+_STREAM_ID_PART_LIMIT = 2**64
 
 
 class EventType(enum.StrEnum):
@@ -179,19 +180,21 @@ def stream_id_since(since: str) -> str:
     Raises:
         VigilError: ``since`` is none of these.
     """
+    invalid = f"--since {since!r} is not 0, a stream id or an ISO time such as 2026-11-22T10:00:00"
     if since == "0":
         return _FIRST_ID
     if _STREAM_ID.fullmatch(since):  # not a date such as 2026-11-22, which has two dashes
+        if any(int(part) >= _STREAM_ID_PART_LIMIT for part in since.split("-")):
+            raise VigilError(invalid)  # Redis's ids are two 64-bit numbers
         return since
     try:
         moment = datetime.fromisoformat(since)
-    except ValueError:
-        raise VigilError(
-            f"--since {since!r} is not 0, a stream id or an ISO time such as 2026-11-22T10:00:00"
-        ) from None
-    if moment.tzinfo is None:
-        moment = moment.astimezone()  # local time, as a user typing a time means
-    return f"{int(moment.timestamp() * 1000)}-0"
+        if moment.tzinfo is None:
+            moment = moment.astimezone()  # local time, as a user typing a time means
+        milliseconds = int(moment.timestamp() * 1000)
+    except (ValueError, OverflowError, OSError):
+        raise VigilError(invalid) from None
+    return f"{max(milliseconds, 0)}-0"  # before 1970: from the start
 
 
 def read_events(

@@ -12,6 +12,8 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+import redis
+
 from vigil.config import Settings
 from vigil.errors import VigilError
 from vigil.streams import RedisHealth
@@ -74,8 +76,8 @@ class ServiceStatus:
         }
 
 
-def service_status(settings: Settings) -> ServiceStatus:
-    """Read the service's status from its Redis.
+def service_status(settings: Settings, client: redis.Redis | None = None) -> ServiceStatus:
+    """Read the service's status from its Redis (``client``, or a connection of its own).
 
     Raises:
         RedisUnavailableError: Redis cannot be reached.
@@ -86,7 +88,7 @@ def service_status(settings: Settings) -> ServiceStatus:
     from streamer.worker import HEARTBEAT_EVERY_S, WORKERS_KEY
     from vigil.streams import connect_frames_redis, connect_redis, redis_errors, redis_health, text
 
-    client = connect_redis(settings.redis, settings.home)
+    client = client if client is not None else connect_redis(settings.redis, settings.home)
     with redis_errors():
         sources = {text(k): json.loads(v) for k, v in client.hgetall(SOURCES_KEY).items()}
         workers = {text(k): json.loads(v) for k, v in client.hgetall(WORKERS_KEY).items()}

@@ -149,6 +149,38 @@ def test_bad_uploads_get_one_error_each(api: Api, content: bytes, expected: tupl
     assert error_of(response) == expected
 
 
+def test_uploads_are_bounded_before_they_are_read(api: Api) -> None:
+    settings = api.settings.model_copy(
+        update={"api": api.settings.api.model_copy(update={"max_upload_bytes": 2_000_000})}
+    )
+    http = TestClient(create_app(settings, api.redis))
+    big = b"\xff" * 3_000_000
+    # a stranger's upload is refused for the key, whatever its size
+    stranger = http.post("/api/v1/identify", files={"image": ("x.jpg", big, "image/jpeg")})
+    assert error_of(stranger) == (401, "unauthorized")
+    # a body streamed without a length is cut off once it passes the limit
+    chunks = (b"\xff" * 100_000 for _ in range(30))
+    streamed = http.post(
+        "/api/v1/identify",
+        content=chunks,
+        headers={**api.read_key, "Content-Type": "multipart/form-data; boundary=x"},
+    )
+    assert error_of(streamed) == (413, "too_large")
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "expected"),
+    [
+        ("get", "/api/v1/nothing-here", (404, "not_found")),  # an unknown route, with a key
+        ("put", "/api/v1/people", (405, "method_not_allowed")),  # a known route, wrong method
+    ],
+)
+def test_routing_errors_have_the_error_shape(
+    api: Api, method: str, path: str, expected: tuple[int, str]
+) -> None:
+    assert error_of(getattr(api.http, method)(path, headers=api.read_key)) == expected
+
+
 def test_only_an_admin_erases_and_the_change_is_audited(enrolled: Api) -> None:
     # given Biden enrolled; when a read-only key tries to delete him, then it is forbidden
     refused = enrolled.http.delete(f"/api/v1/people/{BIDEN}", headers=enrolled.read_key)
@@ -184,8 +216,12 @@ def test_events_are_read_a_page_at_a_time(api: Api) -> None:
     # and filtered by camera
     door = api.http.get("/api/v1/events", params={"camera": "door"}, headers=api.read_key).json()
     assert [event["camera"] for event in door["items"]] == ["door", "door"]
-    bad = api.http.get("/api/v1/events", params={"since": "yesterday"}, headers=api.read_key)
-    assert error_of(bad) == (400, "invalid_request")
+    for since in ("yesterday", "99999999999999999999999-0", "1-99999999999999999999", "0001-01-01T00:00:00Z"):
+        bad = api.http.get("/api/v1/events", params={"since": since}, headers=api.read_key)
+        if since.startswith("0001"):  # before 1970: from the start, not an error
+            assert bad.status_code == 200 and len(bad.json()["items"]) == 3, bad.text
+        else:
+            assert error_of(bad) == (400, "invalid_request"), since
 
 
 def test_revoked_keys_stop_working_at_once(api: Api) -> None:

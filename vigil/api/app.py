@@ -1,10 +1,11 @@
 """The API application: ``create_app(settings)`` builds it, ``vigil serve`` runs it under uvicorn.
 
-Every route under ``/api/v1`` but ``health`` needs an API key (``X-API-Key``): ``read`` keys
-read, ``admin`` keys also change, and each change is audited (``vigil.api.audit``). Errors have
-one shape, ``{"error": {"code": ..., "message": ...}}``, with a machine-readable code and the
-same one-line message the CLI prints. Uploads are bounded in bytes and pixels, and an image is
-decoded (and rejected if it is not one) before any model runs.
+Every route under ``/api/v1`` but health, readiness and the schema needs an API key
+(``X-API-Key``), checked by ``vigil.api.gate`` before any body is read: ``read`` keys read,
+``admin`` keys also change, and each change is audited (``vigil.api.audit``). Errors have one
+shape, ``{"error": {"code": ..., "message": ...}}``, with a machine-readable code and the same
+one-line message the CLI prints. Uploads are bounded in bytes (the gate) and pixels, and an
+image is decoded (and rejected if it is not one) before any model runs.
 """
 
 from __future__ import annotations
@@ -15,17 +16,21 @@ from collections.abc import Callable
 from typing import Annotated, Any
 
 import redis
-from fastapi import Depends, FastAPI, File, Header, Query, Request, UploadFile
+from fastapi import Depends, FastAPI, File, Query, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
+from fastapi.security import APIKeyHeader
 from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from vigil import __version__
 from vigil.api.audit import record_change
+from vigil.api.gate import KEY_STATE, MULTIPART_OVERHEAD_BYTES, Gate
 from vigil.api.keys import ApiKey, ApiRole, KeyStore
 from vigil.config import Settings
 from vigil.errors import (
+    CalibrationError,
     ConfigError,
     EventError,
     GalleryError,
@@ -39,6 +44,10 @@ from vigil.errors import (
 logger = logging.getLogger(__name__)
 
 API_PREFIX = "/api/v1"
+OPEN_PATHS = frozenset(f"{API_PREFIX}/{path}" for path in ("health", "ready", "openapi.json", "docs"))
+"""Served without a key: whether the API and Redis answer, and what the API is."""
+IDENTIFY_QUEUE = 4
+"""Uploads waiting for the models at most (each holds its decoded image); more get 503 ``busy``."""
 
 
 # -- the wire: what the routes return (the OpenAPI schema is made from these) -----------------
@@ -138,24 +147,26 @@ def create_app(settings: Settings, client: redis.Redis | None = None) -> FastAPI
         docs_url=f"{API_PREFIX}/docs",
         redoc_url=None,
     )
-    if settings.api.cors_origins:
+    app.add_middleware(
+        Gate,
+        keys=keys,
+        prefix=API_PREFIX,
+        open_paths=OPEN_PATHS,
+        max_body_bytes=settings.api.max_upload_bytes + MULTIPART_OVERHEAD_BYTES,
+    )
+    if settings.api.cors_origins:  # outermost: a browser's preflight carries no key
         app.add_middleware(
             CORSMiddleware, allow_origins=settings.api.cors_origins, allow_methods=["*"], allow_headers=["*"]
         )
     _add_error_handlers(app)
     models = _Models(settings, redis_client)
+    # Documents the header in the schema; the gate has checked it already.
+    key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="`vigil api-keys create`")
 
     def authorised(role: ApiRole) -> Callable[..., ApiKey]:
-        def check(
-            x_api_key: Annotated[
-                str | None, Header(description="An API key (`vigil api-keys create`).")
-            ] = None,
-        ) -> ApiKey:
-            key = keys.check(x_api_key) if x_api_key else None
-            if key is None:
-                raise _HttpError(
-                    401, "unauthorized", "a valid X-API-Key header is needed; see `vigil api-keys create`"
-                )
+        # (a default, not Annotated: the annotation is a string resolved in the module, not here)
+        def check(request: Request, header: str | None = Depends(key_header)) -> ApiKey:
+            key: ApiKey = getattr(request.state, KEY_STATE)
             if role is ApiRole.ADMIN and key.role is not ApiRole.ADMIN:
                 raise _HttpError(403, "forbidden", f"key {key.name!r} may only read; this needs an admin key")
             return key
@@ -165,7 +176,7 @@ def create_app(settings: Settings, client: redis.Redis | None = None) -> FastAPI
     reader = Depends(authorised(ApiRole.READ))
     admin = Depends(authorised(ApiRole.ADMIN))
     errors: dict[int | str, dict[str, Any]] = {
-        status: {"model": ErrorBody} for status in (400, 401, 403, 404, 413, 422, 503)
+        status: {"model": ErrorBody} for status in (400, 401, 403, 404, 409, 413, 422, 500, 503)
     }
 
     @app.get(f"{API_PREFIX}/health", response_model=Health, tags=["health"])
@@ -187,7 +198,7 @@ def create_app(settings: Settings, client: redis.Redis | None = None) -> FastAPI
         """Sources, live workers, bus backlog, gallery version and models, Redis health (`vigil status`)."""
         from streamer.status import service_status
 
-        return service_status(settings).to_dict()
+        return service_status(settings, redis_client).to_dict()
 
     @app.get(f"{API_PREFIX}/people", response_model=PeoplePage, responses=errors, tags=["people"])
     def people(
@@ -230,13 +241,21 @@ def create_app(settings: Settings, client: redis.Redis | None = None) -> FastAPI
     @app.delete(f"{API_PREFIX}/people/{{name}}", response_model=ErasureOut, responses=errors, tags=["people"])
     def delete_person(name: str, key: ApiKey = admin) -> ErasureOut:
         """Erase a person from every store, index and stream, and Redis's files (`vigil people delete`)."""
-        from indexer.erase import erase_person_named
+        from indexer.erase import StreamKeys, erase_person
         from indexer.gallery import Gallery
+        from indexer.sources import SourceStore
 
-        _require_person(Gallery(redis_client), name)
-        erased = erase_person_named(settings, name)
-        # The audit names the key, not the person: the trail must not outlive an erasure.
-        record_change(redis_client, key.name, "people.delete", "a person (erased)")
+        gallery = Gallery(redis_client)
+        _require_person(gallery, name)
+        identity_id = gallery.get_by_name(name).identity_id
+        try:
+            erased = erase_person(
+                gallery, SourceStore.from_settings(settings), identity_id, StreamKeys.from_settings(settings)
+            )
+        finally:  # audited once the person is gone, also when rewriting Redis's files then failed
+            if gallery.find_by_name(name) is None:
+                # The audit names the key, not the person: the trail must not outlive an erasure.
+                record_change(redis_client, key.name, "people.delete", "a person (erased)")
         return ErasureOut(
             name=erased.name,
             templates=erased.templates,
@@ -258,6 +277,8 @@ def create_app(settings: Settings, client: redis.Redis | None = None) -> FastAPI
     ) -> IdentifyOut:
         """Every face in an uploaded image: its box, and who it is or that it is unknown."""
         data = await _read_upload(image, settings.api.max_upload_bytes)
+        if models.waiting >= IDENTIFY_QUEUE:
+            raise _HttpError(503, "busy", f"{IDENTIFY_QUEUE} images are waiting already; retry in a moment")
         results = await asyncio.to_thread(models.identify, data, image.filename or "upload")
         return IdentifyOut(faces=[FaceOut(**result.to_dict()) for result in results])
 
@@ -309,6 +330,7 @@ class _Models:
         self._settings, self._client = settings, client
         self._lock = threading.Lock()
         self._identifier: Any = None
+        self.waiting = 0
 
     def identify(self, data: bytes, source: str) -> list[Any]:
         from indexer.gallery import Gallery
@@ -316,15 +338,22 @@ class _Models:
         from vigil.image import decode_image
         from vigil.models.pipeline import FacePipeline
 
-        # Decoded (and refused) before any model runs.
-        image = decode_image(data, source, max_pixels=self._settings.api.max_image_pixels)
-        with self._lock:
+        self.waiting += 1
+        try:
+            self._lock.acquire()
+        finally:
+            self.waiting -= 1
+        try:
+            # One image at a time: decoded (and refused) before any model runs, and only then.
+            image = decode_image(data, source, max_pixels=self._settings.api.max_image_pixels)
             if self._identifier is None:
                 pipeline = FacePipeline.from_settings(self._settings)
                 pipeline.load()
                 self._identifier = Identifier.from_settings(Gallery(self._client), pipeline, self._settings)
             self._identifier.check_gallery()
             return list(self._identifier.identify(image))
+        finally:
+            self._lock.release()
 
 
 async def _read_upload(upload: UploadFile, max_bytes: int) -> bytes:
@@ -352,6 +381,7 @@ def _require_person(gallery: Any, name: str) -> None:
 # VigilError subclasses → HTTP status and code; the message is the error's own one line.
 _ERROR_STATUS: list[tuple[type[VigilError], int, str]] = [
     (ImageError, 400, "invalid_image"),
+    (CalibrationError, 503, "calibration_unavailable"),
     (EventError, 404, "not_found"),
     (GalleryError, 409, "gallery_conflict"),
     (ConfigError, 400, "invalid_request"),
@@ -374,7 +404,18 @@ def _add_error_handlers(app: FastAPI) -> None:
         for kind, status, code in _ERROR_STATUS:
             if isinstance(exc, kind):
                 return body(status, code, str(exc))
+        logger.error("%s %s failed: %s", request.method, request.url.path, exc)
         return body(500, "internal", str(exc))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_exception(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        codes = {404: "not_found", 405: "method_not_allowed"}
+        return body(exc.status_code, codes.get(exc.status_code, "invalid_request"), str(exc.detail))
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
+        logger.exception("%s %s failed", request.method, request.url.path)
+        return body(500, "internal", "an unexpected error; the server's log has the details")
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -84,7 +84,7 @@ class KeyStore:
             raw = cast(bytes | None, self._client.hget(KEYS_KEY, _digest(token)))
         return None if raw is None else _key(raw)
 
-    def list(self) -> list[ApiKey]:
+    def list_keys(self) -> list[ApiKey]:
         """Every key, by name."""
         with redis_errors():
             records = cast(dict[bytes, bytes], self._client.hgetall(KEYS_KEY))

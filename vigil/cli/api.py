@@ -43,7 +43,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
         raise ConfigError(f"--port {port} is not a TCP port (1-65535)")
     app = create_app(settings)
     print(f"vigil: API on http://{host}:{port}/api/v1 (docs: /api/v1/docs)", flush=True)
-    uvicorn.run(app, host=host, port=port, log_level="warning")
+    uvicorn.run(app, host=host, port=port, log_level="warning", log_config=None)  # logging is the CLI's
     return 0
 
 
@@ -61,7 +61,7 @@ def cmd_keys_list(args: argparse.Namespace, settings: Settings) -> int:
     from vigil.api.keys import KeyStore
     from vigil.streams import connect_redis
 
-    keys = KeyStore(connect_redis(settings.redis, settings.home)).list()
+    keys = KeyStore(connect_redis(settings.redis, settings.home)).list_keys()
     for key in keys:
         created = datetime.datetime.fromtimestamp(key.created_at, datetime.UTC).isoformat(timespec="seconds")
         print(f"{key.name}\t{key.role.value}\tcreated {created}")

@@ -17,7 +17,8 @@ class ApiConfig(VigilModel):
         "127.0.0.1",
         description=(
             "Address to listen on. The default is this machine only; `0.0.0.0` exposes the API to the "
-            "network (every route but health needs an API key: `vigil api-keys create`)."
+            "network (every route but health, readiness and the schema needs an API key: "
+            "`vigil api-keys create`)."
         ),
     )
     port: int = Field(8000, ge=1, le=65535, description="TCP port to listen on.")
@@ -27,7 +28,7 @@ class ApiConfig(VigilModel):
     max_image_pixels: int = Field(
         40_000_000,
         ge=10_000,
-        le=400_000_000,
+        le=178_000_000,  # Pillow refuses larger images (its decompression-bomb limit) whatever this says
         description="Largest uploaded image in width × height pixels, read from its header before decoding.",
     )
     cors_origins: list[str] = Field(
