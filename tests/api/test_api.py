@@ -128,6 +128,23 @@ def test_an_uploaded_photo_is_identified(enrolled: Api) -> None:
     assert len(named["box_xyxy"]) == 4 and named["score"] > 0
 
 
+def test_a_burst_of_uploads_is_served_or_told_to_wait_and_leaves_no_queue_behind(enrolled: Api) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    photo = require(PEOPLE / "obama2.jpg").read_bytes()
+
+    def upload(_: int) -> int:
+        files = {"image": ("obama2.jpg", photo, "image/jpeg")}
+        return enrolled.http.post("/api/v1/identify", files=files, headers=enrolled.read_key).status_code
+
+    # when 12 uploads come at once
+    with ThreadPoolExecutor(12) as pool:
+        statuses = list(pool.map(upload, range(12)))
+    # then each was identified or told the server is busy, and afterwards one is served at once
+    assert set(statuses) <= {200, 503} and 200 in statuses, statuses
+    assert upload(0) == 200, "the queue of waiting uploads did not drain"
+
+
 @pytest.mark.parametrize(
     ("content", "expected"),
     [

@@ -329,8 +329,14 @@ class _Models:
 
         self._settings, self._client = settings, client
         self._lock = threading.Lock()
+        self._count_lock = threading.Lock()  # `+=` is not atomic across threads: guard the count
         self._identifier: Any = None
-        self.waiting = 0
+        self._waiting = 0
+
+    @property
+    def waiting(self) -> int:
+        """Images waiting for the models now."""
+        return self._waiting
 
     def identify(self, data: bytes, source: str) -> list[Any]:
         from indexer.gallery import Gallery
@@ -338,11 +344,13 @@ class _Models:
         from vigil.image import decode_image
         from vigil.models.pipeline import FacePipeline
 
-        self.waiting += 1
+        with self._count_lock:
+            self._waiting += 1
         try:
             self._lock.acquire()
         finally:
-            self.waiting -= 1
+            with self._count_lock:
+                self._waiting -= 1
         try:
             # One image at a time: decoded (and refused) before any model runs, and only then.
             image = decode_image(data, source, max_pixels=self._settings.api.max_image_pixels)
