@@ -56,6 +56,18 @@ class EnrolmentReport:
     warnings: list[str] = field(default_factory=list)
 
 
+class NoUsableFaceError(GalleryError):
+    """No photo of an enrolment held a usable face; nothing was written.
+
+    Attributes:
+        rejected: Each photo with the reason it was refused.
+    """
+
+    def __init__(self, message: str, rejected: Sequence[RejectedImage]) -> None:
+        super().__init__(message)
+        self.rejected = list(rejected)
+
+
 @dataclass(frozen=True)
 class PersonEnrolment:
     """One person's outcome in :func:`enroll_people`: their report, or why nothing was enrolled."""
@@ -144,8 +156,9 @@ def enroll_person(
     the accepted photos are kept (the user opted in), for re-embedding later.
 
     Raises:
-        GalleryError: The name is taken (without ``add_to_existing``) or unknown (with it),
-            or no photo held a usable face; nothing is written then.
+        GalleryError: The name is taken (without ``add_to_existing``) or unknown (with it);
+            nothing is written then.
+        NoUsableFaceError: No photo held a usable face (each photo's reason is in it).
     """
     gallery, pipeline = identifier.gallery, identifier.pipeline
     existing = gallery.find_by_name(name)
@@ -167,7 +180,9 @@ def enroll_person(
             warnings.append(warning)
     if not accepted:
         reasons = "; ".join(f"{r.path.name}: {r.reason}" for r in rejected[:3])
-        raise GalleryError(f"no usable face in any of the {len(paths)} photos of {name!r} ({reasons})")
+        raise NoUsableFaceError(
+            f"no usable face in any of the {len(paths)} photos of {name!r} ({reasons})", rejected
+        )
     warnings += _lookalike_warnings(identifier, name, [face for _, face, _ in accepted])
     version = pipeline.embedder.version
     templates = [

@@ -6,8 +6,9 @@ person: hard negatives and feedback (``indexer.corrections``), unknown clusters 
 as them (``indexer.unknowns``; with whatever an interrupted enrolment left of their tracks,
 face images included), their aging opt-in (``indexer.aging``), their history and templates,
 the service's streams (``StreamKeys``: events naming them, workers' results holding their
-face's embedding), the tracker's open tracks of them (a hash, one field per track), keys named
-after them (the tracker's cooldowns), and kept enrolment photos on disk.
+face's embedding), the tracker's open tracks of them (a hash, one field per track), the API's
+audit entries about them, keys named after them (the tracker's cooldowns), and kept enrolment
+photos on disk.
 
 The person's keys, and the version bump that makes searchers reload, go in one script
 (``indexer.deletions``) whose first writes are deletions: a full Redis (``maxmemory``),
@@ -39,6 +40,7 @@ from indexer.deletions import Deletions, purge_hash, purge_stream
 from indexer.gallery import MAX_TRANSACTION_ATTEMPTS, Gallery
 from indexer.sources import SourceStore
 from indexer.unknowns import UnknownStore
+from vigil.api.audit import AUDIT_STREAM
 from vigil.config import Settings
 from vigil.errors import GalleryError
 from vigil.streams import redis_errors
@@ -144,6 +146,8 @@ def erase_person(
         raise GalleryError(f"the gallery changed {MAX_TRANSACTION_ATTEMPTS} times while erasing; retry later")
     # Entries published while this ran (a running service may have named them meanwhile).
     late_events, late_results = _purge_streams(gallery, streams, mentions)
+    # The API's audit trail names people by id: their entries go with them.
+    gallery.call(functools.partial(purge_stream, client, AUDIT_STREAM, [identity_id]))
     tracks = 0
     if streams is not None:  # after the version bump: see the module docstring
         for key in (streams.tracks, streams.learning):

@@ -258,3 +258,74 @@ def _values(client: redis.Redis, key: bytes) -> list[bytes]:
     if kind == b"string":
         return [client.get(key) or b""]
     return [key]
+
+
+def test_a_person_is_enrolled_from_uploads_with_a_reason_for_each_refused_photo(api: Api) -> None:
+    good = require(PEOPLE / "obama.jpg").read_bytes()
+    photos = [
+        ("photos", ("obama.jpg", good, "image/jpeg")),
+        ("photos", ("notes.jpg", b"not a photo", "image/jpeg")),
+    ]
+    # when an admin enrols Obama from a good photo and a bad one
+    created = api.http.post("/api/v1/people", data={"name": OBAMA}, files=photos, headers=api.admin_key)
+    # then he is enrolled from the good one, and the bad one is refused with its reason
+    assert created.status_code == 201, created.text
+    body = created.json()
+    assert body["person"]["name"] == OBAMA and body["person"]["templates"] == 1
+    assert body["accepted"] == ["obama.jpg"]
+    [refused] = body["rejected"]
+    assert refused["photo"] == "notes.jpg" and refused["reason"]
+    # and the change is audited under the key, naming him by id only
+    [change] = read_changes(api.redis)
+    assert (change.who, change.action, change.target) == (
+        "operator",
+        "people.create",
+        body["person"]["identity_id"],
+    )
+    # the same name again is a conflict; a read key may not enrol
+    again = api.http.post("/api/v1/people", data={"name": OBAMA}, files=photos[:1], headers=api.admin_key)
+    assert error_of(again) == (409, "gallery_conflict")
+    reader = api.http.post("/api/v1/people", data={"name": "Ada"}, files=photos[:1], headers=api.read_key)
+    assert error_of(reader) == (403, "forbidden")
+
+
+def test_an_enrolment_without_a_usable_face_says_why_for_each_photo(api: Api) -> None:
+    photos = [
+        ("photos", ("a.jpg", b"not a photo", "image/jpeg")),
+        ("photos", ("b.png", b"nor this", "image/png")),
+    ]
+    refused = api.http.post("/api/v1/people", data={"name": "Nobody"}, files=photos, headers=api.admin_key)
+    assert error_of(refused) == (422, "no_usable_face")
+    message = refused.json()["error"]["message"]
+    assert "a.jpg" in message and "b.png" in message, message
+    assert Gallery(api.redis).find_by_name("Nobody") is None, "nothing is written"
+
+
+def test_photos_are_added_and_people_renamed_and_an_erasure_takes_their_audit_entries(enrolled: Api) -> None:
+    photo = require(PEOPLE / "obama2.jpg").read_bytes()
+    files = [("photos", ("obama2.jpg", photo, "image/jpeg"))]
+    # when a photo is added to Obama, and Biden is renamed
+    added = enrolled.http.post(f"/api/v1/people/{OBAMA}/photos", files=files, headers=enrolled.admin_key)
+    assert added.status_code == 200, added.text
+    assert added.json()["person"]["templates"] == 2 and added.json()["accepted"] == ["obama2.jpg"]
+    renamed = enrolled.http.patch(
+        f"/api/v1/people/{BIDEN}", json={"name": "Joseph Biden"}, headers=enrolled.admin_key
+    )
+    assert renamed.status_code == 200 and renamed.json()["name"] == "Joseph Biden", renamed.text
+    # then the old name is gone, a taken name is refused, and unknown people are 404
+    assert error_of(enrolled.http.get(f"/api/v1/people/{BIDEN}", headers=enrolled.read_key)) == (
+        404,
+        "not_found",
+    )
+    taken = enrolled.http.patch(
+        "/api/v1/people/Joseph Biden", json={"name": OBAMA}, headers=enrolled.admin_key
+    )
+    assert error_of(taken) == (409, "gallery_conflict")
+    missing = enrolled.http.post("/api/v1/people/Nobody/photos", files=files, headers=enrolled.admin_key)
+    assert error_of(missing) == (404, "not_found")
+    # when Obama is erased, then the audit trail keeps that a person was erased, and nothing of his id
+    obama_id = added.json()["person"]["identity_id"]
+    assert enrolled.http.delete(f"/api/v1/people/{OBAMA}", headers=enrolled.admin_key).status_code == 200
+    changes = read_changes(enrolled.redis)
+    assert [change.action for change in changes] == ["people.delete", "people.rename"]
+    assert all(obama_id not in change.target for change in changes)

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from typing import Annotated, Any
 
 import redis
-from fastapi import Depends, FastAPI, File, Query, Request, UploadFile
+from fastapi import Body, Depends, FastAPI, File, Form, Query, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
@@ -48,6 +48,8 @@ OPEN_PATHS = frozenset(f"{API_PREFIX}/{path}" for path in ("health", "ready", "o
 """Served without a key: whether the API and Redis answer, and what the API is."""
 IDENTIFY_QUEUE = 4
 """Uploads waiting for the models at most (each holds its decoded image); more get 503 ``busy``."""
+MAX_PHOTOS = 20
+"""Photos in one enrolment request at most (all of them within ``api.max_upload_bytes``)."""
 
 
 # -- the wire: what the routes return (the OpenAPI schema is made from these) -----------------
@@ -95,6 +97,22 @@ class TemplateOut(BaseModel):
 
 class PersonDetails(PersonOut):
     template_records: list[TemplateOut]
+
+
+class RejectedPhoto(BaseModel):
+    photo: str = Field(description="The uploaded file's name.")
+    reason: str = Field(description="Why it was refused: no face, too small, too blurred, not an image...")
+
+
+class EnrolmentOut(BaseModel):
+    person: PersonOut
+    accepted: list[str] = Field(description="Photos that became templates.")
+    rejected: list[RejectedPhoto]
+    warnings: list[str] = Field(description="Several faces in a photo, look-alikes of someone enrolled.")
+
+
+class RenameIn(BaseModel):
+    name: str = Field(min_length=1, max_length=200, description="The new name (unique).")
 
 
 class ErasureOut(BaseModel):
@@ -238,6 +256,54 @@ def create_app(settings: Settings, client: redis.Redis | None = None) -> FastAPI
             ],
         )
 
+    @app.post(
+        f"{API_PREFIX}/people",
+        status_code=201,
+        response_model=EnrolmentOut,
+        responses=errors,
+        tags=["people"],
+    )
+    async def create_person(
+        name: Annotated[str, Form(min_length=1, max_length=200, description="The person's name (unique).")],
+        photos: Annotated[list[UploadFile], File(description="1-20 photos of them, one face each.")],
+        key: ApiKey = admin,
+    ) -> EnrolmentOut:
+        """Enrol a person from uploaded photos; each refused photo says why (422 if none was usable)."""
+        uploads = await _read_photos(photos, settings.api.max_upload_bytes)
+        report = await asyncio.to_thread(models.enroll, name, uploads, False)
+        record_change(redis_client, key.name, "people.create", report.identity.identity_id)
+        return _enrolment(redis_client, report)
+
+    @app.post(
+        f"{API_PREFIX}/people/{{name}}/photos", response_model=EnrolmentOut, responses=errors, tags=["people"]
+    )
+    async def add_photos(
+        name: str,
+        photos: Annotated[list[UploadFile], File(description="1-20 more photos of them.")],
+        key: ApiKey = admin,
+    ) -> EnrolmentOut:
+        """Add photos to an enrolled person (their templates for the model in force)."""
+        from indexer.gallery import Gallery
+
+        _require_person(Gallery(redis_client), name)
+        uploads = await _read_photos(photos, settings.api.max_upload_bytes)
+        report = await asyncio.to_thread(models.enroll, name, uploads, True)
+        record_change(redis_client, key.name, "people.add_photos", report.identity.identity_id)
+        return _enrolment(redis_client, report)
+
+    @app.patch(f"{API_PREFIX}/people/{{name}}", response_model=PersonOut, responses=errors, tags=["people"])
+    def rename_person(name: str, change: Annotated[RenameIn, Body()], key: ApiKey = admin) -> PersonOut:
+        """Rename a person (409 if the new name is taken)."""
+        from indexer.gallery import Gallery
+        from indexer.people import person_details
+
+        gallery = Gallery(redis_client)
+        _require_person(gallery, name)
+        identity_id = gallery.get_by_name(name).identity_id
+        gallery.rename(identity_id, change.name)
+        record_change(redis_client, key.name, "people.rename", identity_id)
+        return _person(person_details(gallery, change.name))
+
     @app.delete(f"{API_PREFIX}/people/{{name}}", response_model=ErasureOut, responses=errors, tags=["people"])
     def delete_person(name: str, key: ApiKey = admin) -> ErasureOut:
         """Erase a person from every store, index and stream, and Redis's files (`vigil people delete`)."""
@@ -339,10 +405,7 @@ class _Models:
         return self._waiting
 
     def identify(self, data: bytes, source: str) -> list[Any]:
-        from indexer.gallery import Gallery
-        from indexer.identify import Identifier
         from vigil.image import decode_image
-        from vigil.models.pipeline import FacePipeline
 
         with self._count_lock:
             self._waiting += 1
@@ -354,14 +417,69 @@ class _Models:
         try:
             # One image at a time: decoded (and refused) before any model runs, and only then.
             image = decode_image(data, source, max_pixels=self._settings.api.max_image_pixels)
-            if self._identifier is None:
-                pipeline = FacePipeline.from_settings(self._settings)
-                pipeline.load()
-                self._identifier = Identifier.from_settings(Gallery(self._client), pipeline, self._settings)
-            self._identifier.check_gallery()
-            return list(self._identifier.identify(image))
+            identifier = self._loaded_identifier()
+            identifier.check_gallery()
+            return list(identifier.identify(image))
         finally:
             self._lock.release()
+
+    def enroll(self, name: str, photos: list[tuple[str, bytes]], add_to_existing: bool) -> Any:
+        """Enrol ``name`` from uploaded photos, spooled to a private folder and enrolled like files."""
+        import tempfile
+        from pathlib import Path
+
+        from indexer.enroll import enroll_person
+        from indexer.sources import SourceStore
+
+        sources = SourceStore.from_settings(self._settings) if self._settings.indexer.keep_sources else None
+        with self._lock, tempfile.TemporaryDirectory(prefix="vigil-upload-") as folder:
+            paths = []
+            for index, (filename, data) in enumerate(photos):
+                # The name the user gave, without any folder, and numbered: it is what reasons quote.
+                path = Path(folder) / f"{index:02d}-{Path(filename).name or 'photo'}"
+                path.write_bytes(data)
+                paths.append(path)
+            identifier = self._loaded_identifier()
+            return enroll_person(
+                identifier,
+                self._settings.indexer,
+                name,
+                paths,
+                add_to_existing=add_to_existing,
+                sources=sources,
+            )
+
+    def _loaded_identifier(self) -> Any:
+        from indexer.gallery import Gallery
+        from indexer.identify import Identifier
+        from vigil.models.pipeline import FacePipeline
+
+        if self._identifier is None:
+            pipeline = FacePipeline.from_settings(self._settings)
+            pipeline.load()
+            self._identifier = Identifier.from_settings(Gallery(self._client), pipeline, self._settings)
+        return self._identifier
+
+
+async def _read_photos(photos: list[UploadFile], max_bytes: int) -> list[tuple[str, bytes]]:
+    if not 1 <= len(photos) <= MAX_PHOTOS:
+        raise _HttpError(400, "invalid_request", f"send 1 to {MAX_PHOTOS} photos, not {len(photos)}")
+    return [(photo.filename or "photo", await _read_upload(photo, max_bytes)) for photo in photos]
+
+
+def _enrolment(client: redis.Redis, report: Any) -> EnrolmentOut:
+    from indexer.gallery import Gallery
+    from indexer.people import person_details
+
+    def shown(path: Any) -> str:
+        return str(path.name).split("-", 1)[1]  # as uploaded, without the spool's number
+
+    return EnrolmentOut(
+        person=_person(person_details(Gallery(client), report.identity.name)),
+        accepted=[shown(path) for path in report.accepted],
+        rejected=[RejectedPhoto(photo=shown(r.path), reason=r.reason) for r in report.rejected],
+        warnings=report.warnings,
+    )
 
 
 async def _read_upload(upload: UploadFile, max_bytes: int) -> bytes:
@@ -409,6 +527,11 @@ def _add_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(VigilError)
     async def vigil_error(request: Request, exc: VigilError) -> JSONResponse:
+        from indexer.enroll import NoUsableFaceError
+
+        if isinstance(exc, NoUsableFaceError):
+            reasons = "; ".join(f"{r.path.name.split('-', 1)[1]}: {r.reason}" for r in exc.rejected)
+            return body(422, "no_usable_face", f"no photo held a usable face ({reasons})")
         for kind, status, code in _ERROR_STATUS:
             if isinstance(exc, kind):
                 return body(status, code, str(exc))
