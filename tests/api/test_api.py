@@ -329,3 +329,26 @@ def test_photos_are_added_and_people_renamed_and_an_erasure_takes_their_audit_en
     changes = read_changes(enrolled.redis)
     assert [change.action for change in changes] == ["people.delete", "people.rename"]
     assert all(obama_id not in change.target for change in changes)
+
+
+def test_an_uploaded_photo_is_analysed_and_detected(enrolled: Api) -> None:
+    photo = require(PEOPLE / "obama2.jpg").read_bytes()
+    files = {"image": ("obama2.jpg", photo, "image/jpeg")}
+    # when analysed, then his face has a name, an adult's age and a gender with its confidence
+    analysed = enrolled.http.post("/api/v1/analyze", files=files, headers=enrolled.read_key)
+    assert analysed.status_code == 200, analysed.text
+    face = next(face for face in analysed.json()["faces"] if face["name"] == OBAMA)
+    assert 25 <= face["age"] <= 80 and face["age_range"][0] <= face["age"] <= face["age_range"][1], face
+    assert face["gender"] in {"female", "male"} and 0.5 <= face["gender_confidence"] <= 1.0, face
+    # when detected, then the faces have boxes, scores and five landmarks, and no identity
+    detected = enrolled.http.post("/api/v1/detect", files=files, headers=enrolled.read_key)
+    assert detected.status_code == 200, detected.text
+    faces = detected.json()["faces"]
+    assert len(faces) == len(analysed.json()["faces"])
+    assert all(len(face["landmarks"]) == 5 and "name" not in face for face in faces)
+    # and a bad upload is refused alike on both
+    for route in ("analyze", "detect"):
+        bad = enrolled.http.post(
+            f"/api/v1/{route}", files={"image": ("x.jpg", b"junk", "image/jpeg")}, headers=enrolled.read_key
+        )
+        assert error_of(bad) == (400, "invalid_image"), route

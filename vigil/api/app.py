@@ -11,8 +11,9 @@ image is decoded (and rejected if it is not one) before any model runs.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Annotated, Any
 
 import redis
@@ -138,6 +139,29 @@ class FaceOut(BaseModel):
 
 class IdentifyOut(BaseModel):
     faces: list[FaceOut] = Field(description="Every face found, best detection first.")
+
+
+class AnalyzedFace(FaceOut):
+    age: float = Field(description="Estimated age in years.")
+    age_range: list[int] = Field(description="The estimate's likely range, [low, high] years.")
+    gender: str = Field(description="`female` or `male`, as the training data labelled people.")
+    gender_confidence: float = Field(description="0.5-1; low for children, whose estimate is unreliable.")
+
+
+class AnalyzeOut(BaseModel):
+    faces: list[AnalyzedFace]
+
+
+class DetectedFace(BaseModel):
+    box_xyxy: list[float]
+    score: float = Field(description="Detector probability that this is a face (0-1).")
+    landmarks: list[list[float]] = Field(
+        description="Eyes, nose tip, mouth corners as [x, y] (left/right as seen in the image)."
+    )
+
+
+class DetectOut(BaseModel):
+    faces: list[DetectedFace]
 
 
 class EventsPage(BaseModel):
@@ -348,6 +372,41 @@ def create_app(settings: Settings, client: redis.Redis | None = None) -> FastAPI
         results = await asyncio.to_thread(models.identify, data, image.filename or "upload")
         return IdentifyOut(faces=[FaceOut(**result.to_dict()) for result in results])
 
+    @app.post(f"{API_PREFIX}/analyze", response_model=AnalyzeOut, responses=errors, tags=["faces"])
+    async def analyze(
+        image: Annotated[UploadFile, File(description="A photo (JPEG, PNG, WebP, BMP, TIFF).")],
+        key: ApiKey = reader,
+    ) -> AnalyzeOut:
+        """Every face with who it is (or unknown) and its estimated age and gender (`vigil analyze`)."""
+        data = await _read_upload(image, settings.api.max_upload_bytes)
+        if models.waiting >= IDENTIFY_QUEUE:
+            raise _HttpError(503, "busy", f"{IDENTIFY_QUEUE} images are waiting already; retry in a moment")
+        analysed = await asyncio.to_thread(models.analyze, data, image.filename or "upload")
+        return AnalyzeOut(
+            faces=[AnalyzedFace(**result.to_dict(), **face.to_dict()) for result, face in analysed]
+        )
+
+    @app.post(f"{API_PREFIX}/detect", response_model=DetectOut, responses=errors, tags=["faces"])
+    async def detect(
+        image: Annotated[UploadFile, File(description="A photo (JPEG, PNG, WebP, BMP, TIFF).")],
+        key: ApiKey = reader,
+    ) -> DetectOut:
+        """Every face's box, detection score and landmarks, without identifying anyone."""
+        data = await _read_upload(image, settings.api.max_upload_bytes)
+        if models.waiting >= IDENTIFY_QUEUE:
+            raise _HttpError(503, "busy", f"{IDENTIFY_QUEUE} images are waiting already; retry in a moment")
+        found = await asyncio.to_thread(models.detect, data, image.filename or "upload")
+        return DetectOut(
+            faces=[
+                DetectedFace(
+                    box_xyxy=[round(float(v), 1) for v in face.box_xyxy],
+                    score=round(face.score, 4),
+                    landmarks=face.landmarks.round(1).tolist(),
+                )
+                for face in found
+            ]
+        )
+
     @app.get(f"{API_PREFIX}/events", response_model=EventsPage, responses=errors, tags=["events"])
     def events(
         key: ApiKey = reader,
@@ -397,6 +456,7 @@ class _Models:
         self._lock = threading.Lock()
         self._count_lock = threading.Lock()  # `+=` is not atomic across threads: guard the count
         self._identifier: Any = None
+        self._attribute_head: Any = None
         self._waiting = 0
 
     @property
@@ -405,8 +465,39 @@ class _Models:
         return self._waiting
 
     def identify(self, data: bytes, source: str) -> list[Any]:
+        """The faces of an uploaded image with who they are (``Identification`` each)."""
+        with self._turn():
+            return self._identify(data, source)
+
+    def analyze(self, data: bytes, source: str) -> list[tuple[Any, Any]]:
+        """The faces of an uploaded image with who they are and their age and gender."""
+        import numpy as np
+
+        from vigil.models.attributes import load_attribute_head, predict_attributes
+
+        with self._turn():
+            results = self._identify(data, source)
+            if not results:
+                return []
+            if self._attribute_head is None:
+                self._attribute_head, head_source = load_attribute_head(
+                    self._settings.home, self._loaded_identifier().pipeline.embedder.version
+                )
+                logger.info("attribute head: %s", head_source)
+            embeddings = np.stack([result.face.embedding for result in results]).astype(np.float32)
+            return list(zip(results, predict_attributes(self._attribute_head, embeddings), strict=True))
+
+    def detect(self, data: bytes, source: str) -> list[Any]:
+        """The faces of an uploaded image, embedded but not identified (pipeline ``Face`` each)."""
         from vigil.image import decode_image
 
+        with self._turn():
+            image = decode_image(data, source, max_pixels=self._settings.api.max_image_pixels)
+            return list(self._loaded_identifier().pipeline.analyze([image])[0])
+
+    @contextlib.contextmanager
+    def _turn(self) -> Iterator[None]:
+        """One image at a time, counting those that wait (``waiting``)."""
         with self._count_lock:
             self._waiting += 1
         try:
@@ -415,13 +506,18 @@ class _Models:
             with self._count_lock:
                 self._waiting -= 1
         try:
-            # One image at a time: decoded (and refused) before any model runs, and only then.
-            image = decode_image(data, source, max_pixels=self._settings.api.max_image_pixels)
-            identifier = self._loaded_identifier()
-            identifier.check_gallery()
-            return list(identifier.identify(image))
+            yield
         finally:
             self._lock.release()
+
+    def _identify(self, data: bytes, source: str) -> list[Any]:
+        from vigil.image import decode_image
+
+        # Decoded (and refused) before any model runs.
+        image = decode_image(data, source, max_pixels=self._settings.api.max_image_pixels)
+        identifier = self._loaded_identifier()
+        identifier.check_gallery()
+        return list(identifier.identify(image))
 
     def enroll(self, name: str, photos: list[tuple[str, bytes]], add_to_existing: bool) -> Any:
         """Enrol ``name`` from uploaded photos, spooled to a private folder and enrolled like files."""
@@ -432,7 +528,7 @@ class _Models:
         from indexer.sources import SourceStore
 
         sources = SourceStore.from_settings(self._settings) if self._settings.indexer.keep_sources else None
-        with self._lock, tempfile.TemporaryDirectory(prefix="vigil-upload-") as folder:
+        with self._turn(), tempfile.TemporaryDirectory(prefix="vigil-upload-") as folder:
             paths = []
             for index, (filename, data) in enumerate(photos):
                 # The name the user gave, without any folder, and numbered: it is what reasons quote.
