@@ -11,9 +11,8 @@ image is decoded (and rejected if it is not one) before any model runs.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Annotated, Any
 
 import redis
@@ -27,6 +26,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from vigil import __version__
 from vigil.api.audit import record_change
+from vigil.api.faces import SharedModels
 from vigil.api.gate import KEY_STATE, MULTIPART_OVERHEAD_BYTES, Gate
 from vigil.api.keys import ApiKey, ApiRole, KeyStore
 from vigil.config import Settings
@@ -201,7 +201,7 @@ def create_app(settings: Settings, client: redis.Redis | None = None) -> FastAPI
             CORSMiddleware, allow_origins=settings.api.cors_origins, allow_methods=["*"], allow_headers=["*"]
         )
     _add_error_handlers(app)
-    models = _Models(settings, redis_client)
+    models = SharedModels(settings, redis_client)
     # Documents the header in the schema; the gate has checked it already.
     key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="`vigil api-keys create`")
 
@@ -444,117 +444,6 @@ class _HttpError(Exception):
     def __init__(self, status: int, code: str, message: str) -> None:
         super().__init__(message)
         self.status, self.code, self.message = status, code, message
-
-
-class _Models:
-    """The face pipeline and identifier, loaded on first use and shared by requests (one at a time)."""
-
-    def __init__(self, settings: Settings, client: redis.Redis) -> None:
-        import threading
-
-        self._settings, self._client = settings, client
-        self._lock = threading.Lock()
-        self._count_lock = threading.Lock()  # `+=` is not atomic across threads: guard the count
-        self._identifier: Any = None
-        self._attribute_head: Any = None
-        self._waiting = 0
-
-    @property
-    def waiting(self) -> int:
-        """Images waiting for the models now."""
-        return self._waiting
-
-    def identify(self, data: bytes, source: str) -> list[Any]:
-        """The faces of an uploaded image with who they are (``Identification`` each)."""
-        with self._turn():
-            return self._identify(data, source)
-
-    def analyze(self, data: bytes, source: str) -> list[tuple[Any, Any]]:
-        """The faces of an uploaded image with who they are and their age and gender."""
-        import numpy as np
-
-        from vigil.models.attributes import load_attribute_head, predict_attributes
-
-        with self._turn():
-            results = self._identify(data, source)
-            if not results:
-                return []
-            if self._attribute_head is None:
-                self._attribute_head, head_source = load_attribute_head(
-                    self._settings.home, self._loaded_identifier().pipeline.embedder.version
-                )
-                logger.info("attribute head: %s", head_source)
-            embeddings = np.stack([result.face.embedding for result in results]).astype(np.float32)
-            return list(zip(results, predict_attributes(self._attribute_head, embeddings), strict=True))
-
-    def detect(self, data: bytes, source: str) -> list[Any]:
-        """The faces of an uploaded image, embedded but not identified (pipeline ``Face`` each)."""
-        from vigil.image import decode_image
-
-        with self._turn():
-            image = decode_image(data, source, max_pixels=self._settings.api.max_image_pixels)
-            return list(self._loaded_identifier().pipeline.analyze([image])[0])
-
-    @contextlib.contextmanager
-    def _turn(self) -> Iterator[None]:
-        """One image at a time, counting those that wait (``waiting``)."""
-        with self._count_lock:
-            self._waiting += 1
-        try:
-            self._lock.acquire()
-        finally:
-            with self._count_lock:
-                self._waiting -= 1
-        try:
-            yield
-        finally:
-            self._lock.release()
-
-    def _identify(self, data: bytes, source: str) -> list[Any]:
-        from vigil.image import decode_image
-
-        # Decoded (and refused) before any model runs.
-        image = decode_image(data, source, max_pixels=self._settings.api.max_image_pixels)
-        identifier = self._loaded_identifier()
-        identifier.check_gallery()
-        return list(identifier.identify(image))
-
-    def enroll(self, name: str, photos: list[tuple[str, bytes]], add_to_existing: bool) -> Any:
-        """Enrol ``name`` from uploaded photos, spooled to a private folder and enrolled like files."""
-        import tempfile
-        from pathlib import Path
-
-        from indexer.enroll import enroll_person
-        from indexer.sources import SourceStore
-
-        sources = SourceStore.from_settings(self._settings) if self._settings.indexer.keep_sources else None
-        with self._turn(), tempfile.TemporaryDirectory(prefix="vigil-upload-") as folder:
-            paths = []
-            for index, (filename, data) in enumerate(photos):
-                # The name the user gave, without any folder, and numbered: it is what reasons quote.
-                path = Path(folder) / f"{index:02d}-{Path(filename).name or 'photo'}"
-                path.write_bytes(data)
-                paths.append(path)
-            identifier = self._loaded_identifier()
-            return enroll_person(
-                identifier,
-                self._settings.indexer,
-                name,
-                paths,
-                add_to_existing=add_to_existing,
-                sources=sources,
-            )
-
-    def _loaded_identifier(self) -> Any:
-        from indexer.gallery import Gallery
-        from indexer.identify import Identifier
-        from vigil.models.pipeline import FacePipeline
-
-        if self._identifier is None:
-            pipeline = FacePipeline.from_settings(self._settings)
-            pipeline.load()
-            self._identifier = Identifier.from_settings(Gallery(self._client), pipeline, self._settings)
-        return self._identifier
 
 
 async def _read_photos(photos: list[UploadFile], max_bytes: int) -> list[tuple[str, bytes]]:
