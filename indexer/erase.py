@@ -167,13 +167,22 @@ def erase_person(
     return erasure
 
 
-def erase_person_named(settings: Settings, name: str, *, rewrite_files: bool = True) -> Erasure:
+def erase_person_named(
+    settings: Settings, name: str, *, gallery: Gallery | None = None, rewrite_files: bool = True
+) -> Erasure:
     """Erase the person called ``name`` from every store the settings name (``vigil people delete``).
+
+    Args:
+        settings: Where the gallery, streams and kept photos are.
+        name: Who.
+        gallery: The gallery to erase from when the caller holds one (the API's connection);
+            None opens the settings' own.
+        rewrite_files: Rewrite Redis's files afterwards (see ``erase_person``).
 
     Raises:
         GalleryError: Nobody is enrolled under that name, or Redis's files could not be rewritten.
     """
-    gallery = Gallery.from_settings(settings)
+    gallery = gallery if gallery is not None else Gallery.from_settings(settings)
     identity_id = gallery.get_by_name(name).identity_id
     return erase_person(
         gallery,

@@ -409,12 +409,10 @@ class _Bench:
         return self.process is not None and self.process.poll() is None
 
     def _wait_for_first_result(self, since: float) -> float:
+        client, stream = _connect(self.settings), self.settings.streamer.bus.faces_stream
         deadline = time.monotonic() + FIRST_RESULT_TIMEOUT_S
         while time.monotonic() < deadline:
-            if (
-                next_entry_at(_connect(self.settings), self.settings.streamer.bus.faces_stream, since)
-                is not None
-            ):
+            if next_entry_at(client, stream, since) is not None:
                 return time.time()
             if not self._running():
                 break

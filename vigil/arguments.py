@@ -51,3 +51,23 @@ def positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
     return value
+
+
+def cosine(text: str) -> float:
+    """A cosine similarity, -1 to 1 (``--threshold``)."""
+    return _number_in(text, -1.0, 1.0)
+
+
+def cosine_margin(text: str) -> float:
+    """A lead in cosine similarity, 0 to 2 (``--margin``)."""
+    return _number_in(text, 0.0, 2.0)
+
+
+def _number_in(text: str, low: float, high: float) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not low <= value <= high:
+        raise argparse.ArgumentTypeError(f"{text} is not between {low:g} and {high:g}")
+    return value

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import redis
 from fastapi import Body, Depends, FastAPI, File, Form, Query, Request, UploadFile
@@ -43,6 +43,7 @@ from vigil.errors import (
 )
 
 logger = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 API_PREFIX = "/api/v1"
 OPEN_PATHS = frozenset(f"{API_PREFIX}/{path}" for path in ("health", "ready", "openapi.json", "docs"))
@@ -215,6 +216,13 @@ def create_app(settings: Settings, client: redis.Redis | None = None) -> FastAPI
 
         return check
 
+    async def in_turn(work: Callable[[bytes, str], _T], image: UploadFile) -> _T:
+        """``work`` on an uploaded image, in the models' thread, unless too many images wait already."""
+        data = await _read_upload(image, settings.api.max_upload_bytes)
+        if models.waiting >= IDENTIFY_QUEUE:
+            raise _HttpError(503, "busy", f"{IDENTIFY_QUEUE} images are waiting already; retry in a moment")
+        return await asyncio.to_thread(work, data, image.filename or "upload")
+
     reader = Depends(authorised(ApiRole.READ))
     admin = Depends(authorised(ApiRole.ADMIN))
     errors: dict[int | str, dict[str, Any]] = {
@@ -331,17 +339,13 @@ def create_app(settings: Settings, client: redis.Redis | None = None) -> FastAPI
     @app.delete(f"{API_PREFIX}/people/{{name}}", response_model=ErasureOut, responses=errors, tags=["people"])
     def delete_person(name: str, key: ApiKey = admin) -> ErasureOut:
         """Erase a person from every store, index and stream, and Redis's files (`vigil people delete`)."""
-        from indexer.erase import StreamKeys, erase_person
+        from indexer.erase import erase_person_named
         from indexer.gallery import Gallery
-        from indexer.sources import SourceStore
 
         gallery = Gallery(redis_client)
         _require_person(gallery, name)
-        identity_id = gallery.get_by_name(name).identity_id
         try:
-            erased = erase_person(
-                gallery, SourceStore.from_settings(settings), identity_id, StreamKeys.from_settings(settings)
-            )
+            erased = erase_person_named(settings, name, gallery=gallery)
         finally:  # audited once the person is gone, also when rewriting Redis's files then failed
             if gallery.find_by_name(name) is None:
                 # The audit names the key, not the person: the trail must not outlive an erasure.
@@ -366,10 +370,7 @@ def create_app(settings: Settings, client: redis.Redis | None = None) -> FastAPI
         key: ApiKey = reader,
     ) -> IdentifyOut:
         """Every face in an uploaded image: its box, and who it is or that it is unknown."""
-        data = await _read_upload(image, settings.api.max_upload_bytes)
-        if models.waiting >= IDENTIFY_QUEUE:
-            raise _HttpError(503, "busy", f"{IDENTIFY_QUEUE} images are waiting already; retry in a moment")
-        results = await asyncio.to_thread(models.identify, data, image.filename or "upload")
+        results = await in_turn(models.identify, image)
         return IdentifyOut(faces=[FaceOut(**result.to_dict()) for result in results])
 
     @app.post(f"{API_PREFIX}/analyze", response_model=AnalyzeOut, responses=errors, tags=["faces"])
@@ -378,10 +379,7 @@ def create_app(settings: Settings, client: redis.Redis | None = None) -> FastAPI
         key: ApiKey = reader,
     ) -> AnalyzeOut:
         """Every face with who it is (or unknown) and its estimated age and gender (`vigil analyze`)."""
-        data = await _read_upload(image, settings.api.max_upload_bytes)
-        if models.waiting >= IDENTIFY_QUEUE:
-            raise _HttpError(503, "busy", f"{IDENTIFY_QUEUE} images are waiting already; retry in a moment")
-        analysed = await asyncio.to_thread(models.analyze, data, image.filename or "upload")
+        analysed = await in_turn(models.analyze, image)
         return AnalyzeOut(
             faces=[AnalyzedFace(**result.to_dict(), **face.to_dict()) for result, face in analysed]
         )
@@ -392,10 +390,7 @@ def create_app(settings: Settings, client: redis.Redis | None = None) -> FastAPI
         key: ApiKey = reader,
     ) -> DetectOut:
         """Every face's box, detection score and landmarks, without identifying anyone."""
-        data = await _read_upload(image, settings.api.max_upload_bytes)
-        if models.waiting >= IDENTIFY_QUEUE:
-            raise _HttpError(503, "busy", f"{IDENTIFY_QUEUE} images are waiting already; retry in a moment")
-        found = await asyncio.to_thread(models.detect, data, image.filename or "upload")
+        found = await in_turn(models.detect, image)
         return DetectOut(
             faces=[
                 DetectedFace(

@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from vigil.arguments import positive_int, probability, writable_json
+from vigil.arguments import cosine, cosine_margin, positive_int, probability, writable_json
 from vigil.cli.train import add_common_attribute_arguments
 from vigil.config import Settings
 from vigil.errors import DatasetError
@@ -188,11 +188,11 @@ def add_pairs_bench(bench: argparse._SubParsersAction[argparse.ArgumentParser]) 
     )
     parser.add_argument(
         "--threshold",
-        type=_cosine,
+        type=cosine,
         help="template aging: match threshold (cosine) instead of the calibrated one for the gallery's size",
     )
     parser.add_argument(
-        "--margin", type=_margin, help="template aging: match margin instead of the calibrated one"
+        "--margin", type=cosine_margin, help="template aging: match margin instead of the calibrated one"
     )
     parser.add_argument(
         "--json",
@@ -445,26 +445,6 @@ def _add_clip_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--people", type=Path, default=DEFAULT_PEOPLE_DIR, help=f"folder with {', '.join(PEOPLE.values())}"
     )
-
-
-def _cosine(text: str) -> float:
-    """``--threshold``: a cosine similarity, -1 to 1."""
-    return _number_in(text, -1.0, 1.0)
-
-
-def _margin(text: str) -> float:
-    """``--margin``: a lead in cosine similarity, 0 to 2."""
-    return _number_in(text, 0.0, 2.0)
-
-
-def _number_in(text: str, low: float, high: float) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not low <= value <= high:
-        raise argparse.ArgumentTypeError(f"{text} is not between {low:g} and {high:g}")
-    return value
 
 
 def _fold_count(text: str) -> int:
