@@ -13,6 +13,8 @@ SYSTEM_PACKAGES := python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-ba
                    gstreamer1.0-plugins-good gstreamer1.0-plugins-bad
 # promtool (Debian package prometheus) unit-tests deploy/'s alert rules (tests/test_deploy.py).
 PROMETHEUS_PACKAGE := prometheus
+# Headless Chromium and its driver run the web app's tests (tests/browser, through Selenium).
+BROWSER_PACKAGES := chromium chromium-driver
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -56,6 +58,11 @@ system-deps:
 		echo "installing $(PROMETHEUS_PACKAGE) (for promtool)"; \
 		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
 			$(PROMETHEUS_PACKAGE)) >/dev/null || echo "system-deps: apt-get failed; the alert-rule tests will skip"; \
+	fi
+	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && ! dpkg -s $(BROWSER_PACKAGES) >/dev/null 2>&1; then \
+		echo "installing $(BROWSER_PACKAGES)"; \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+			$(BROWSER_PACKAGES)) >/dev/null || echo "system-deps: apt-get failed; the browser tests will skip"; \
 	fi
 
 lint: $(VENV)/.installed-test

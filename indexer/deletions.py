@@ -12,7 +12,8 @@ and the bytes stay in memory, in the snapshot and in a rewritten AOF until the w
 is emptied. ``purge_stream`` therefore rewrites a stream without the entries that mention a
 person, keeping every other entry's id, the stream's last id, its consumer groups and their
 pending entries, in one script. ``purge_hash`` does the same for a hash whose fields each hold
-one thing (the tracker's open tracks): the fields that mention the person go.
+one thing (the tracker's open tracks): the fields that mention the person go. ``purge_set_keys``
+deletes the keys a set names, and the set (a person's event thumbnails).
 """
 
 from __future__ import annotations
@@ -192,6 +193,18 @@ return #doomed
 """
 
 
+# KEYS[1]: a set of key names. Deletes them and the set; returns how many of them existed.
+_PURGE_SET_KEYS_SCRIPT = """
+if redis.call('TYPE', KEYS[1]).ok ~= 'set' then return 0 end
+local members, deleted = redis.call('SMEMBERS', KEYS[1]), 0
+for start = 1, #members, 500 do  -- unpack is bounded by Lua's stack
+  deleted = deleted + redis.call('DEL', unpack(members, start, math.min(start + 499, #members)))
+end
+redis.call('DEL', KEYS[1])
+return deleted
+"""
+
+
 def purge_stream(client: redis.Redis, stream: str, mentions: Sequence[str]) -> int:
     """Rewrite ``stream`` without the entries holding any of ``mentions`` in a field value.
 
@@ -212,6 +225,15 @@ def purge_hash(client: redis.Redis, key: str, mentions: Sequence[str]) -> int:
         How many fields went.
     """
     return int(cast(int, client.eval(_PURGE_HASH_SCRIPT, 1, key, *mentions)))
+
+
+def purge_set_keys(client: redis.Redis, key: str) -> int:
+    """Delete every key that set ``key`` names, then the set, in one script.
+
+    Returns:
+        How many of the named keys existed.
+    """
+    return int(cast(int, client.eval(_PURGE_SET_KEYS_SCRIPT, 1, key)))
 
 
 def tombstone_commands(tombstones: Sequence[tuple[str, str]], now: float) -> list[Command]:

@@ -6,9 +6,11 @@ person: hard negatives and feedback (``indexer.corrections``), unknown clusters 
 as them (``indexer.unknowns``; with whatever an interrupted enrolment left of their tracks,
 face images included), their aging opt-in (``indexer.aging``), their history and templates,
 the service's streams (``StreamKeys``: events naming them, workers' results holding their
-face's embedding), the tracker's open tracks of them (a hash, one field per track), the API's
-audit entries about them, keys named after them (the tracker's cooldowns), and kept enrolment
-photos on disk.
+face's embedding), the tracker's open tracks of them (a hash, one field per track), the
+thumbnails of the events of every track matched to them (``streamer.events.thumbnails``:
+face images, found through a set per person, ``StreamKeys.thumbnails_of``), the API's audit
+entries about them, keys named after them (the tracker's cooldowns), and kept enrolment photos
+on disk.
 
 The person's keys, and the version bump that makes searchers reload, go in one script
 (``indexer.deletions``) whose first writes are deletions: a full Redis (``maxmemory``),
@@ -17,6 +19,8 @@ rewritten without the entries about them by a script of its own, streams first, 
 crash in between leaves the person enrolled and running the erasure again finishes it.
 The tracker's tracks go after the version bump: a running tracker checks the version in each
 commit and drops its tracks of erased people first, so none can be written back afterwards.
+Thumbnails go with the person's keys, and again after the bump: a tracker may have committed
+one between the plan and the bump.
 Then Redis's files are rewritten (``rewrite_persistence``: BGREWRITEAOF, BGSAVE, waited
 for), so the erased embeddings are gone from its disk too, not only from its memory.
 
@@ -29,6 +33,7 @@ import functools
 import json
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import cast
 
@@ -36,7 +41,7 @@ import redis
 
 from indexer.aging import OPTED_IN_KEY
 from indexer.corrections import Corrections
-from indexer.deletions import Deletions, purge_hash, purge_stream
+from indexer.deletions import Deletions, purge_hash, purge_set_keys, purge_stream
 from indexer.gallery import MAX_TRANSACTION_ATTEMPTS, Gallery
 from indexer.sources import SourceStore
 from indexer.unknowns import UnknownStore
@@ -72,9 +77,43 @@ class StreamKeys:
         """Track outcomes published but not yet learnt from, one hash field per event id."""
         return f"{self.faces}:tracker:learning"
 
+    def thumbnail(self, event_id: str) -> str:
+        """An event's thumbnail (``streamer.events.thumbnails``): the JPEG of its face."""
+        return f"{self.events}:thumb:{event_id}"
+
+    def thumbnails_of(self, identity_id: str) -> str:
+        """The set of the thumbnail keys of every track matched to this person, for erasure."""
+        return f"{self.events}:thumbs:{identity_id}"
+
     @classmethod
     def from_settings(cls, settings: Settings) -> StreamKeys:
         return cls(settings.streamer.events.stream, settings.streamer.bus.faces_stream)
+
+
+def claim_thumbnails(
+    client: redis.Redis, keys: StreamKeys, identity_id: str, event_ids: Sequence[str]
+) -> int:
+    """Link events' thumbnails to a person the user said they show (feedback, an enrolled
+    cluster), so that erasing the person deletes them too; returns how many were linked.
+
+    The person's set lives as long as the longest-lived thumbnail it names.
+    """
+    thumbnails = [keys.thumbnail(event_id) for event_id in event_ids]
+    if not thumbnails:
+        return 0
+    set_key = keys.thumbnails_of(identity_id)
+    with redis_errors(), client.pipeline(transaction=False) as pipe:
+        for key in [*thumbnails, set_key]:
+            pipe.pttl(key)
+        *lives, set_life = cast(list[int], pipe.execute())
+    kept = [(key, life) for key, life in zip(thumbnails, lives, strict=True) if life > 0]
+    if not kept:
+        return 0
+    with redis_errors(), client.pipeline(transaction=True) as pipe:
+        pipe.sadd(set_key, *[key for key, _ in kept])
+        pipe.pexpire(set_key, max(set_life, *(life for _, life in kept)))
+        pipe.execute()
+    return len(kept)
 
 
 @dataclass(frozen=True)
@@ -92,6 +131,7 @@ class Erasure:
         results: Workers' results holding a face taken for them.
         keys: Other keys named after them (cooldowns).
         tracks: The tracker's open tracks of them, and outcomes of theirs not yet learnt from.
+        thumbnails: Thumbnails of the events of tracks matched to them.
         rewritten: Redis files rewritten without them (``aof``, ``rdb``).
     """
 
@@ -106,6 +146,7 @@ class Erasure:
     keys: int = 0
     rewritten: tuple[str, ...] = ()
     tracks: int = 0
+    thumbnails: int = 0
 
 
 def erase_person(
@@ -137,7 +178,7 @@ def erase_person(
     # running the erasure again finishes it (the other way round, nobody could name them).
     events, results = _purge_streams(gallery, streams, mentions)
     for _ in range(MAX_TRANSACTION_ATTEMPTS):
-        plan = _plan(gallery, identity_id)
+        plan = _plan(gallery, identity_id, streams)
         if plan.deletions is None:
             raise GalleryError(f"unknown identity id {identity_id!r}")
         if _apply(gallery, plan.deletions, plan.version):
@@ -148,21 +189,24 @@ def erase_person(
     late_events, late_results = _purge_streams(gallery, streams, mentions)
     # The API's audit trail names people by id: their entries go with them.
     gallery.call(functools.partial(purge_stream, client, AUDIT_STREAM, [identity_id]))
-    tracks = 0
+    tracks, thumbnails = 0, plan.thumbnails
     if streams is not None:  # after the version bump: see the module docstring
         for key in (streams.tracks, streams.learning):
             tracks += gallery.call(functools.partial(purge_hash, client, key, mentions))
+        late = functools.partial(purge_set_keys, client, streams.thumbnails_of(identity_id))
+        thumbnails += gallery.call(late)
     photos = sources.erase(identity_id)
     rewritten = rewrite_persistence(client) if rewrite_files else ()
     erasure = Erasure(
         name, plan.templates, photos, plan.negatives, plan.feedback, plan.clusters,
-        events + late_events, results + late_results, len(plan.named_keys), rewritten, tracks,
+        events + late_events, results + late_results, len(plan.named_keys), rewritten, tracks, thumbnails,
     )  # fmt: skip
     logger.info(
         "erased identity %s: %d templates, %d negatives, %d feedback, %d clusters, %d kept photos, "
-        "%d events, %d results, %d keys, %d open tracks; rewrote %s",
+        "%d events, %d results, %d keys, %d open tracks, %d thumbnails; rewrote %s",
         identity_id, erasure.templates, erasure.negatives, erasure.feedback, erasure.clusters, erasure.photos,
-        erasure.events, erasure.results, erasure.keys, erasure.tracks, ", ".join(rewritten) or "no files",
+        erasure.events, erasure.results, erasure.keys, erasure.tracks, erasure.thumbnails,
+        ", ".join(rewritten) or "no files",
     )  # fmt: skip
     return erasure
 
@@ -281,11 +325,13 @@ class _Plan:
     feedback: int = 0
     clusters: int = 0
     named_keys: list[str] = field(default_factory=list)
+    thumbnails: int = 0
 
 
-def _plan(gallery: Gallery, identity_id: str) -> _Plan:
+def _plan(gallery: Gallery, identity_id: str, streams: StreamKeys | None) -> _Plan:
     """Read every store's deletions for the person (the script refuses them if the version moved)."""
     client = gallery.client
+    thumbnails_key = None if streams is None else streams.thumbnails_of(identity_id)
 
     def read() -> _Plan:
         with client.pipeline(transaction=True) as pipe:
@@ -296,14 +342,24 @@ def _plan(gallery: Gallery, identity_id: str) -> _Plan:
             except GalleryError:
                 return _Plan(version, None)
             negatives, feedback, correction_deletions = Corrections(gallery).plan_erase(pipe, identity_id)
+            thumbnails: list[str] = []
+            if thumbnails_key is not None:
+                thumbnails = sorted(
+                    member.decode() for member in cast(set[bytes], pipe.smembers(thumbnails_key))
+                )
+            # Those not expired yet, for the count (deleting an expired one is harmless).
+            kept = int(pipe.exists(*thumbnails)) if thumbnails else 0
             pipe.reset()
         # retention: erasure only deletes
         clusters, cluster_deletions = UnknownStore(gallery, retention_s=0.0).plan_erase(identity_id)
         named = [key.decode() for key in client.scan_iter(match=f"*{identity_id}*", count=_SCAN_BATCH)]
+        named = [key for key in named if key != thumbnails_key]  # counted as thumbnails
         deletions.extend(correction_deletions).extend(cluster_deletions)
         deletions.set_members.append((gallery.key(OPTED_IN_KEY), [identity_id]))
-        deletions.keys += named
-        return _Plan(version, deletions, templates, negatives, feedback, clusters, named)
+        # The set itself stays for the sweep after the version bump (``purge_set_keys``): a
+        # tracker commit between this read and the bump may add a thumbnail to it.
+        deletions.keys += named + thumbnails
+        return _Plan(version, deletions, templates, negatives, feedback, clusters, named, kept)
 
     return gallery.call(read)
 

@@ -115,6 +115,11 @@ class Identifier:
         """The embedding space searches run in: the backbone's, or the head's in force at the last refresh."""
         return self._head.space_version if self._head is not None else self.pipeline.embedder.version
 
+    @property
+    def people(self) -> int:
+        """People in the index (as of the last refresh): the rule in force is fitted to this many."""
+        return self._people
+
     def thresholds(self) -> Thresholds:
         """The decision rule in force now, for the number of people enrolled."""
         return self.calibration.current(self._people)

@@ -292,13 +292,17 @@ class UnknownStore:
         found = [self._read_cluster(cluster_id) for cluster_id in cluster_ids]
         return [cluster for cluster in found if cluster is not None]
 
+    def find_cluster(self, cluster_id: int) -> UnknownCluster | None:
+        """One cluster, or None when it was never made, was forgotten or expired."""
+        return self._read_cluster(cluster_id)
+
     def get_cluster(self, cluster_id: int) -> UnknownCluster:
         """One cluster.
 
         Raises:
             GalleryError: No such cluster (never made, forgotten or expired).
         """
-        cluster = self._read_cluster(cluster_id)
+        cluster = self.find_cluster(cluster_id)
         if cluster is None:
             raise GalleryError(
                 f"no unknown cluster {cluster_id} (forgotten or expired); see `vigil unknowns list`"

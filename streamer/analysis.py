@@ -4,9 +4,10 @@ Workers may analyse a camera's frames out of order and on several machines; the 
 needs them in order. So each result names its camera and frame number, and carries what
 tracking needs: boxes, landmarks, embeddings (for association) and the open-set decision
 made against the gallery at that moment (with the rule in force, for the event). Only when
-the user opted in to images of unknown faces (``indexer.unknowns.keep_images``) does an
-unmatched face also carry a small JPEG of itself (``face_crop_jpeg``): the worker has the
-frame, the tracker only what travels here, and only the tracker knows which track is kept.
+the user opted in to face images does a face also carry a small JPEG of itself
+(``face_crop_jpeg``): unmatched faces with ``indexer.unknowns.keep_images``, every face with
+``streamer.events.thumbnails``. The worker has the frame, the tracker only what travels here,
+and only the tracker knows which track is kept and which face an event rests on.
 """
 
 from __future__ import annotations
@@ -48,8 +49,8 @@ class FaceResult:
         candidate_id: The best person even when not accepted (for voting), or None.
         margin: Best person's lead over the runner-up (``inf`` with none; None with an empty
             gallery), for template aging.
-        crop_jpeg: The face as a small JPEG (``face_crop_jpeg``), or None: only unmatched faces,
-            and only with ``indexer.unknowns.keep_images``.
+        crop_jpeg: The face as a small JPEG (``face_crop_jpeg``), or None: unmatched faces with
+            ``indexer.unknowns.keep_images``, every face with ``streamer.events.thumbnails``.
     """
 
     box: list[float]

@@ -216,7 +216,7 @@ def read_events(
         for raw_id, fields in entries:
             stream_id = text(raw_id)
             event = _parse(config.stream, stream_id, fields)
-            if event is not None and _matches(event, camera, identity):
+            if event is not None and event_matches(event, camera, identity):
                 yield stream_id, event
         if len(entries) < batch:
             return
@@ -245,7 +245,7 @@ def follow_events(
             for raw_id, fields in entries:
                 last = text(raw_id)
                 event = _parse(config.stream, last, fields)
-                if event is not None and _matches(event, camera, identity):
+                if event is not None and event_matches(event, camera, identity):
                     yield last, event
 
 
@@ -280,7 +280,8 @@ def subscribe(
         yield event
 
 
-def _matches(event: Event, camera: str | None, identity: str | None) -> bool:
+def event_matches(event: Event, camera: str | None, identity: str | None) -> bool:
+    """Whether ``event`` is of ``camera`` and of ``identity`` (an id or a name); None: any."""
     if camera is not None and event.camera != camera:
         return False
     return identity is None or identity in (event.identity_id, event.name)

@@ -69,8 +69,15 @@ class SourceStatus:
         return int(previous.get("next_frame", 0))
 
     def count_frame(self) -> None:
+        now = time.time()
+        last = self.fields.get("last_frame_at")
+        if isinstance(last, float) and now > last:
+            # Frames per second sent, smoothed over about the last ten frames.
+            previous = float(str(self.fields.get("fps", 0.0)))
+            rate = 1.0 / (now - last)
+            self.fields["fps"] = round(rate if previous == 0.0 else 0.9 * previous + 0.1 * rate, 2)
         self.fields["frames"] = int(str(self.fields["frames"])) + 1
-        self.fields["last_frame_at"] = time.time()
+        self.fields["last_frame_at"] = now
 
     def save(self) -> None:
         if self.client is None:

@@ -10,7 +10,8 @@ Events carry no embedding. The face is found, in this order:
    event's frame and nearest to its time. A ``track_ended`` event of a named track is
    looked up through its track's ``recognized`` event, whose box is the track's best face.
 
-When neither holds it any more, an ``EventError`` says so.
+When neither holds it any more, an ``EventError`` says so. ``correct_event`` is the whole
+correction, as ``vigil feedback`` and ``POST /api/v1/feedback`` make it.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from typing import cast
 
 import redis
 
+from indexer.corrections import Feedback, Verdict, apply_feedback
 from indexer.unknowns import UnknownStore
 from streamer.analysis import FaceResult, FrameResult
 from streamer.events import Event, EventType, read_events
@@ -101,6 +103,41 @@ def event_face(client: redis.Redis, settings: Settings, unknowns: UnknownStore, 
             "correct a more recent event of the same person"
         )
     return EventFace(event, backbone_of(event.embedder_version), face.embedding)
+
+
+def correct_event(
+    client: redis.Redis,
+    settings: Settings,
+    unknowns: UnknownStore,
+    event_id: str,
+    verdict: Verdict,
+    name: str,
+) -> Feedback:
+    """Correct an event: its face is (``is``: a new template) or is not (``not``: a hard negative)
+    the person called ``name``. An unknown track's kept entry that became a template is consumed.
+
+    Returns:
+        The correction kept (``item_id``: the template or negative it made).
+
+    Raises:
+        EventError: Malformed or unknown event id, or its face is no longer stored.
+        GalleryError: Nobody is enrolled as ``name`` (checked before the events are scanned).
+    """
+    wanted = check_event_id(event_id)
+    gallery = unknowns.gallery
+    gallery.get_by_name(name)
+    found = event_face(client, settings, unknowns, wanted)
+    feedback = apply_feedback(
+        gallery, found.event.event_id, verdict, name, found.embedder_version, found.embedding
+    )
+    if verdict == "is":
+        from indexer.erase import StreamKeys, claim_thumbnails
+
+        entry = unknowns.entry_for_event(wanted)
+        unknowns.consume_entries([entry.entry_id] if entry is not None else [])
+        # The user says the face is theirs: its thumbnail goes when they are erased.
+        claim_thumbnails(client, StreamKeys.from_settings(settings), feedback.identity_id, [wanted])
+    return feedback
 
 
 def _result_face(client: redis.Redis, settings: Settings, event: Event) -> FaceResult | None:

@@ -39,6 +39,9 @@ commit as its event (a hash by event id, ``learning_key``) and removed once lear
 tracker killed in between learns it after its restart (``_restore``). Learning is idempotent:
 an unknown entry is rewritten under its event id, and a repeated aging template is refused as
 a near-duplicate of itself.
+
+With ``streamer.events.thumbnails`` on, each published event's thumbnail (the JPEG of its face)
+is written by the same commit, and only if the event was (``streamer.thumbnails``).
 """
 
 from __future__ import annotations
@@ -60,8 +63,9 @@ from streamer import metrics
 from streamer.analysis import FrameResult
 from streamer.events import Event, EventPublisher, EventType
 from streamer.learning import TrackLearning
+from streamer.thumbnails import thumbnail_section
 from streamer.track_attributes import TrackAttributes
-from streamer.tracking import CameraTracker, TrackOutcome, outcome_from_json, outcome_to_json
+from streamer.tracking import CameraTracker, EventThumbnail, TrackOutcome, outcome_from_json, outcome_to_json
 from vigil.config import Settings
 from vigil.errors import GalleryError, MalformedEntryError
 from vigil.stop import StopFlag
@@ -84,12 +88,14 @@ _GALLERY_MOVED = -1
 # at the first failing call, so the key types are checked before anything is written; under
 # maxmemory only a script's first write can be refused.
 # KEYS: events stream, state hash, track-number hash, results stream, tracks hash, gallery
-#   version, learning hash, cooldown keys...
-# ARGV: max events, group, #events, #states, #acks, gallery version checked, then per event:
+#   version, learning hash, cooldown and thumbnail keys..., then the per-person sets of thumbnails.
+# ARGV: max events, group, #events, #states, #acks, gallery version checked, #thumbnails,
+#   thumbnail TTL ms, index in KEYS of the first thumbnail set, then per event:
 #   payload, camera channel, identity channel or "", index of its cooldown key in KEYS or 0,
 #   cooldown ms, track id, event id, outcome JSON or "" (recorded when published); per state:
 #   camera, state JSON, next track number, #tracks stored, #tracks gone, (track id, track
-#   JSON) per track stored, track id per track gone; then the acknowledged ids.
+#   JSON) per track stored, track id per track gone; then the acknowledged ids; then per
+#   thumbnail, what ``streamer.thumbnails.ThumbnailSection`` says (written when its event is).
 # Returns each event's stream id, or nil when its cooldown suppressed it; -1 and nothing
 # written when the gallery version is no longer the one checked (someone may be erased).
 _COMMIT_SCRIPT = """
@@ -101,8 +107,14 @@ for k = 1, 7 do
     return redis.error_reply('WRONGTYPE ' .. KEYS[k] .. ' is a ' .. kind .. ', not a ' .. want)
   end
 end
+for k = tonumber(ARGV[9]), #KEYS do
+  local kind = redis.call('TYPE', KEYS[k]).ok
+  if kind ~= 'none' and kind ~= 'set' then
+    return redis.error_reply('WRONGTYPE ' .. KEYS[k] .. ' is a ' .. kind .. ', not a set')
+  end
+end
 local n_events, n_states, n_acks = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
-local i = 7
+local i = 10
 local published = {}
 for e = 1, n_events do
   local payload, camera_channel, identity_channel = ARGV[i], ARGV[i + 1], ARGV[i + 2]
@@ -146,6 +158,20 @@ while i <= last do  -- in chunks: unpack is bounded by Lua's stack
   local upto = math.min(i + 999, last)
   redis.call('XACK', KEYS[4], ARGV[2], unpack(ARGV, i, upto))
   i = upto + 1
+end
+for t = 1, tonumber(ARGV[7]) do
+  local n_members, n_sets = tonumber(ARGV[i + 3]), tonumber(ARGV[i + 4])
+  local members, sets = i + 5, i + 5 + n_members
+  if published[tonumber(ARGV[i])] then
+    if ARGV[i + 2] ~= '' then
+      redis.call('SET', KEYS[tonumber(ARGV[i + 1])], ARGV[i + 2], 'PX', ARGV[8])
+    end
+    for s = sets, sets + n_sets - 1 do
+      redis.call('SADD', KEYS[tonumber(ARGV[s])], unpack(ARGV, members, sets - 1))
+      redis.call('PEXPIRE', KEYS[tonumber(ARGV[s])], ARGV[8])
+    end
+  end
+  i = sets + n_sets
 end
 return published
 """
@@ -249,8 +275,8 @@ class TrackerService:
         self.learning = TrackLearning(gallery, settings.indexer, settings.streamer.tracker)
         stream = settings.streamer.bus.faces_stream
         self.state_key = f"{stream}:tracker:state"
-        keys = StreamKeys.from_settings(settings)  # erasure purges these too
-        self.tracks_key, self.learning_key = keys.tracks, keys.learning
+        self._keys = StreamKeys.from_settings(settings)  # erasure purges these too
+        self.tracks_key, self.learning_key = self._keys.tracks, self._keys.learning
         self._stored_tracks: dict[str, set[str]] = {}  # camera -> its track ids in tracks_key
         self._gallery_version: int | None = None  # the gallery version open tracks were checked at
         self._live: set[str] = set()  # identities not to drop at that version
@@ -382,14 +408,7 @@ class TrackerService:
             self.learning.gallery.version_key,
             self.learning_key,
         ]
-        args: list[str | int] = [
-            self.config.events.max_events,
-            TRACKER_GROUP,
-            len(events),
-            len(step.cameras),
-            len(step.acks),
-            str(self._gallery_version or 0),
-        ]
+        body: list[str | int | bytes] = []  # after the header, which counts what it holds
         for event in events:
             cooldown = 0
             if event.type is EventType.RECOGNIZED and cooldown_ms > 0:
@@ -399,7 +418,7 @@ class TrackerService:
                 "" if event.identity_id is None else self.publisher.identity_channel(event.identity_id)
             )
             outcome = self._tracker(event.camera).peek_outcome(event.event_id)
-            args += [
+            body += [
                 event.to_json(),
                 self.publisher.camera_channel(event.camera),
                 identity_channel,
@@ -413,10 +432,25 @@ class TrackerService:
         for camera in sorted(step.cameras):
             state, tracks = self._camera_state(camera)
             gone = sorted(self._stored_tracks.get(camera, set()) - set(tracks))
-            args += [camera, state, self._tracker(camera).next_track, len(tracks), len(gone)]
-            args += [item for pair in tracks.items() for item in pair] + gone
+            body += [camera, state, self._tracker(camera).next_track, len(tracks), len(gone)]
+            body += [item for pair in tracks.items() for item in pair] + gone
             stored[camera] = set(tracks)
-        args += step.acks
+        body += step.acks
+        thumbnails = self._thumbnails(events)
+        section = thumbnail_section(keys, self._keys, thumbnails)
+        args: list[str | int | bytes] = [
+            self.config.events.max_events,
+            TRACKER_GROUP,
+            len(events),
+            len(step.cameras),
+            len(step.acks),
+            str(self._gallery_version or 0),
+            section.count,
+            max(1, round((self.config.events.max_age_s or 0.0) * 1000)),
+            section.first_set_key,
+            *body,
+            *section.arguments,
+        ]
         with redis_errors():
             published = cast(list[bytes | None] | int, self._commit_script(keys=keys, args=args))
         if isinstance(published, int):  # _GALLERY_MOVED: check who is still enrolled, then again
@@ -427,6 +461,11 @@ class TrackerService:
             self._announced(event, stream_id is not None)
         self.publisher.trim_by_age()
         return True
+
+    def _thumbnails(self, events: list[Event]) -> list[tuple[int, EventThumbnail]]:
+        """The events' thumbnails (``streamer.events.thumbnails``), each with its event's number from 1."""
+        peeked = [self._tracker(event.camera).peek_thumbnail(event.event_id) for event in events]
+        return [(number, thumb) for number, thumb in enumerate(peeked, 1) if thumb is not None]
 
     # -- erased people ----------------------------------------------------------------------------
 
@@ -455,6 +494,7 @@ class TrackerService:
         for event, read_at in step.events:
             if event.track_id in dropped or event.identity_id in erased:
                 self._tracker(event.camera).take_outcome(event.event_id)  # nothing learnt of them
+                self._tracker(event.camera).take_thumbnail(event.event_id)
             else:
                 kept.append((event, read_at))
         step.events = kept
@@ -504,6 +544,7 @@ class TrackerService:
     def _announced(self, event: Event, published: bool) -> None:
         """Count and log a committed event, and learn from its track's outcome."""
         outcome = self._tracker(event.camera).take_outcome(event.event_id)
+        self._tracker(event.camera).take_thumbnail(event.event_id)  # written with it, if published
         if not published:
             metrics.RECOGNITIONS.labels(camera=event.camera, outcome="suppressed").inc()
             # Ids, not names, in logs: a name in a log file would survive the person's erasure.
@@ -631,6 +672,11 @@ class TrackerService:
         if camera not in self.trackers:
             keep = self.settings.indexer.unknowns.per_track
             self.trackers[camera] = CameraTracker(
-                camera, self.config.tracker, self.run_token, keep, self._attributes
+                camera,
+                self.config.tracker,
+                self.run_token,
+                keep,
+                self._attributes,
+                self.config.events.thumbnails,
             )
         return self.trackers[camera]

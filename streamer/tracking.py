@@ -26,6 +26,10 @@ person can drop their tracks from the stored state without reading it.
 
 A person erased from the gallery is forgotten (``forget``): every open track with a trace of
 them (a vote, a name, a face taken for them even as the runner-up) is dropped without an event.
+
+With event thumbnails on (``streamer.events.thumbnails``), each event also comes with an
+``EventThumbnail`` (``take_thumbnail``): the worker's crop of the face the event rests on (the
+face whose box it carries), and whom the track was matched to, for erasure.
 """
 
 from __future__ import annotations
@@ -85,6 +89,28 @@ class TrackOutcome:
     agreeing_frames: int
     unmatched_frames: int
     unknown_event_id: str | None
+
+
+@dataclass(frozen=True)
+class EventThumbnail:
+    """The JPEG of the face an event rests on, and what erasing someone must take with it.
+
+    Attributes:
+        event_id: The event.
+        track_id: Its track.
+        jpeg: The worker's crop of the face (``face_crop_jpeg``), or None when it sent none.
+        track_event_ids: The ids of the track's events so far, this one's included: an
+            ``unknown`` event's face is the person's too once the track is named.
+        identity_ids: Everyone a frame of the track was matched to (its votes): erasing one of
+            them deletes the thumbnails. A runner-up candidate is no match: a stranger's nearest
+            person is somebody, and the stranger's face is not theirs.
+    """
+
+    event_id: str
+    track_id: str
+    jpeg: bytes | None = field(repr=False)
+    track_event_ids: tuple[str, ...]
+    identity_ids: frozenset[str]
 
 
 @dataclass
@@ -156,9 +182,11 @@ class CameraTracker:
         run_token: str,
         keep_faces: int = 5,
         attributes: AttributeEstimate | None = None,
+        thumbnails: bool = False,
     ) -> None:
         self.camera = camera
         self._attributes = attributes
+        self._thumbnails: dict[str, EventThumbnail] | None = {} if thumbnails else None
         self.config = config
         self.keep_faces = keep_faces
         self._run_token = run_token
@@ -194,6 +222,14 @@ class CameraTracker:
     def peek_outcome(self, event_id: str) -> TrackOutcome | None:
         """``take_outcome`` without taking it."""
         return self._outcomes.get(event_id)
+
+    def take_thumbnail(self, event_id: str) -> EventThumbnail | None:
+        """The thumbnail of an event (once; None with thumbnails off)."""
+        return None if self._thumbnails is None else self._thumbnails.pop(event_id, None)
+
+    def peek_thumbnail(self, event_id: str) -> EventThumbnail | None:
+        """``take_thumbnail`` without taking it."""
+        return None if self._thumbnails is None else self._thumbnails.get(event_id)
 
     def snapshot_parts(self) -> tuple[str, dict[str, str]]:
         """The camera's state in parts (see ``restore``): the next track number, the rule in force
@@ -248,6 +284,9 @@ class CameraTracker:
         self.tracks = [track for track in self.tracks if track.track_id not in dropped]
         for event_id in [key for key, outcome in self._outcomes.items() if outcome.event.track_id in dropped]:
             del self._outcomes[event_id]
+        if self._thumbnails is not None:
+            for event_id in [key for key, thumb in self._thumbnails.items() if thumb.track_id in dropped]:
+                del self._thumbnails[event_id]
         return dropped
 
     def _head(self) -> dict[str, Any]:
@@ -343,8 +382,11 @@ class CameraTracker:
         if track.attributes is None and self._attributes is not None and track.recent:
             # Once per track, at its first recognized/unknown event; its track_ended repeats it.
             track.attributes = self._attributes(np.stack(list(track.recent)), frame.embedder_version)
+        event_id = event_id_for(track.track_id, kind)
+        if self._thumbnails is not None:
+            self._keep_thumbnail(event_id, track, face)
         return Event(
-            event_id=event_id_for(track.track_id, kind),
+            event_id=event_id,
             type=kind,
             captured_at=iso_time(frame.captured_at),
             camera=self.camera,
@@ -363,6 +405,16 @@ class CameraTracker:
             track_frames=track.frames,
             attributes=track.attributes,
         )
+
+    def _keep_thumbnail(self, event_id: str, track: Track, face: FaceResult) -> None:
+        assert self._thumbnails is not None
+        recognized = event_id_for(track.track_id, EventType.RECOGNIZED) if track.announced else None
+        ids = tuple(dict.fromkeys(i for i in (track.unknown_event_id, recognized, event_id) if i is not None))
+        self._thumbnails[event_id] = EventThumbnail(
+            event_id, track.track_id, face.crop_jpeg, ids, frozenset(track.votes)
+        )
+        while len(self._thumbnails) > MAX_PENDING_OUTCOMES:
+            del self._thumbnails[next(iter(self._thumbnails))]
 
 
 def outcome_to_json(outcome: TrackOutcome) -> str:

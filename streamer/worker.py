@@ -100,7 +100,9 @@ class Worker:
         self.bus = FrameBus(frames_client if frames_client is not None else client, settings.streamer.bus)
         self.pipeline = pipeline
         self.identifier = Identifier.from_settings(Gallery(client), pipeline, settings)
-        # Unmatched faces travel with a small JPEG only if the user opted in to keeping them.
+        # Faces travel with a small JPEG only where the user opted in to keeping one: every face for
+        # event thumbnails, unmatched faces for kept unknowns. Otherwise nothing is cropped.
+        self._crop_all = settings.streamer.events.thumbnails
         self._crop_unknowns = settings.indexer.unknowns.keep and settings.indexer.unknowns.keep_images
         # Cameras with their own match_threshold / match_margin; the others use the calibrated rule.
         self._overrides = {
@@ -250,7 +252,7 @@ class Worker:
         offset = 0
         for frame, count in zip(pictures, counts, strict=True):
             faces_of[frame.entry_id] = [
-                FaceResult.from_identification(n, self._unknown_crop(frame, n))
+                FaceResult.from_identification(n, self._face_crop(frame, n))
                 for n in named[offset : offset + count]
             ]
             offset += count
@@ -270,9 +272,11 @@ class Worker:
             for frame in frames
         ]
 
-    def _unknown_crop(self, frame: BusFrame, named: Identification) -> bytes | None:
-        """The face as a small JPEG, for ``indexer.unknowns.keep_images``: unmatched faces only."""
-        if not self._crop_unknowns or named.decision.identity_id is not None or frame.image is None:
+    def _face_crop(self, frame: BusFrame, named: Identification) -> bytes | None:
+        """The face as a small JPEG: every face for ``streamer.events.thumbnails``, unmatched faces
+        for ``indexer.unknowns.keep_images``, else None."""
+        wanted = self._crop_all or (self._crop_unknowns and named.decision.identity_id is None)
+        if not wanted or frame.image is None:
             return None
         return face_crop_jpeg(frame.image, named.face.box_xyxy.tolist())
 

@@ -2,11 +2,13 @@
 
 A person is enrolled (with a kept photo), recognised by the real tracker so that they are in
 the results and events streams and a cooldown key, corrected with ``feedback --is`` and
-``--not``, opted in to aging and enrolled from an unknown cluster. ``vigil people delete``
-must then leave nothing of them: every key and stream of Redis is read (SCAN, and a read
-per type) and every file of the data directory, the append-only file after its rewrite
-included, for their name, their id and the float32 bytes (raw, and base64 as the results
-stream carries them) of every embedding of them. Another person, enrolled beside them, is
+``--not``, opted in to aging and enrolled from an unknown cluster, with event thumbnails on
+(``streamer.events.thumbnails``: workers' results carry face crops, the tracker keeps a JPEG
+of each event's face). ``vigil people delete`` must then leave nothing of them: every key and
+stream of Redis is read (SCAN, and a read per type) and every file of the data directory, the
+append-only file after its rewrite included, for their name, their id, the float32 bytes (raw,
+and base64 as the results stream carries them) of every embedding of them and the bytes of
+every thumbnail of their events (raw, and base64). Another person, enrolled beside them, is
 the control: the same scans must still find *them*, or the scans prove nothing.
 
 The test's embedded Redis writes its snapshots uncompressed (``rdbcompression no``, on this
@@ -20,7 +22,7 @@ import logging
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -35,9 +37,10 @@ from indexer.gallery import Gallery
 from indexer.identify import Identifier
 from indexer.sources import SourceStore
 from indexer.unknowns import UnknownSighting, UnknownStore, enroll_cluster
-from streamer.analysis import FaceResult, FrameResult
-from streamer.events import EventType, read_events
+from streamer.analysis import FaceResult, FrameResult, face_crop_jpeg
+from streamer.events import Event, EventType, read_events
 from streamer.feedback import event_face
+from streamer.thumbnails import event_thumbnail
 from streamer.tracker import TrackerService
 from tests.conftest import PEOPLE, people_image, require, stop_embedded
 from tests.streamer.conftest import wait_for
@@ -58,11 +61,12 @@ TRACKER_WAIT_S = 60.0
 
 @dataclass
 class Traces:
-    """What identifies a person in stored bytes: name, id, and every embedding of theirs."""
+    """What identifies a person in stored bytes: name, id, every embedding and face image of theirs."""
 
     name: str
     identity_id: str
     embeddings: list[Embedding]
+    thumbnails: list[bytes] = field(default_factory=list)
 
     def patterns(self) -> dict[str, bytes]:
         found = {"name": self.name.encode(), "identity id": self.identity_id.encode()}
@@ -70,6 +74,9 @@ class Traces:
             raw = np.asarray(embedding, np.float32).astype("<f4").tobytes()
             found[f"embedding {number} (float32)"] = raw
             found[f"embedding {number} (base64)"] = base64.b64encode(raw)
+        for number, jpeg in enumerate(self.thumbnails):
+            found[f"thumbnail {number} (JPEG)"] = jpeg
+            found[f"thumbnail {number} (base64)"] = base64.b64encode(jpeg)
         return found
 
     def found_in(self, haystacks: dict[str, bytes]) -> list[str]:
@@ -114,14 +121,18 @@ def disk_contents(home: Path) -> dict[str, bytes]:
 
 @pytest.fixture
 def world(tmp_path: Path, settings: Settings) -> Iterator[tuple[Settings, redis.Redis]]:
-    """Settings with a fresh data directory (photos kept, no attribute head) and its embedded Redis."""
+    """Settings with a fresh data directory (photos kept, event thumbnails on, no attribute head)
+    and its embedded Redis."""
     home = tmp_path / "home"
     world_settings = settings.model_copy(
         update={
             "home": home,
             "indexer": settings.indexer.model_copy(update={"keep_sources": True}),
             "streamer": settings.streamer.model_copy(
-                update={"tracker": settings.streamer.tracker.model_copy(update={"attributes": False})}
+                update={
+                    "tracker": settings.streamer.tracker.model_copy(update={"attributes": False}),
+                    "events": settings.streamer.events.model_copy(update={"thumbnails": True}),
+                }
             ),
         }
     )
@@ -132,8 +143,13 @@ def world(tmp_path: Path, settings: Settings) -> Iterator[tuple[Settings, redis.
 
 
 def frame_results(identifier: Identifier, camera: str, photo: str) -> list[FrameResult]:
-    """``FRAMES`` frames of one camera showing one photo, named as a worker names them, then its end."""
-    faces = [FaceResult.from_identification(found) for found in identifier.identify(people_image(photo))]
+    """``FRAMES`` frames of one camera showing one photo, named and cropped as a worker with event
+    thumbnails on names and crops them, then its end."""
+    image = people_image(photo)
+    faces = [
+        FaceResult.from_identification(found, face_crop_jpeg(image, found.face.box_xyxy.tolist()))
+        for found in identifier.identify(image)
+    ]
     rule = identifier.rule()
     start = time.time() - 10
     results = [
@@ -174,6 +190,13 @@ def run_tracker(client: redis.Redis, settings: Settings, results: list[FrameResu
     stop.set()
     thread.join(5)
     assert not thread.is_alive() and not errors, f"the tracker failed or hung: {errors}"
+
+
+def thumbnails_of(client: redis.Redis, settings: Settings, events: list[Event]) -> list[bytes]:
+    """The thumbnails of these events (each must have one: thumbnails are on)."""
+    found = [event_thumbnail(client, settings, event.event_id) for event in events]
+    assert None not in found, f"an event has no thumbnail: {[e.event_id for e in events]}"
+    return [jpeg for jpeg in found if jpeg is not None]
 
 
 def result_embeddings(client: redis.Redis, settings: Settings, identity_id: str) -> list[Embedding]:
@@ -230,8 +253,14 @@ def test_people_delete_leaves_no_trace(
         obama_id,
         [t.embedding for t in gallery.identity_templates(obama_id)]
         + result_embeddings(client, settings, obama_id),
+        thumbnails_of(client, settings, [event for event in events if event.camera == "door"]),
     )
-    biden_traces = Traces(BIDEN, biden_id, [t.embedding for t in gallery.identity_templates(biden_id)])
+    biden_traces = Traces(
+        BIDEN,
+        biden_id,
+        [t.embedding for t in gallery.identity_templates(biden_id)],
+        thumbnails_of(client, settings, [event for event in events if event.camera == "yard"]),
+    )
     assert len(obama_traces.embeddings) >= 5
     before = {**redis_contents(client), **disk_contents(settings.home)}
     assert len(obama_traces.found_in(before)) >= len(obama_traces.patterns()), "the scans cannot see Obama"
@@ -249,6 +278,7 @@ def test_people_delete_leaves_no_trace(
     biden_left = biden_traces.found_in({**redis_after, **disk_after})
     assert any("appendonly.aof" in found for found in biden_left), biden_left
     assert any(found.startswith("name in key") for found in biden_left), biden_left
+    assert any(found.startswith("thumbnail 0 (JPEG) in key") for found in biden_left), biden_left
     # and `vigil events --identity` shows nothing of him, and his events cannot be corrected again
     assert list(read_events(client, settings.streamer.events, identity=OBAMA)) == []
     assert list(read_events(client, settings.streamer.events, identity=obama_id)) == []
@@ -313,11 +343,13 @@ def test_erasure_reaches_the_trackers_open_tracks(
         deadline = time.monotonic() + TRACKER_WAIT_S
         while not _recognized(client, settings, OBAMA) and time.monotonic() < deadline:
             service._consume()
+    recognized = [e for _, e in read_events(client, settings.streamer.events) if e.name == OBAMA]
     traces = Traces(
         OBAMA,
         obama_id,
         [t.embedding for t in gallery.identity_templates(obama_id)]
         + result_embeddings(client, settings, obama_id),
+        thumbnails_of(client, settings, recognized),
     )
     found = traces.found_in(redis_contents(client))
     tracker_keys = f"{faces_stream}:tracker:"

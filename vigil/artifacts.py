@@ -229,6 +229,18 @@ class ArtifactRegistry:
         write_text_atomically(path, json.dumps({"current": history[-1], "history": history}, indent=2) + "\n")
 
 
+def kind_of(version: str) -> ArtifactKind:
+    """The kind a version names (versions start with their kind).
+
+    Raises:
+        ArtifactError: It names no known kind.
+    """
+    kind = version.split("-", 1)[0]
+    if kind not in KINDS:
+        raise ArtifactError(f"{version!r} is not an artifact version; `vigil models list` shows them")
+    return kind
+
+
 def _check_kind(kind: str) -> ArtifactKind:
     if kind not in KINDS:
         raise ArtifactError(f"unknown artifact kind {kind!r}; use one of {', '.join(KINDS)}")

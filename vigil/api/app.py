@@ -10,6 +10,9 @@ resource, are in ``vigil.api.routes``.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
+
 import redis
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
@@ -20,8 +23,10 @@ from vigil.api.errors import add_error_handlers
 from vigil.api.faces import SharedModels
 from vigil.api.gate import MULTIPART_OVERHEAD_BYTES, Gate
 from vigil.api.keys import KeyStore
-from vigil.api.routes import events, health, images, people
+from vigil.api.live import LiveEvents
+from vigil.api.routes import compreface, events, gallery, health, images, learning, models, people, thumbnails
 from vigil.config import Settings
+from vigil.web import mount_web
 
 OPEN_PATHS = frozenset(f"{API_PREFIX}/{path}" for path in ("health", "ready", "openapi.json", "docs"))
 """Served without a key: whether the API and Redis answer, and what the API is."""
@@ -35,7 +40,20 @@ def create_app(settings: Settings, client: redis.Redis | None = None) -> FastAPI
     from vigil.streams import connect_redis
 
     redis_client = client if client is not None else connect_redis(settings.redis, settings.home)
+    context = ApiContext(
+        settings,
+        redis_client,
+        SharedModels(settings, redis_client),
+        LiveEvents(redis_client, settings.streamer.events),
+    )
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        context.live.close()  # live subscribers' streams end, so the server can stop
+
     app = FastAPI(
+        lifespan=lifespan,
         title="Vigil",
         version=__version__,
         description="Streaming face recognition: people, identification, events, service status.",
@@ -43,7 +61,7 @@ def create_app(settings: Settings, client: redis.Redis | None = None) -> FastAPI
         docs_url=f"{API_PREFIX}/docs",
         redoc_url=None,
     )
-    app.state.vigil = ApiContext(settings, redis_client, SharedModels(settings, redis_client))
+    app.state.vigil = context
     app.add_middleware(
         Gate,
         keys=KeyStore(redis_client),
@@ -56,6 +74,7 @@ def create_app(settings: Settings, client: redis.Redis | None = None) -> FastAPI
             CORSMiddleware, allow_origins=settings.api.cors_origins, allow_methods=["*"], allow_headers=["*"]
         )
     add_error_handlers(app)
-    for module in (health, people, images, events):
+    for module in (health, people, images, events, learning, models, gallery, thumbnails, compreface):
         app.include_router(module.router)
+    mount_web(app)  # last: the web app at / must not shadow an API route
     return app

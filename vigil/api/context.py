@@ -20,12 +20,13 @@ from vigil.api.errors import ApiError
 from vigil.api.faces import SharedModels
 from vigil.api.gate import KEY_STATE
 from vigil.api.keys import ApiKey, ApiRole
+from vigil.api.live import LiveEvents
 from vigil.config import Settings
 
 _T = TypeVar("_T")
 
 API_PREFIX = "/api/v1"
-IDENTIFY_QUEUE = 4
+IDENTIFY_QUEUE = 8
 """Uploads waiting for the models at most (each holds its decoded image); more get 503 ``busy``."""
 MAX_PHOTOS = 20
 """Photos in one enrolment request at most (all of them within ``api.max_upload_bytes``)."""
@@ -38,6 +39,7 @@ class ApiContext:
     settings: Settings
     client: redis.Redis
     models: SharedModels
+    live: LiveEvents
 
 
 def _context(request: Request) -> ApiContext:

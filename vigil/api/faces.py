@@ -124,6 +124,13 @@ class SharedModels:
                 sources=sources,
             )
 
+    def operating_point(self) -> tuple[Any, int]:
+        """The decision rule in force now (``Thresholds``) and the number of people it is for."""
+        with self._turn():
+            identifier = self._loaded_identifier()
+            identifier.refresh()
+            return identifier.thresholds(), identifier.people
+
     def _loaded_identifier(self) -> Any:
         from indexer.gallery import Gallery
         from indexer.identify import Identifier

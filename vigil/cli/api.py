@@ -35,6 +35,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
     from vigil.api.app import create_app
+    from vigil.api.server import GRACE_S
     from vigil.errors import ConfigError
 
     host = args.host or settings.api.host
@@ -43,7 +44,10 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
         raise ConfigError(f"--port {port} is not a TCP port (1-65535)")
     app = create_app(settings)
     print(f"vigil: API on http://{host}:{port}/api/v1 (docs: /api/v1/docs)", flush=True)
-    uvicorn.run(app, host=host, port=port, log_level="warning", log_config=None)  # logging is the CLI's
+    # Live streams never end by themselves: on Ctrl+C they get a few seconds, then are closed.
+    uvicorn.run(
+        app, host=host, port=port, log_level="warning", log_config=None, timeout_graceful_shutdown=GRACE_S
+    )
     return 0
 
 

@@ -28,6 +28,7 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     add_faults_bench(bench)
     add_pairs_bench(bench)
     add_attributes_bench(bench)
+    add_api_bench(bench)
     lfw = bench.add_parser("lfw", help="LFW 10-fold verification accuracy (View 2, pairs.txt)")
     lfw.add_argument("--data", type=Path, default=DEFAULT_LFW_DIR, help="LFW folder with pairs.txt")
     lfw.add_argument("--json", type=writable_json, default="bench-results/lfw.json", help="results JSON")
@@ -458,3 +459,36 @@ def _fold_count(text: str) -> int:
     if value < MIN_FOLDS:
         raise argparse.ArgumentTypeError(f"need at least {MIN_FOLDS} folds for cross-validation, got {value}")
     return value
+
+
+def add_api_bench(bench: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    api = bench.add_parser(
+        "api", help="HTTP API: identify requests/s and latency per client count; live events/s to subscribers"
+    )
+    api.add_argument(
+        "--clients", type=positive_int, nargs="+", default=[1, 8], help="concurrent identify clients"
+    )
+    api.add_argument("--duration", type=positive_int, default=20, help="seconds per client count")
+    api.add_argument("--subscribers", type=positive_int, default=50, help="live event subscribers")
+    api.add_argument("--events", type=positive_int, default=500, help="events published to them")
+    api.add_argument("--json", type=writable_json, default="bench-results/api.json", help="results JSON")
+    api.set_defaults(handler=cmd_bench_api)
+
+
+def cmd_bench_api(args: argparse.Namespace, settings: Settings) -> int:
+    """``vigil bench api``: run, write the reports, print the summary."""
+    from streamer.bench_setup import write_reports
+    from vigil.api.bench import run_api_bench
+
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    result = run_api_bench(
+        settings,
+        clients=args.clients,
+        duration_s=float(args.duration),
+        subscribers=args.subscribers,
+        events=args.events,
+    )
+    markdown_path = write_reports(result, args.json)
+    print(result.to_markdown())
+    print(f"reports: {args.json}, {markdown_path}")
+    return 0

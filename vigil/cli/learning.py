@@ -1,8 +1,8 @@
 """Commands for what the stream learns and users correct: ``vigil unknowns``, ``vigil feedback``,
 ``vigil people history`` and ``vigil people aging``.
 
-The handlers call ``indexer.unknowns``, ``indexer.corrections``, ``indexer.history`` and
-``indexer.aging`` and print what they return.
+The handlers call ``indexer.unknown_review``, ``streamer.feedback``, ``indexer.corrections``,
+``indexer.history`` and ``indexer.aging`` and print what they return.
 """
 
 from __future__ import annotations
@@ -71,44 +71,25 @@ def add_people_actions(people: argparse._SubParsersAction[argparse.ArgumentParse
 
 
 def cmd_unknowns_cluster(args: argparse.Namespace, settings: Settings) -> int:
-    from indexer.calibration import CalibrationSource
-    from vigil.models.pipeline import FacePipeline
+    from indexer.unknown_review import cluster_unknowns, open_store
 
-    store = _open_store(settings)
-    version = FacePipeline.from_settings(settings).embedder.version
-    threshold = settings.indexer.unknowns.cluster_threshold
-    if threshold is None:  # the 1:1 rule: a gallery of one person
-        threshold = CalibrationSource(settings.indexer, settings.home, version).current(1).threshold
-    clusters = store.cluster(version, threshold)
+    clustering = cluster_unknowns(open_store(settings), settings)
     if args.json:
         return cmd_unknowns_list(args, settings)
     print(
-        f"{sum(len(c.entries) for c in clusters)} unknown track(s) in {len(clusters)} cluster(s) "
-        f"at similarity {threshold:.4f}"
+        f"{clustering.tracks} unknown track(s) in {clustering.clusters} cluster(s) "
+        f"at similarity {clustering.threshold:.4f}"
     )
     return cmd_unknowns_list(args, settings)
 
 
 def cmd_unknowns_list(args: argparse.Namespace, settings: Settings) -> int:
-    store = _open_store(settings)
+    from indexer.unknown_review import open_store, summarize
+
+    store = open_store(settings)
     rows: list[dict[str, Any]] = []  # JSON lines as printed
     for cluster in store.clusters():
-        sightings = [s for s in (store.entry(entry_id) for entry_id in cluster.entries) if s is not None]
-        times = sorted(s.captured_at for s in sightings)
-        rows.append(
-            {
-                "cluster": cluster.cluster_id,
-                "tracks": len(cluster.entries),
-                "embeddings": sum(len(s.embeddings) for s in sightings),
-                "cameras": sorted({s.camera for s in sightings}),
-                "first_seen": times[0] if times else None,
-                "last_seen": times[-1] if times else None,
-                "event_ids": [event_id for s in sightings for event_id in s.event_ids],
-                "enrolled_as": cluster.enrolled_as,
-                "clustered_at": cluster.created_at,
-                "images": store.count_images(cluster.entries),
-            }
-        )
+        rows.append(dict(summarize(store, cluster).to_json()))
         if args.images is not None:
             rows[-1]["image_files"] = [str(path) for path in _export_images(store, cluster, args.images)]
     if args.json:
@@ -135,31 +116,30 @@ def cmd_unknowns_list(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_unknowns_enroll(args: argparse.Namespace, settings: Settings) -> int:
-    from indexer.unknowns import enroll_cluster, parse_cluster_id
-    from vigil.errors import GalleryError
-    from vigil.models.pipeline import FacePipeline
+    from indexer.erase import StreamKeys
+    from indexer.unknown_review import embedder_version, enrol_unknown_cluster, open_store
+    from indexer.unknowns import parse_cluster_id
 
     cluster_id = parse_cluster_id(args.cluster)
-    store = _open_store(settings)
-    version = FacePipeline.from_settings(settings).embedder.version
-    cluster = store.get_cluster(cluster_id)
-    if cluster.embedder_version != version:
-        raise GalleryError(
-            f"cluster {cluster_id} holds {cluster.embedder_version} embeddings, the embedder now is "
-            f"{version}; run `vigil unknowns cluster` again"
-        )
-    identity, count = enroll_cluster(store, cluster_id, args.name)
-    print(f"enrolled cluster {cluster_id} as {identity.name}: {count} template(s) added")
+    store = open_store(settings)
+    keys = StreamKeys.from_settings(settings)
+    enrolment = enrol_unknown_cluster(
+        store, embedder_version(settings), cluster_id, args.name, stream_keys=keys
+    )
+    print(
+        f"enrolled cluster {cluster_id} as {enrolment.identity.name}: {enrolment.templates} template(s) added"
+    )
     return 0
 
 
 def cmd_unknowns_forget(args: argparse.Namespace, settings: Settings) -> int:
+    from indexer.unknown_review import open_store
     from indexer.unknowns import parse_cluster_id
     from vigil.errors import GalleryError
 
     if args.all == (args.cluster is not None):
         raise GalleryError("give either a CLUSTER number or --all")
-    store = _open_store(settings)
+    store = open_store(settings)
     if args.all:
         count = store.forget_all(entries=True)
         print(f"forgot {count} cluster(s) and every kept unknown face")
@@ -170,21 +150,16 @@ def cmd_unknowns_forget(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_feedback(args: argparse.Namespace, settings: Settings) -> int:
-    from indexer.corrections import Verdict, apply_feedback
-    from streamer.feedback import check_event_id, event_face
+    from indexer.corrections import Verdict
+    from indexer.unknown_review import open_store
+    from streamer.feedback import check_event_id, correct_event
 
     event_id = check_event_id(args.event_id)  # before any I/O
-    store = _open_store(settings)
-    gallery = store.gallery
+    store = open_store(settings)
     name = args.not_name if args.not_name is not None else args.is_name
-    gallery.get_by_name(name)  # an unknown name is refused before the events are scanned
-    found = event_face(gallery.client, settings, store, event_id)
     verdict: Verdict = "not" if args.not_name is not None else "is"
-    feedback = apply_feedback(
-        gallery, found.event.event_id, verdict, name, found.embedder_version, found.embedding
-    )
+    feedback = correct_event(store.gallery.client, settings, store, event_id, verdict, name)
     if verdict == "is":
-        store.consume_entries([entry.entry_id for entry in [store.entry_for_event(event_id)] if entry])
         print(f"event {event_id}: the face is now template {feedback.item_id} of {name}")
     else:
         print(
@@ -198,8 +173,9 @@ def cmd_people_history(args: argparse.Namespace, settings: Settings) -> int:
     from dataclasses import asdict
 
     from indexer.corrections import undo
+    from indexer.gallery import Gallery
 
-    gallery = _open_store(settings).gallery
+    gallery = Gallery.from_settings(settings)
     identity = gallery.get_by_name(args.name)
     if args.undo is not None:
         entry = undo(gallery, identity.identity_id, args.undo)
@@ -223,8 +199,9 @@ def cmd_people_history(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_people_aging(args: argparse.Namespace, settings: Settings) -> int:
     from indexer.aging import set_opted_in
+    from indexer.gallery import Gallery
 
-    gallery = _open_store(settings).gallery
+    gallery = Gallery.from_settings(settings)
     identity = gallery.get_by_name(args.name)
     set_opted_in(gallery, identity.identity_id, args.state == "on")
     globally = (
@@ -245,11 +222,3 @@ def _export_images(store: UnknownStore, cluster: UnknownCluster, folder: Path) -
         write_bytes_atomically(path, jpeg)
         paths.append(path)
     return paths
-
-
-def _open_store(settings: Settings) -> UnknownStore:
-    from indexer.gallery import Gallery
-    from indexer.unknowns import UnknownStore
-
-    gallery = Gallery.from_settings(settings)
-    return UnknownStore(gallery, settings.indexer.unknowns.retention_s)

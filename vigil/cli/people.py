@@ -143,8 +143,9 @@ def cmd_people_delete(args: argparse.Namespace, settings: Settings) -> int:
     rewritten = ", ".join(erased.rewritten) or "none (no persistence)"
     print(
         f"  also erased: {erased.negatives} negative(s), {erased.feedback} feedback record(s), "
-        f"{erased.clusters} unknown cluster(s), {erased.events} event(s), {erased.results} frame result(s), "
-        f"{erased.keys} other key(s); Redis files rewritten: {rewritten}"
+        f"{erased.clusters} unknown cluster(s), {erased.events} event(s), {erased.thumbnails} event "
+        f"thumbnail(s), {erased.results} frame result(s), {erased.keys} other key(s); "
+        f"Redis files rewritten: {rewritten}"
     )
     return 0
 

@@ -14,8 +14,11 @@ from vigil.config import Settings
 from vigil.errors import ServiceRunningError, ServiceStartError, VigilError
 
 if TYPE_CHECKING:
+    import redis
+
     from streamer.events import Event
     from streamer.service import RunSummary
+    from vigil.api.server import BackgroundApi
 
 _EXIT_ERROR = 2
 POLL_EVENTS_S = 0.2
@@ -117,8 +120,13 @@ def serve(
     printer = _EventPrinter(
         client, settings, json_lines, quiet, after=newest_event_id(client, settings.streamer.events)
     )
+    api = _start_api(settings, client) if settings.api.enabled else None
     printer.start()
-    summary = supervisor.run()
+    try:
+        summary = supervisor.run()
+    finally:
+        if api is not None:
+            api.stop()
     printer.finish()
     return summary, printer.events
 
@@ -222,6 +230,15 @@ def announce(settings: Settings, url: str | None) -> None:
     )
     if url:
         print(f"vigil: metrics at {url}", file=sys.stderr)
+
+
+def _start_api(settings: Settings, client: redis.Redis) -> BackgroundApi:
+    """The HTTP API beside the service (``api.enabled``), on the service's Redis connection."""
+    from vigil.api.server import BackgroundApi
+
+    api = BackgroundApi(settings, client).start()
+    print(f"vigil: API on {api.url}/api/v1 (docs: /api/v1/docs)", file=sys.stderr)
+    return api
 
 
 def _after(stream_id: str) -> str:

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import get_args
 
 from vigil.arguments import positive_int, probability, writable_json
-from vigil.artifacts import KINDS, Artifact, ArtifactError, ArtifactKind, ArtifactRegistry
+from vigil.artifacts import KINDS, Artifact, ArtifactRegistry, kind_of
 from vigil.config import Settings
 from vigil.errors import DatasetError
 from vigil.typing import HeadKind, HeadLoss
@@ -155,7 +155,7 @@ def cmd_models_list(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_models_promote(args: argparse.Namespace, settings: Settings) -> int:
     """``vigil models promote VERSION``."""
-    artifact = ArtifactRegistry(settings.home).promote(_kind_of(args.version), args.version)
+    artifact = ArtifactRegistry(settings.home).promote(kind_of(args.version), args.version)
     print(f"{artifact.kind} {artifact.version} is in force")
     return 0
 
@@ -324,18 +324,6 @@ def _add_calibrate(commands: argparse._SubParsersAction[argparse.ArgumentParser]
         help="also score the corrections given with `vigil feedback` (--is: genuine, --not: impostor pairs)",
     )
     parser.set_defaults(handler=cmd_calibrate)
-
-
-def _kind_of(version: str) -> ArtifactKind:
-    """The kind a version names (versions start with their kind).
-
-    Raises:
-        ArtifactError: It names no known kind.
-    """
-    kind = version.split("-", 1)[0]
-    if kind not in KINDS:
-        raise ArtifactError(f"{version!r} is not an artifact version; `vigil models list` shows them")
-    return kind
 
 
 def _metrics(artifact: Artifact) -> str:

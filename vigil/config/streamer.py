@@ -258,6 +258,25 @@ class EventsConfig(VigilModel):
         min_length=1,
         description="Pub/sub channels: `{prefix}:camera:{camera}` and `{prefix}:identity:{identity_id}`.",
     )
+    thumbnails: bool = Field(
+        False,
+        description=(
+            "Keep a small JPEG of the face behind each event (at most 128 px a side, in Redis under "
+            "`{stream}:thumb:{event_id}`, expiring after `max_age_s` like the events), for "
+            "`GET /api/v1/events/{event_id}/thumbnail`. Erasing a person deletes the thumbnails of every "
+            "track matched to them. While on, workers attach such a crop to every face they publish, so "
+            "the results stream's last `streamer.bus.max_results` results hold face images too (those "
+            "naming a person go with their erasure). Needs `max_age_s`. Off (the default): no image of "
+            "an event's face is stored or sent (privacy), and workers crop no matched face."
+        ),
+    )
+
+    @model_validator(mode="after")
+    def _thumbnails_expire(self) -> EventsConfig:
+        # A face image kept "by length only" could outlive any retention a site promised.
+        if self.thumbnails and self.max_age_s is None:
+            raise ValueError("thumbnails need max_age_s: a face image must expire")
+        return self
 
 
 class MetricsConfig(VigilModel):

@@ -69,6 +69,7 @@ class ErasureOut(BaseModel):
     feedback: int
     clusters: int
     events: int
+    thumbnails: int
     results: int
     keys: int
     tracks: int
@@ -160,17 +161,7 @@ def rename_person(
 @router.delete("/{name}", response_model=ErasureOut)
 def delete_person(name: str, context: Context, key: AdminKey) -> ErasureOut:
     """Erase a person from every store, index and stream, and Redis's files (`vigil people delete`)."""
-    from indexer.erase import erase_person_named
-    from indexer.gallery import Gallery
-
-    require_person(context, name)
-    gallery = Gallery(context.client)
-    try:
-        erased = erase_person_named(context.settings, name, gallery=gallery)
-    finally:  # audited once the person is gone, also when rewriting Redis's files then failed
-        if gallery.find_by_name(name) is None:
-            # The audit names the key, not the person: the trail must not outlive an erasure.
-            record_change(context.client, key.name, "people.delete", "a person (erased)")
+    erased = erase_audited(context, name, key.name, "people.delete")
     return ErasureOut(
         name=erased.name,
         templates=erased.templates,
@@ -179,11 +170,27 @@ def delete_person(name: str, context: Context, key: AdminKey) -> ErasureOut:
         feedback=erased.feedback,
         clusters=erased.clusters,
         events=erased.events,
+        thumbnails=erased.thumbnails,
         results=erased.results,
         keys=erased.keys,
         tracks=erased.tracks,
         rewritten=list(erased.rewritten),
     )
+
+
+def erase_audited(context: ApiContext, name: str, who: str, action: str) -> Any:
+    """Erase ``name`` everywhere (``indexer.erase``), audited as ``action`` by key ``who``."""
+    from indexer.erase import erase_person_named
+    from indexer.gallery import Gallery
+
+    require_person(context, name)
+    gallery = Gallery(context.client)
+    try:
+        return erase_person_named(context.settings, name, gallery=gallery)
+    finally:  # audited once the person is gone, also when rewriting Redis's files then failed
+        if gallery.find_by_name(name) is None:
+            # The audit names the key, not the person: the trail must not outlive an erasure.
+            record_change(context.client, who, action, "a person (erased)")
 
 
 def person_out(person: Any) -> PersonOut:
