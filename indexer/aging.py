@@ -9,6 +9,8 @@ that ended recognised adds its best face as a template when all of these hold:
 - the face scored at least the threshold in force plus ``extra_score``, with a lead of at
   least ``min_margin`` over the runner-up;
 - the face is at least ``min_face_px`` pixels;
+- the face is not turned further than enrolment allows (``indexer.max_enrol_yaw_deg``, head
+  yaw from its landmarks);
 - it is not a near-duplicate (cosine above ``max_similarity``) of one of their templates.
 
 At most ``max_templates`` aging templates are kept per person: the oldest goes first.
@@ -55,6 +57,8 @@ class Recognition:
         frames: Frames in the track.
         agreeing_frames: Frames that named this person.
         captured_at: ISO-8601 UTC capture time of the face.
+        yaw_deg: Head yaw of the face (``vigil.models.head_pose``), None when unknown.
+        max_yaw_deg: Largest yaw a template may have (enrolment's ``indexer.max_enrol_yaw_deg``).
     """
 
     identity_id: str
@@ -69,6 +73,8 @@ class Recognition:
     frames: int
     agreeing_frames: int
     captured_at: str
+    yaw_deg: float | None = None
+    max_yaw_deg: float = 90.0
 
 
 def refusal(recognition: Recognition, config: AgingConfig) -> str | None:
@@ -82,6 +88,9 @@ def refusal(recognition: Recognition, config: AgingConfig) -> str | None:
         return reason
     if recognition.face_px < config.min_face_px:
         return f"face of {recognition.face_px:.0f} px, below {config.min_face_px}"
+    if recognition.yaw_deg is not None and abs(recognition.yaw_deg) > recognition.max_yaw_deg:
+        # The enrolment limit: a profile would teach the gallery a face the cameras rarely match.
+        return f"face turned {abs(recognition.yaw_deg):.0f}°, beyond {recognition.max_yaw_deg:g}°"
     return None
 
 

@@ -1,7 +1,9 @@
 """Enrolment: photos of a person in, quality-checked templates in the gallery out.
 
-Each photo must hold one usable face: big enough, sharp enough. With several faces the
-largest is taken and a warning says so. Rejected photos are listed with the reason; a
+Each photo must hold one usable face: big enough, sharp enough, and not turned further than
+``indexer.max_enrol_yaw_deg`` (head pose from its landmarks, ``vigil.models.head_pose``; beyond
+``warn_enrol_yaw_deg`` a warning says so). With several faces the largest is taken and a
+warning says so. Rejected photos are listed with the reason; a
 person is written only if at least one photo was accepted, and all their templates are
 written in one transaction, so an enrolment is never half-done.
 """
@@ -22,6 +24,7 @@ from indexer.sources import SourceStore
 from vigil.config.indexer import IndexerConfig
 from vigil.errors import GalleryError, VigilError
 from vigil.image import load_image
+from vigil.models.head_pose import head_pose
 from vigil.models.pipeline import Face, FacePipeline
 from vigil.typing import ImageRGB
 
@@ -220,7 +223,30 @@ def usable_face(pipeline: FacePipeline, config: IndexerConfig, path: Path) -> tu
     quality = sharpness(image, face.box_xyxy)
     if quality < config.min_sharpness:
         raise GalleryError(f"face is too blurred (sharpness {quality:.1f} < {config.min_sharpness})")
+    pose_warning = pose_refusal(face.landmarks, (image.shape[1], image.shape[0]), config)
+    if pose_warning is not None:
+        yaw, refused = pose_warning
+        if refused:
+            raise GalleryError(
+                f"face is turned {abs(yaw):.0f}° (yaw), beyond the {config.max_enrol_yaw_deg:g}° limit"
+            )
+        profile = f"{path.name}: face turned {abs(yaw):.0f}° (yaw); a frontal photo makes a better template"
+        warning = profile if warning is None else f"{warning}; {profile}"
     return face, quality, warning
+
+
+def pose_refusal(
+    landmarks: np.ndarray, image_size: tuple[int, int], config: IndexerConfig
+) -> tuple[float, bool] | None:
+    """The face's yaw and whether it is refused, when it is beyond the warning limit; else None.
+
+    A face whose pose cannot be told (degenerate landmarks) is let through: the size and
+    sharpness checks judge it.
+    """
+    pose = head_pose(landmarks, image_size)
+    if pose is None or abs(pose.yaw) <= min(config.warn_enrol_yaw_deg, config.max_enrol_yaw_deg):
+        return None
+    return pose.yaw, abs(pose.yaw) > config.max_enrol_yaw_deg
 
 
 def _lookalike_warnings(identifier: Identifier, name: str, faces: list[Face]) -> list[str]:

@@ -71,7 +71,7 @@ class UnknownSighting:
         captured_at: ISO-8601 UTC time of the track's best face.
         embedder_version: The backbone embedder of ``embeddings``.
         embeddings: ``(K, D)`` float32, best face first.
-        qualities: Per face, detection score × face size (pixels).
+        qualities: Per face, detection score × face size (pixels) × frontal factor (head pose).
         event_ids: Events that refer to this track (``unknown``, ``track_ended``).
     """
 

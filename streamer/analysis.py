@@ -24,6 +24,7 @@ import numpy as np
 
 from indexer.identify import Identification
 from vigil.errors import MalformedEntryError
+from vigil.image import crop_with_margin
 from vigil.typing import Embedding, ImageRGB
 
 # A kept unknown face is for a person to recognise by eye, not for matching (the embeddings
@@ -164,14 +165,9 @@ def face_crop_jpeg(image: ImageRGB, box_xyxy: Sequence[float]) -> bytes | None:
     Returns:
         The JPEG file's bytes, or None when the box lies outside the frame.
     """
-    x1, y1, x2, y2 = (float(v) for v in box_xyxy)
-    pad_x, pad_y = (x2 - x1) * FACE_CROP_MARGIN, (y2 - y1) * FACE_CROP_MARGIN
-    height, width = image.shape[:2]
-    left, top = max(math.floor(x1 - pad_x), 0), max(math.floor(y1 - pad_y), 0)
-    right, bottom = min(math.ceil(x2 + pad_x), width), min(math.ceil(y2 + pad_y), height)
-    if right <= left or bottom <= top:
+    crop = crop_with_margin(image, box_xyxy, FACE_CROP_MARGIN)
+    if crop is None:
         return None
-    crop = image[top:bottom, left:right]
     scale = FACE_CROP_MAX_SIDE_PX / max(crop.shape[:2])
     if scale < 1.0:
         size = (max(1, round(crop.shape[1] * scale)), max(1, round(crop.shape[0] * scale)))

@@ -61,6 +61,31 @@ class EventAttributes(BaseModel):
     gender_confidence: float = Field(ge=0.5, le=1.0, description="Its probability.")
 
 
+class EventPose(BaseModel):
+    """Head pose of the event's face in degrees, relative to the line of sight (``head_pose``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    yaw: float = Field(description="Turn left/right in degrees; positive: to the subject's left.")
+    pitch: float = Field(description="Nod in degrees; positive: looking up.")
+    roll: float = Field(description="In-image tilt in degrees; positive: counter-clockwise in the image.")
+
+
+ExpressionLabel = Literal["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"]
+"""``vigil.models.expression.LABELS``, spelled out so that events need no torch."""
+
+
+class EventExpression(BaseModel):
+    """How the track's face looks, from its best faces (``vigil.models.expression``, FER-2013's labels)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    label: ExpressionLabel = Field(description="The most probable expression.")
+    probabilities: dict[ExpressionLabel, float] = Field(
+        description="Each of the seven expressions' probability (0-1, summing to 1), averaged over the faces."
+    )
+
+
 class Event(BaseModel):
     """One recognition event (schema version 1)."""
 
@@ -94,7 +119,14 @@ class Event(BaseModel):
     margin: float = Field(description="Required lead over the second-best person in force.")
     box: list[float] = Field(min_length=4, max_length=4, description="Face box x1, y1, x2, y2 in pixels.")
     landmarks: list[list[float]] = Field(
-        description="Five points (eyes, nose, mouth corners) as [x, y] pixels, subject's left first."
+        description="Eyes, nose, mouth corners as [x, y] pixels, left to right as seen in the image."
+    )
+    pose: EventPose | None = Field(
+        None,
+        description=(
+            "Head pose of the face of `box` and `landmarks`, from those 5 points (null when they are "
+            "degenerate or the face too small). Mean error ~2-3 degrees on synthetic faces (BENCHMARKS.md)."
+        ),
     )
     frame: int = Field(ge=0, description="Frame number (sampled frames of the camera, from 0).")
     embedder_version: str = Field(
@@ -111,6 +143,14 @@ class Event(BaseModel):
         description=(
             "Age and gender, computed once per track from its recent faces (null when "
             "`streamer.tracker.attributes` is off or no attribute head is available)."
+        ),
+    )
+    expression: EventExpression | None = Field(
+        None,
+        description=(
+            "Facial expression, computed once per track from up to 3 of its best faces, for cameras "
+            "with `expression` in `analysis` (null otherwise, for faces too small, or without the "
+            "weights). About 66 % right on FER-2013: how a face looks, not what anyone feels."
         ),
     )
 

@@ -28,7 +28,7 @@ from indexer.gallery import Gallery
 from indexer.unknowns import UnknownSighting, UnknownStore
 from streamer import metrics
 from streamer.events import EventType, iso_time
-from streamer.tracking import TrackOutcome, face_size_px
+from streamer.tracking import TrackOutcome, face_size_px, frontal_factor
 from vigil.config.indexer import IndexerConfig
 from vigil.config.streamer import TrackerConfig
 from vigil.errors import GalleryError
@@ -103,7 +103,10 @@ class TrackLearning:
                 captured_at=iso_time(best[0].captured_at),
                 embedder_version=backbone_of(event.embedder_version),
                 embeddings=np.stack([seen.face.embedding for seen in best]).astype(np.float32),
-                qualities=[round(seen.face.detection_score * face_size_px(seen.face), 2) for seen in best],
+                qualities=[
+                    round(seen.face.detection_score * face_size_px(seen.face) * frontal_factor(seen.face), 2)
+                    for seen in best
+                ],
                 event_ids=event_ids,
             ),
             image,
@@ -128,6 +131,8 @@ class TrackLearning:
             frames=outcome.frames,
             agreeing_frames=outcome.agreeing_frames,
             captured_at=iso_time(captured_at),
+            yaw_deg=None if event.pose is None else event.pose.yaw,
+            max_yaw_deg=self.config.max_enrol_yaw_deg,
         )
         added = age_templates(self.gallery, recognition, self.config.aging)
         return None if added is None else "aging_template"

@@ -65,6 +65,7 @@ from streamer.events import Event, EventPublisher, EventType
 from streamer.learning import TrackLearning
 from streamer.thumbnails import thumbnail_section
 from streamer.track_attributes import TrackAttributes
+from streamer.track_expression import TrackExpression
 from streamer.tracking import CameraTracker, EventThumbnail, TrackOutcome, outcome_from_json, outcome_to_json
 from vigil.config import Settings
 from vigil.errors import GalleryError, MalformedEntryError
@@ -268,6 +269,9 @@ class TrackerService:
         self.buffer = ReorderBuffer(settings.streamer.tracker.reorder_window_ms / 1000)
         self.trackers: dict[str, CameraTracker] = {}
         self._attributes = TrackAttributes(settings.home) if settings.streamer.tracker.attributes else None
+        # Expression only for the cameras that opted in (their workers send the face crops).
+        self._expression_cameras = {c.name for c in settings.streamer.cameras if "expression" in c.analysis}
+        self._expression = TrackExpression(settings.model_files_dir) if self._expression_cameras else None
         self.finish_after = finish_after
         self.ended: set[str] = set()
         self._last_result_at: dict[str, tuple[float, float]] = {}  # camera -> (wall time, capture time)
@@ -678,5 +682,6 @@ class TrackerService:
                 keep,
                 self._attributes,
                 self.config.events.thumbnails,
+                self._expression if camera in self._expression_cameras else None,
             )
         return self.trackers[camera]

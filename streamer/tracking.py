@@ -13,7 +13,8 @@ pure logic; publishing and cooldowns are the tracker service's job.
 
 For what the stream learns from tracks (kept unknown faces, template aging), each
 ``unknown`` and ``track_ended`` event comes with a ``TrackOutcome`` (``take_outcome``): the
-track's best unmatched faces (by detection score × face size) and its best named face.
+track's best unmatched faces (by detection score × face size × how frontal the head is,
+``frontal_factor``) and its best named face.
 ``outcome_to_json`` / ``outcome_from_json`` write it down, so that the tracker service can
 record it with its event and learn from it after a restart.
 
@@ -45,14 +46,25 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from streamer.analysis import FaceResult, FrameResult, face_from_dict, face_to_dict
-from streamer.events import Event, EventAttributes, EventType, event_id_for, iso_time
+from streamer.events import (
+    Event,
+    EventAttributes,
+    EventExpression,
+    EventPose,
+    EventType,
+    event_id_for,
+    iso_time,
+)
 from vigil.config.streamer import TrackerConfig
 from vigil.errors import MalformedEntryError
+from vigil.models.head_pose import head_pose_in_box
 
 # Embeddings kept per track for association: enough to bridge a pose change.
 RECENT_EMBEDDINGS = 5
 # Outcomes not taken (a caller that ignores them) are dropped beyond this many, oldest first.
 MAX_PENDING_OUTCOMES = 1000
+# Faces with a crop kept per track for its expression: its best few, as for age and gender.
+EXPRESSION_FACES = 3
 # Version of ``CameraTracker.snapshot``'s JSON; a snapshot of another version is not restored.
 SNAPSHOT_VERSION = 1
 
@@ -66,6 +78,9 @@ class SeenFace(NamedTuple):
 
 AttributeEstimate = Callable[[np.ndarray, str], EventAttributes | None]
 """Age and gender from a track's ``(N, D)`` backbone embeddings and the space they were matched in."""
+
+ExpressionEstimate = Callable[[list[bytes]], EventExpression | None]
+"""The expression from a track's best face crops (JPEG, ``face_crop_jpeg``), best first."""
 
 
 @dataclass(frozen=True)
@@ -135,6 +150,8 @@ class Track:
     best_face_at: dict[str, float] = field(default_factory=dict)
     unknown_faces: list[SeenFace] = field(default_factory=list)
     attributes: EventAttributes | None = None
+    expression: EventExpression | None = None
+    expression_faces: list[FaceResult] = field(default_factory=list)  # not in snapshots: gathered again
 
     def similarity(self, embedding: np.ndarray) -> float:
         if not self.recent:
@@ -183,9 +200,11 @@ class CameraTracker:
         keep_faces: int = 5,
         attributes: AttributeEstimate | None = None,
         thumbnails: bool = False,
+        expression: ExpressionEstimate | None = None,
     ) -> None:
         self.camera = camera
         self._attributes = attributes
+        self._expression = expression
         self._thumbnails: dict[str, EventThumbnail] | None = {} if thumbnails else None
         self.config = config
         self.keep_faces = keep_faces
@@ -201,6 +220,8 @@ class CameraTracker:
         events = self.expire(frame.captured_at)
         for track, face in self._associate(frame):
             track.add(face, frame, self.keep_faces)
+            if self._expression is not None and track.expression is None and face.crop_jpeg is not None:
+                _keep_expression_face(track, face)
             events += self._decide(track, frame)
         return events
 
@@ -382,6 +403,9 @@ class CameraTracker:
         if track.attributes is None and self._attributes is not None and track.recent:
             # Once per track, at its first recognized/unknown event; its track_ended repeats it.
             track.attributes = self._attributes(np.stack(list(track.recent)), frame.embedder_version)
+        if track.expression is None and self._expression is not None and track.expression_faces:
+            # Likewise once per track, from its best crops so far (tried again while it gives None).
+            track.expression = self._expression([f.crop_jpeg for f in track.expression_faces if f.crop_jpeg])
         event_id = event_id_for(track.track_id, kind)
         if self._thumbnails is not None:
             self._keep_thumbnail(event_id, track, face)
@@ -398,12 +422,14 @@ class CameraTracker:
             margin=frame.margin,
             box=face.box,
             landmarks=face.landmarks,
+            pose=event_pose(face),
             frame=frame.number,
             embedder_version=frame.embedder_version,
             calibration=frame.calibration,
             latency_ms=0.0,
             track_frames=track.frames,
             attributes=track.attributes,
+            expression=track.expression,
         )
 
     def _keep_thumbnail(self, event_id: str, track: Track, face: FaceResult) -> None:
@@ -465,15 +491,38 @@ def outcome_from_json(text: str | bytes) -> TrackOutcome:
         raise ValueError(f"not a track outcome: {exc}") from None
 
 
+def event_pose(face: FaceResult) -> EventPose | None:
+    """The head pose of an event's face, or None when its landmarks cannot tell it.
+
+    Results carry no frame size, so the camera is estimated from the box (principal point at
+    its centre): the pose is relative to the line of sight (``head_pose_in_box``).
+    """
+    pose = head_pose_in_box(face.landmarks, face.box)
+    return None if pose is None else EventPose(**vars(pose.rounded()))
+
+
 def face_size_px(face: FaceResult) -> float:
     """Shorter side of the face's box, in pixels."""
     x1, y1, x2, y2 = face.box
     return float(min(x2 - x1, y2 - y1))
 
 
+def _keep_expression_face(track: Track, face: FaceResult) -> None:
+    """Keep ``face`` among the track's ``EXPRESSION_FACES`` best-quality faces with a crop."""
+    track.expression_faces.append(face)
+    track.expression_faces.sort(key=_face_quality, reverse=True)
+    del track.expression_faces[EXPRESSION_FACES:]
+
+
 def _face_quality(face: FaceResult) -> float:
-    # Larger, surer detections embed more reliably: what is kept of unknown tracks.
-    return face.detection_score * face_size_px(face)
+    # Larger, surer, more frontal detections embed more reliably: what is kept of unknown tracks.
+    return face.detection_score * face_size_px(face) * frontal_factor(face)
+
+
+def frontal_factor(face: FaceResult) -> float:
+    """1 for a frontal face down to 0 for a profile (``HeadPose.frontal_factor``); 1 when unknown."""
+    pose = head_pose_in_box(face.landmarks, face.box)
+    return 1.0 if pose is None else pose.frontal_factor()
 
 
 def _traces(track: Track) -> set[str]:
@@ -508,6 +557,7 @@ def _track_to_dict(track: Track) -> dict[str, Any]:
         "unknown_event_id": track.unknown_event_id,
         "unknown_faces": [[face_to_dict(seen.face), seen.captured_at] for seen in track.unknown_faces],
         "attributes": None if track.attributes is None else track.attributes.model_dump(),
+        "expression": None if track.expression is None else track.expression.model_dump(),
     }
 
 
@@ -531,6 +581,8 @@ def _track_from_dict(raw: dict[str, Any]) -> Track:
         unknown_event_id=raw["unknown_event_id"],
         unknown_faces=[SeenFace(face_from_dict(face), float(at)) for face, at in raw["unknown_faces"]],
         attributes=None if raw["attributes"] is None else EventAttributes.model_validate(raw["attributes"]),
+        # .get: snapshots from before expressions have none
+        expression=EventExpression.model_validate(raw["expression"]) if raw.get("expression") else None,
     )
 
 

@@ -101,8 +101,10 @@ class Worker:
         self.pipeline = pipeline
         self.identifier = Identifier.from_settings(Gallery(client), pipeline, settings)
         # Faces travel with a small JPEG only where the user opted in to keeping one: every face for
-        # event thumbnails, unmatched faces for kept unknowns. Otherwise nothing is cropped.
+        # event thumbnails, unmatched faces for kept unknowns, every face of the cameras whose tracks
+        # get an expression. Otherwise nothing is cropped.
         self._crop_all = settings.streamer.events.thumbnails
+        self._crop_cameras = {c.name for c in settings.streamer.cameras if "expression" in c.analysis}
         self._crop_unknowns = settings.indexer.unknowns.keep and settings.indexer.unknowns.keep_images
         # Cameras with their own match_threshold / match_margin; the others use the calibrated rule.
         self._overrides = {
@@ -273,9 +275,13 @@ class Worker:
         ]
 
     def _face_crop(self, frame: BusFrame, named: Identification) -> bytes | None:
-        """The face as a small JPEG: every face for ``streamer.events.thumbnails``, unmatched faces
-        for ``indexer.unknowns.keep_images``, else None."""
-        wanted = self._crop_all or (self._crop_unknowns and named.decision.identity_id is None)
+        """The face as a small JPEG: every face for ``streamer.events.thumbnails`` and for cameras with
+        ``expression`` analysis, unmatched faces for ``indexer.unknowns.keep_images``, else None."""
+        wanted = (
+            self._crop_all
+            or frame.camera in self._crop_cameras
+            or (self._crop_unknowns and named.decision.identity_id is None)
+        )
         if not wanted or frame.image is None:
             return None
         return face_crop_jpeg(frame.image, named.face.box_xyxy.tolist())

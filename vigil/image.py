@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import io
 import logging
+import math
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -94,6 +96,22 @@ def decode_image(data: bytes, source: str = "image", max_pixels: int = MAX_IMAGE
             source,
         )
     return rgb
+
+
+def crop_with_margin(image: ImageRGB, box_xyxy: Sequence[float], margin: float) -> ImageRGB | None:
+    """The box grown by ``margin`` (a fraction of its size) on each side, clipped to the image.
+
+    Returns:
+        The crop (a view), or None when the box lies outside the image.
+    """
+    x1, y1, x2, y2 = (float(v) for v in box_xyxy)
+    pad_x, pad_y = (x2 - x1) * margin, (y2 - y1) * margin
+    height, width = image.shape[:2]
+    left, top = max(math.floor(x1 - pad_x), 0), max(math.floor(y1 - pad_y), 0)
+    right, bottom = min(math.ceil(x2 + pad_x), width), min(math.ceil(y2 + pad_y), height)
+    if right <= left or bottom <= top:
+        return None
+    return image[top:bottom, left:right]
 
 
 def _check_size(size: tuple[int, int], max_pixels: int, source: str) -> None:

@@ -36,6 +36,8 @@ class SharedModels:
         self._count_lock = threading.Lock()  # `+=` is not atomic across threads: guard the count
         self._identifier: Any = None
         self._attribute_head: Any = None
+        self._expression_model: Any = None
+        self._expression_tried = False  # the weights missing is logged once, not per request
         self._waiting = 0
 
     @property
@@ -48,14 +50,18 @@ class SharedModels:
         with self._turn():
             return self._identify(data, source)
 
-    def analyze(self, data: bytes, source: str) -> list[tuple[Any, Any]]:
-        """The faces of an uploaded image with who they are and their age and gender."""
+    def analyze(self, data: bytes, source: str) -> list[tuple[Any, Any, Any]]:
+        """The faces of an uploaded image with who they are, their age and gender, and their expression
+        probabilities (None for a face too small, and for all without the expression weights)."""
         import numpy as np
 
+        from vigil.image import decode_image
+        from vigil.models import expression
         from vigil.models.attributes import load_attribute_head, predict_attributes
 
         with self._turn():
-            results = self._identify(data, source)
+            image = decode_image(data, source, max_pixels=self._settings.api.max_image_pixels)
+            results = self._identify_image(image)
             if not results:
                 return []
             if self._attribute_head is None:
@@ -64,7 +70,19 @@ class SharedModels:
                 )
                 logger.info("attribute head: %s", head_source)
             embeddings = np.stack([result.face.embedding for result in results]).astype(np.float32)
-            return list(zip(results, predict_attributes(self._attribute_head, embeddings), strict=True))
+            if not self._expression_tried:
+                # Missing weights degrade to `expression: null` (and a warning), never a failed request.
+                self._expression_model = expression.load_installed(self._settings.model_files_dir)
+                self._expression_tried = True
+            expressions = (
+                expression.expressions_in(
+                    self._expression_model, image, [result.face.box_xyxy.tolist() for result in results]
+                )
+                if self._expression_model is not None
+                else [None] * len(results)
+            )
+            attributes = predict_attributes(self._attribute_head, embeddings)
+            return list(zip(results, attributes, expressions, strict=True))
 
     def detect(self, data: bytes, source: str) -> list[Any]:
         """The faces of an uploaded image, embedded but not identified (pipeline ``Face`` each)."""
@@ -93,7 +111,11 @@ class SharedModels:
         from vigil.image import decode_image
 
         # Decoded (and refused) before any model runs.
-        image = decode_image(data, source, max_pixels=self._settings.api.max_image_pixels)
+        return self._identify_image(
+            decode_image(data, source, max_pixels=self._settings.api.max_image_pixels)
+        )
+
+    def _identify_image(self, image: Any) -> list[Any]:
         identifier = self._loaded_identifier()
         identifier.check_gallery()
         return list(identifier.identify(image))

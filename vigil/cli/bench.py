@@ -16,6 +16,11 @@ from vigil.config import Settings
 from vigil.errors import DatasetError
 
 DEFAULT_LFW_DIR = Path("../shared/data/lfw")
+DEFAULT_POSE_PHOTOS = Path("../shared/data/people/face_recognition")
+# The photos of DEFAULT_POSE_PHOTOS whose subject faces the camera (by eye, within about 15°).
+FRONTAL_PHOTOS = frozenset(
+    {"obama.jpg", "obama-480p.jpg", "biden.jpg", "lin-manuel-miranda.png", "alex-lacamoire.png"}
+)
 
 
 def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -28,6 +33,7 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     add_faults_bench(bench)
     add_pairs_bench(bench)
     add_attributes_bench(bench)
+    add_pose_bench(bench)
     add_api_bench(bench)
     lfw = bench.add_parser("lfw", help="LFW 10-fold verification accuracy (View 2, pairs.txt)")
     lfw.add_argument("--data", type=Path, default=DEFAULT_LFW_DIR, help="LFW folder with pairs.txt")
@@ -227,6 +233,46 @@ def add_attributes_bench(bench: argparse._SubParsersAction[argparse.ArgumentPars
         f"(default epochs {DEFAULT_TAIL_EPOCHS}; evaluation only)",
     )
     benchmark.set_defaults(handler=cmd_bench_attributes)
+
+
+def add_pose_bench(bench: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add ``pose`` to the ``vigil bench`` sub-commands."""
+    benchmark = bench.add_parser(
+        "pose", help="head-pose error: synthetic rotations, frontal photos, mirrored LFW faces"
+    )
+    benchmark.add_argument(
+        "--people",
+        type=Path,
+        default=DEFAULT_POSE_PHOTOS,
+        help="folder of frontal photos (default: %(default)s)",
+    )
+    benchmark.add_argument("--data", type=Path, default=DEFAULT_LFW_DIR, help="LFW folder")
+    benchmark.add_argument(
+        "--lfw-images", type=int, default=200, help="LFW images for the mirror check (0: none)"
+    )
+    benchmark.add_argument(
+        "--json", type=writable_json, default="bench-results/pose.json", help="results JSON (and Markdown)"
+    )
+    benchmark.set_defaults(handler=cmd_bench_pose)
+
+
+def cmd_bench_pose(args: argparse.Namespace, settings: Settings) -> int:
+    from indexer.enroll import image_files
+    from trainer.bench_pose import run_pose_bench
+    from trainer.report import write_json
+    from vigil.files import write_text_atomically
+    from vigil.models.registry import create_detector
+
+    photos = [path for path in image_files([args.people]) if path.name in FRONTAL_PHOTOS]
+    detector = create_detector(settings.detector, settings.model_files_dir)
+    lfw = args.data if args.lfw_images > 0 and args.data.is_dir() else None
+    result = run_pose_bench(detector, photos, lfw, args.lfw_images)
+    write_json(args.json, result.to_dict())
+    markdown = result.to_markdown()
+    write_text_atomically(args.json.with_suffix(".md"), markdown)
+    print(markdown)
+    print(f"reports: {args.json}, {args.json.with_suffix('.md')}")
+    return 0
 
 
 def cmd_bench_stream(args: argparse.Namespace, settings: Settings) -> int:

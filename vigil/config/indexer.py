@@ -78,5 +78,20 @@ class IndexerConfig(VigilModel):
             "112 px grey; higher = sharper). Blurred photos make poor templates."
         ),
     )
+    max_enrol_yaw_deg: float = Field(
+        45.0,
+        ge=0.0,
+        le=90.0,
+        description=(
+            "Enrolment: largest accepted head yaw (degrees turned left or right, from the 5 landmarks; "
+            "higher = more lenient). Profiles make poor templates for the frontal faces cameras see."
+        ),
+    )
+    warn_enrol_yaw_deg: float = Field(
+        25.0,
+        ge=0.0,
+        le=90.0,
+        description="Enrolment: warn about an accepted photo whose head yaw exceeds this (degrees).",
+    )
     unknowns: UnknownsConfig = Field(default_factory=UnknownsConfig)
     aging: AgingConfig = Field(default_factory=AgingConfig)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field, field_validator, model_validator
 
 from vigil.config.base import VigilModel
@@ -12,6 +14,8 @@ from vigil.config.embedder import backend_of
 MAX_RETENTION_S = 10 * 365 * 24 * 3600.0
 # Camera names appear in Redis keys, channel names and metric labels.
 CAMERA_NAME_PATTERN = r"^[A-Za-z0-9_.-]+$"
+FaceAnalysis = Literal["expression"]
+"""What ``streamer.cameras[].analysis`` may ask for."""
 
 
 class CameraConfig(VigilModel):
@@ -78,6 +82,15 @@ class CameraConfig(VigilModel):
         ge=0.0,
         le=2.0,
         description="This camera's required lead over the runner-up, over the calibrated one.",
+    )
+    analysis: list[FaceAnalysis] = Field(
+        default_factory=list,
+        description=(
+            "Face analyses beyond identity, opt-in per camera. `expression`: the seven basic facial "
+            "expressions, once per track from its best faces (the workers then put a small face crop "
+            "on the results stream for this camera; the weights come from `vigil models install-pack`). "
+            "About 66 % right on FER-2013; how a face looks, not what anyone feels. Empty: none, at no cost."
+        ),
     )
 
     @model_validator(mode="after")

