@@ -24,7 +24,7 @@ from indexer.sources import SourceStore
 from vigil.config.indexer import IndexerConfig
 from vigil.errors import GalleryError, VigilError
 from vigil.image import load_image
-from vigil.models.head_pose import head_pose
+from vigil.models.head_pose import head_pose_in_box
 from vigil.models.pipeline import Face, FacePipeline
 from vigil.typing import ImageRGB
 
@@ -223,7 +223,7 @@ def usable_face(pipeline: FacePipeline, config: IndexerConfig, path: Path) -> tu
     quality = sharpness(image, face.box_xyxy)
     if quality < config.min_sharpness:
         raise GalleryError(f"face is too blurred (sharpness {quality:.1f} < {config.min_sharpness})")
-    pose_warning = pose_refusal(face.landmarks, (image.shape[1], image.shape[0]), config)
+    pose_warning = pose_refusal(face.landmarks, face.box_xyxy, config)
     if pose_warning is not None:
         yaw, refused = pose_warning
         if refused:
@@ -236,14 +236,17 @@ def usable_face(pipeline: FacePipeline, config: IndexerConfig, path: Path) -> tu
 
 
 def pose_refusal(
-    landmarks: np.ndarray, image_size: tuple[int, int], config: IndexerConfig
+    landmarks: np.ndarray, box_xyxy: np.ndarray, config: IndexerConfig
 ) -> tuple[float, bool] | None:
     """The face's yaw and whether it is refused, when it is beyond the warning limit; else None.
+
+    The yaw is relative to the line of sight (``head_pose_in_box``), as for events and aging:
+    a face looking at the camera from the edge of a wide photo is frontal.
 
     A face whose pose cannot be told (degenerate landmarks) is let through: the size and
     sharpness checks judge it.
     """
-    pose = head_pose(landmarks, image_size)
+    pose = head_pose_in_box(landmarks, box_xyxy)
     if pose is None or abs(pose.yaw) <= min(config.warn_enrol_yaw_deg, config.max_enrol_yaw_deg):
         return None
     return pose.yaw, abs(pose.yaw) > config.max_enrol_yaw_deg

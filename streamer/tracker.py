@@ -683,5 +683,6 @@ class TrackerService:
                 self._attributes,
                 self.config.events.thumbnails,
                 self._expression if camera in self._expression_cameras else None,
+                keep_unknown_images=self.settings.indexer.unknowns.keep_images,
             )
         return self.trackers[camera]

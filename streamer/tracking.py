@@ -41,7 +41,7 @@ import json
 from collections import Counter, deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 import numpy as np
 
@@ -75,6 +75,8 @@ class SeenFace(NamedTuple):
     face: FaceResult
     captured_at: float
 
+
+_Kept = TypeVar("_Kept")
 
 AttributeEstimate = Callable[[np.ndarray, str], EventAttributes | None]
 """Age and gender from a track's ``(N, D)`` backbone embeddings and the space they were matched in."""
@@ -152,6 +154,9 @@ class Track:
     attributes: EventAttributes | None = None
     expression: EventExpression | None = None
     expression_faces: list[FaceResult] = field(default_factory=list)  # not in snapshots: gathered again
+    # Each kept face's quality, computed once (a head-pose fit each): not in snapshots.
+    unknown_qualities: list[float] = field(default_factory=list, repr=False)
+    expression_qualities: list[float] = field(default_factory=list, repr=False)
 
     def similarity(self, embedding: np.ndarray) -> float:
         if not self.recent:
@@ -167,9 +172,10 @@ class Track:
         self.last_face = face
         if face.identity_id is None:
             self.unmatched_frames += 1
-            self.unknown_faces.append(SeenFace(face, frame.captured_at))
-            self.unknown_faces.sort(key=lambda seen: _face_quality(seen.face), reverse=True)
-            del self.unknown_faces[keep_faces:]
+            if len(self.unknown_qualities) != len(self.unknown_faces):  # restored from a snapshot
+                self.unknown_qualities = [_face_quality(seen.face) for seen in self.unknown_faces]
+            _keep_best(self.unknown_faces, self.unknown_qualities, SeenFace(face, frame.captured_at),
+                       _face_quality(face), keep_faces)  # fmt: skip
             return
         self.votes[face.identity_id] += 1
         self.names[face.identity_id] = face.name or face.identity_id
@@ -201,8 +207,10 @@ class CameraTracker:
         attributes: AttributeEstimate | None = None,
         thumbnails: bool = False,
         expression: ExpressionEstimate | None = None,
+        keep_unknown_images: bool = False,
     ) -> None:
         self.camera = camera
+        self._keep_unknown_images = keep_unknown_images
         self._attributes = attributes
         self._expression = expression
         self._thumbnails: dict[str, EventThumbnail] | None = {} if thumbnails else None
@@ -219,11 +227,18 @@ class CameraTracker:
         self._latest = frame
         events = self.expire(frame.captured_at)
         for track, face in self._associate(frame):
-            track.add(face, frame, self.keep_faces)
             if self._expression is not None and track.expression is None and face.crop_jpeg is not None:
                 _keep_expression_face(track, face)
+            if face.crop_jpeg is not None and not self._keeps_image_of(face):
+                # Cropped for the expression only: no image opt-in, so the track keeps none.
+                face = dataclasses.replace(face, crop_jpeg=None)
+            track.add(face, frame, self.keep_faces)
             events += self._decide(track, frame)
         return events
+
+    def _keeps_image_of(self, face: FaceResult) -> bool:
+        """Whether the user opted in to keeping this face's image (thumbnails, unknown faces' images)."""
+        return self._thumbnails is not None or (self._keep_unknown_images and face.identity_id is None)
 
     def expire(self, now: float) -> list[Event]:
         """End tracks not seen for ``max_gap_s`` before ``now`` (capture time)."""
@@ -509,9 +524,17 @@ def face_size_px(face: FaceResult) -> float:
 
 def _keep_expression_face(track: Track, face: FaceResult) -> None:
     """Keep ``face`` among the track's ``EXPRESSION_FACES`` best-quality faces with a crop."""
-    track.expression_faces.append(face)
-    track.expression_faces.sort(key=_face_quality, reverse=True)
-    del track.expression_faces[EXPRESSION_FACES:]
+    _keep_best(
+        track.expression_faces, track.expression_qualities, face, _face_quality(face), EXPRESSION_FACES
+    )
+
+
+def _keep_best(items: list[_Kept], qualities: list[float], item: _Kept, quality: float, keep: int) -> None:
+    """Insert ``item`` into ``items`` (best first, their ``qualities`` beside), keeping the best ``keep``."""
+    at = next((index for index, kept in enumerate(qualities) if quality > kept), len(qualities))
+    items.insert(at, item)
+    qualities.insert(at, quality)
+    del items[keep:], qualities[keep:]
 
 
 def _face_quality(face: FaceResult) -> float:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import threading
 import time
@@ -124,3 +125,30 @@ def test_only_the_opted_in_camera_crops_faces_and_gets_expressions(
         assert stage and hall, events
         assert all(e.expression is not None and set(e.expression.probabilities) == set(LABELS) for e in stage)
         assert all(e.expression is None for e in hall), [e.expression for e in hall]
+
+
+@pytest.mark.parametrize("keep_unknown_images", [False, True])
+def test_a_crop_taken_for_the_expression_only_is_not_kept_with_the_track(
+    pipeline: FacePipeline, keep_unknown_images: bool
+) -> None:
+    # given a stranger's face with its crop, on a camera opted in to expression only (or also to
+    # keeping unknown faces' images)
+    face = smiling_face(pipeline)
+    assert face.crop_jpeg is not None
+    crop = base64.b64encode(face.crop_jpeg).decode()
+    tracker = CameraTracker(
+        "door",
+        TrackerConfig(unknown_after_frames=8),
+        "run1",
+        expression=TrackExpression(installed_expression_file().parent),
+        keep_unknown_images=keep_unknown_images,
+    )
+    # when tracked for a while and its state saved
+    feed(tracker, [make_frame(n, [face]) for n in range(10)])
+    _, tracks = tracker.snapshot_parts()
+    # then the saved track holds the face's image only where the user opted in to images
+    assert (crop in "".join(tracks.values())) is keep_unknown_images
+    assert (
+        all(seen.face.crop_jpeg is not None for seen in tracker.tracks[0].unknown_faces)
+        is keep_unknown_images
+    )

@@ -88,7 +88,9 @@ class CameraConfig(VigilModel):
         description=(
             "Face analyses beyond identity, opt-in per camera. `expression`: the seven basic facial "
             "expressions, once per track from its best faces (the workers then put a small face crop "
-            "on the results stream for this camera; the weights come from `vigil models install-pack`). "
+            "on the results stream for this camera, kept only as long as its last "
+            "`streamer.bus.max_results` frame results; the tracker keeps no crop beyond the expression "
+            "unless images are opted in; the weights come from `vigil models install-pack`). "
             "About 66 % right on FER-2013; how a face looks, not what anyone feels. Empty: none, at no cost."
         ),
     )
