@@ -237,6 +237,20 @@ def stream_id_since(since: str) -> str:
     return f"{max(milliseconds, 0)}-0"  # before 1970: from the start
 
 
+def stream_id_after(stream_id: str) -> str:
+    """The first stream id after ``stream_id`` (reading from it leaves ``stream_id`` out).
+
+    Raises:
+        VigilError: ``stream_id`` is not one, or is the last id Redis can hold.
+    """
+    if not _STREAM_ID.fullmatch(stream_id):
+        raise VigilError(f"{stream_id!r} is not a stream id such as 1733443200123-0")
+    milliseconds, sequence = (int(part) for part in stream_id.split("-"))
+    if max(milliseconds, sequence + 1) >= _STREAM_ID_PART_LIMIT:
+        raise VigilError(f"{stream_id!r} is not an event's id: no id follows it")
+    return f"{milliseconds}-{sequence + 1}"
+
+
 def read_events(
     client: redis.Redis,
     config: EventsConfig,

@@ -440,3 +440,13 @@ def test_subscribers_on_camera_and_identity_channels_receive_the_json(
         assert listener.get_message(timeout=0.1) is None, "an unexpected extra message"
     finally:
         listener.close()
+
+
+def test_the_stream_id_after_one_leaves_it_out_and_refuses_what_redis_cannot_hold() -> None:
+    from streamer.events import stream_id_after
+
+    assert stream_id_after("1733443200123-0") == "1733443200123-1"
+    assert stream_id_after("0-0") == "0-1"
+    for bad in ("yesterday", "12", f"1-{2**64 - 1}", f"{2**64}-0"):
+        with pytest.raises(VigilError):
+            stream_id_after(bad)

@@ -204,10 +204,10 @@ class _EventPrinter(threading.Thread):
                 return
 
     def _read_new(self) -> None:
-        from streamer.events import read_events
+        from streamer.events import read_events, stream_id_after
 
         for stream_id, event in read_events(
-            self.client, self.settings.streamer.events, since=_after(self.last)
+            self.client, self.settings.streamer.events, since=stream_id_after(self.last)
         ):
             if not self.quiet:
                 _print_event(event, self.json_lines)
@@ -239,11 +239,6 @@ def _start_api(settings: Settings, client: redis.Redis) -> BackgroundApi:
     api = BackgroundApi(settings, client).start()
     print(f"vigil: API on {api.url}/api/v1 (docs: /api/v1/docs)", file=sys.stderr)
     return api
-
-
-def _after(stream_id: str) -> str:
-    milliseconds, sequence = stream_id.split("-")
-    return f"{milliseconds}-{int(sequence) + 1}"
 
 
 def _print_event(event: Any, json_lines: bool) -> None:

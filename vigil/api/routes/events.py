@@ -40,7 +40,7 @@ def events(
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> EventsPage:
     """Past events, oldest first, a page at a time (`vigil events`)."""
-    from streamer.events import read_events
+    from streamer.events import read_events, stream_id_after
 
     check_since(since)
     items: list[dict[str, Any]] = []
@@ -48,8 +48,7 @@ def events(
     config = context.settings.streamer.events
     for stream_id, event in read_events(context.client, config, since, camera, identity):
         if len(items) == limit:
-            milliseconds, sequence = (last or stream_id).split("-")
-            return EventsPage(items=items, next=f"{milliseconds}-{int(sequence) + 1}")
+            return EventsPage(items=items, next=stream_id_after(last or stream_id))
         items.append(event.model_dump(mode="json"))
         last = stream_id
     return EventsPage(items=items, next=None)
@@ -70,7 +69,6 @@ KEEPALIVE_S = 15.0
 key is checked again: a revoked key's stream ends)."""
 CATCH_UP_PAGE = 500
 """Past events read (and sent) at a time: a catch-up never holds the whole stream."""
-_STREAM_ID_PART_LIMIT = 2**64
 
 
 @router.get(
@@ -97,15 +95,16 @@ async def live_events(
     so none is missed. A subscriber too slow to keep up is disconnected and does the same.
     `since` starts with past events (e.g. `since=0`: everything kept), then follows.
     """
+    from streamer.events import stream_id_after
     from vigil.api.live import MAX_SUBSCRIBERS
 
     # The catch-up starts after Last-Event-ID (a reconnection) or else at `since`.
     start = None
     if last_event_id is not None:
-        milliseconds, sequence = _stream_key(check_since(last_event_id))
-        if sequence + 1 >= _STREAM_ID_PART_LIMIT:
-            raise ApiError(400, "invalid_request", f"Last-Event-ID {last_event_id!r} is not an event's id")
-        start = f"{milliseconds}-{sequence + 1}"
+        try:
+            start = stream_id_after(check_since(last_event_id))
+        except VigilError as exc:
+            raise ApiError(400, "invalid_request", f"Last-Event-ID: {exc}") from None
     elif since is not None:
         start = check_since(since)
     if context.live.subscribers >= MAX_SUBSCRIBERS:
