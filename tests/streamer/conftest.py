@@ -14,17 +14,24 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 
 from streamer.reader import CameraReader, Frame, SourceState
 from streamer.rtsp_clip_server import ClipRtspServer, rtsp_server_missing
+from streamer.tracker import TrackerService
+from streamer.worker import Worker
 from tests.conftest import SHARED_DATA, require
+from vigil.config import Settings
 from vigil.config.streamer import CameraConfig
 from vigil.errors import StreamError
+from vigil.models.pipeline import FacePipeline
+from vigil.typing import ImageRGB
 
 CLIP = SHARED_DATA / "clips" / "hamilton.mp4"
 # What ffprobe says about the clip: 275 frames at 29.97 fps, the last at 9.142 s.
 CLIP_FRAMES = 275
 CLIP_LAST_FRAME_S = 9.142
+TRACKER_WAIT_S = 30.0
 
 
 def make_camera(source: str | Path, **overrides: Any) -> CameraConfig:
@@ -117,3 +124,29 @@ class ReaderThread:
                 self.frames.append(frame)
         except BaseException as exc:  # handed to the test thread, which asserts on it
             self.error = exc
+
+
+def run_worker_then_tracker(
+    client: redis.Redis,
+    settings: Settings,
+    pipeline: FacePipeline,
+    frames: list[ImageRGB],
+    cameras: tuple[str, ...],
+    tracker_name: str,
+) -> None:
+    """The real worker, then the real tracker, over ``frames`` from each camera at 5 frames/s."""
+    worker = Worker(client, settings, pipeline)
+    worker.bus.ensure_group()
+    tracker = TrackerService(client, settings, tracker_name, finish_after=set(cameras))
+    tracker.ensure_group()
+    start = time.time() - len(frames) / 5
+    for camera in cameras:
+        for number, image in enumerate(frames):
+            worker.bus.publish(camera, number, start + number / 5, image)
+        worker.bus.publish_end(camera, len(frames))
+    while worker.step():
+        pass
+    thread = threading.Thread(target=tracker.run, args=(threading.Event(),), daemon=True)
+    thread.start()
+    thread.join(TRACKER_WAIT_S)
+    assert not thread.is_alive(), "the tracker did not finish"

@@ -10,7 +10,6 @@ tracker, on the clip's frames of Obama, crop no matched face and write no thumbn
 from __future__ import annotations
 
 import json
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -28,11 +27,9 @@ from streamer.analysis import FaceResult, FrameResult, face_crop_jpeg
 from streamer.bench_setup import decode_clip, enroll_people, temporary_home
 from streamer.events import Event, EventType, event_id_for, read_events
 from streamer.thumbnails import event_thumbnail
-from streamer.tracker import TrackerService
-from streamer.worker import Worker
 from tests.api.conftest import Api, error_of
 from tests.conftest import PEOPLE, people_image, require
-from tests.streamer.conftest import CLIP
+from tests.streamer.conftest import CLIP, run_worker_then_tracker
 from tests.test_cli import run_vigil
 from tests.test_erasure_complete import run_tracker
 from vigil.config import Settings
@@ -48,7 +45,6 @@ PHOTOS = {OBAMA: "obama.jpg", MIRANDA: "lin-manuel-miranda.png"}
 # every 6th of them is 5 frames a second, what the service analyses.
 OBAMA_FRAMES = (215, 275)
 FRAME_STEP = 6
-TRACKER_WAIT_S = 30.0
 
 
 @dataclass
@@ -167,20 +163,7 @@ def test_with_thumbnails_off_no_matched_face_is_cropped_nor_thumbnail_kept(
         identifier = Identifier.from_settings(Gallery(client), pipeline, home_settings)
         enroll_people(identifier, home_settings, {OBAMA: require(PEOPLE / PHOTOS[OBAMA])})
         # given the real worker and tracker, with the default settings, on the clip's frames of Obama
-        worker = Worker(client, home_settings, pipeline)
-        worker.bus.ensure_group()
-        tracker = TrackerService(client, home_settings, "off", finish_after={"stage"})
-        tracker.ensure_group()
-        start = time.time() - len(frames) / 5
-        for number, image in enumerate(frames):
-            worker.bus.publish("stage", number, start + number / 5, image)
-        worker.bus.publish_end("stage", len(frames))
-        while worker.step():
-            pass
-        thread = threading.Thread(target=tracker.run, args=(threading.Event(),), daemon=True)
-        thread.start()
-        thread.join(TRACKER_WAIT_S)
-        assert not thread.is_alive(), "the tracker did not finish"
+        run_worker_then_tracker(client, home_settings, pipeline, frames, ("stage",), "off")
         # then Obama was recognised, from faces that travelled without an image
         events = [event for _, event in read_events(client, home_settings.streamer.events)]
         assert any(e.type is EventType.RECOGNIZED and e.name == OBAMA for e in events), events

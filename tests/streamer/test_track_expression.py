@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import base64
 import dataclasses
-import threading
-import time
 from typing import get_args
 
 import pytest
@@ -16,12 +14,10 @@ from streamer.analysis import FaceResult, FrameResult, face_crop_jpeg
 from streamer.bench_setup import decode_clip, enroll_people, temporary_home
 from streamer.events import EventType, ExpressionLabel, read_events
 from streamer.track_expression import TrackExpression
-from streamer.tracker import TrackerService
 from streamer.tracking import CameraTracker
-from streamer.worker import Worker
 from tests.conftest import PEOPLE, people_image, require
 from tests.models.expression_files import installed_expression_file
-from tests.streamer.conftest import CLIP
+from tests.streamer.conftest import CLIP, run_worker_then_tracker
 from tests.streamer.test_track_attributes import face_of
 from tests.streamer.test_tracking import feed, make_frame
 from vigil.config import Settings
@@ -33,7 +29,6 @@ from vigil.streams import StreamEntry
 OBAMA = "Barack Obama"
 OBAMA_FRAMES = (215, 275)  # Obama in the audience, the clip's last two seconds
 FRAME_STEP = 6  # 5 frames a second, what the service analyses
-TRACKER_WAIT_S = 30.0
 
 
 def smiling_face(pipeline: FacePipeline) -> FaceResult:
@@ -98,21 +93,7 @@ def test_only_the_opted_in_camera_crops_faces_and_gets_expressions(
         identifier = Identifier.from_settings(Gallery(client), pipeline, home_settings)
         enroll_people(identifier, home_settings, {OBAMA: require(PEOPLE / "obama.jpg")})
         # given the real worker and tracker on the same frames of Obama from both cameras
-        worker = Worker(client, home_settings, pipeline)
-        worker.bus.ensure_group()
-        tracker = TrackerService(client, home_settings, "expr", finish_after={"stage", "hall"})
-        tracker.ensure_group()
-        start = time.time() - len(frames) / 5
-        for camera in ("stage", "hall"):
-            for number, image in enumerate(frames):
-                worker.bus.publish(camera, number, start + number / 5, image)
-            worker.bus.publish_end(camera, len(frames))
-        while worker.step():
-            pass
-        thread = threading.Thread(target=tracker.run, args=(threading.Event(),), daemon=True)
-        thread.start()
-        thread.join(TRACKER_WAIT_S)
-        assert not thread.is_alive(), "the tracker did not finish"
+        run_worker_then_tracker(client, home_settings, pipeline, frames, ("stage", "hall"), "expr")
         # then only the opted-in camera's faces travelled with a crop
         entries: list[StreamEntry] = client.xrange(home_settings.streamer.bus.faces_stream)  # type: ignore[assignment]
         results = [FrameResult.from_fields(fields) for _, fields in entries]
