@@ -22,7 +22,6 @@ import http.client
 import json
 import logging
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -57,8 +56,8 @@ class IdentifyRun:
     clients: int
     requests: int
     requests_per_s: float
-    p50_ms: float
-    p99_ms: float
+    p50_ms: float | None
+    p99_ms: float | None
     busy_answers: int
     errors: int
 
@@ -72,8 +71,8 @@ class LiveRun:
     delivered: int
     duplicates: int
     events_per_s: float
-    p50_ms: float
-    p99_ms: float
+    p50_ms: float | None
+    p99_ms: float | None
 
 
 @dataclass(frozen=True)
@@ -104,8 +103,8 @@ class ApiBenchResult:
         ]
         for run in self.identify:
             lines.append(
-                f"| {run.clients} | {run.requests} | {run.requests_per_s:.2f} | {run.p50_ms:.0f} | "
-                f"{run.p99_ms:.0f} | {run.busy_answers} | {run.errors} |"
+                f"| {run.clients} | {run.requests} | {run.requests_per_s:.2f} | {_ms(run.p50_ms, 0)} | "
+                f"{_ms(run.p99_ms, 0)} | {run.busy_answers} | {run.errors} |"
             )
         live = self.live
         lines += [
@@ -114,7 +113,7 @@ class ApiBenchResult:
             "| p50 ms | p99 ms |",
             "|---:|---:|---:|---:|---:|---:|---:|",
             f"| {live.subscribers} | {live.events} | {live.delivered} | {live.duplicates} "
-            f"| {live.events_per_s:.0f} | {live.p50_ms:.1f} | {live.p99_ms:.1f} |",
+            f"| {live.events_per_s:.0f} | {_ms(live.p50_ms, 1)} | {_ms(live.p99_ms, 1)} |",
             "",
         ]
         return "\n".join(lines)
@@ -278,12 +277,15 @@ def _identify_run(
     for thread in threads:
         thread.join()
     elapsed = time.perf_counter() - started
+    from streamer.bench_stream import percentiles
+
+    spread = percentiles([seconds * 1000 for seconds in latencies])
     return IdentifyRun(
         clients=clients,
         requests=len(latencies),
         requests_per_s=round(len(latencies) / elapsed, 3),
-        p50_ms=round(_percentile(latencies, 50) * 1000, 1),
-        p99_ms=round(_percentile(latencies, 99) * 1000, 1),
+        p50_ms=spread.p50_ms,
+        p99_ms=spread.p99_ms,
         busy_answers=counts["busy"],
         errors=counts["errors"],
     )
@@ -343,6 +345,9 @@ def _live_run(
         connection.close()
     delays = [arrived - published[event_id] for times in arrivals for event_id, arrived in times]
     delivered = len(delays)
+    from streamer.bench_stream import percentiles
+
+    spread = percentiles([seconds * 1000 for seconds in delays])
     duplicates = sum(len(times) - len({event_id for event_id, _ in times}) for times in arrivals)
     return LiveRun(
         subscribers=subscribers,
@@ -350,8 +355,8 @@ def _live_run(
         delivered=delivered,
         duplicates=duplicates,
         events_per_s=round(delivered / max(finished - started, 1e-9), 1),
-        p50_ms=round(_percentile(delays, 50) * 1000, 2),
-        p99_ms=round(_percentile(delays, 99) * 1000, 2),
+        p50_ms=spread.p50_ms,
+        p99_ms=spread.p99_ms,
     )
 
 
@@ -378,9 +383,5 @@ def _bench_event(number: int) -> Event:
     )
 
 
-def _percentile(values: list[float], percent: float) -> float:
-    if not values:
-        return float("nan")
-    if len(values) == 1:
-        return values[0]
-    return statistics.quantiles(values, n=100, method="inclusive")[int(percent) - 1]
+def _ms(value: float | None, digits: int) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"  # None: nothing was measured
