@@ -26,6 +26,11 @@ Method, in one run:
    The events stream gives the events' own ``latency_ms`` (``read_at`` → publication by
    the tracker).
 
+5. Age and gender: what each ``streamer.tracker.attribute_model`` costs, per face in the
+   workers and per track in the tracker (:mod:`streamer.bench_attribute_cost`). The service
+   run uses the configured model; for ``fine_tuned`` the copy promoted in the caller's home is
+   promoted in the temporary one too.
+
 Throughput leaves out what the service adds around the analysis (JPEG on the bus, Redis,
 tracking); latency includes all of it.
 """
@@ -47,6 +52,7 @@ from typing import TYPE_CHECKING, cast
 
 import numpy as np
 
+from streamer.bench_attribute_cost import AttributeCost, measure_attribute_cost
 from streamer.bench_setup import (
     check_data,
     decode_clip,
@@ -57,7 +63,7 @@ from streamer.bench_setup import (
 )
 from streamer.tally import FramesTally
 from vigil.config import CameraConfig, Settings, load_settings
-from vigil.errors import StreamError
+from vigil.errors import ModelLoadError, StreamError
 from vigil.machine import cpu_model
 from vigil.typing import ImageRGB
 
@@ -183,6 +189,8 @@ class StreamBenchResult:
         other_cpu_s: CPU seconds other processes used during the rounds (None where
             ``/proc/stat`` is unreadable): how shared the machine was.
         latency: The service run, or None when skipped.
+        attribute_cost: What each age and gender model costs, or None (no face in the frames).
+        attribute_model: The model the service run used (``streamer.tracker.attribute_model``).
     """
 
     clip: str
@@ -202,6 +210,8 @@ class StreamBenchResult:
     load_average: tuple[float, float]
     other_cpu_s: float | None
     latency: ServiceLatency | None
+    attribute_cost: AttributeCost | None = None
+    attribute_model: str = "head"
 
     @property
     def speedup(self) -> float:
@@ -284,7 +294,13 @@ class StreamBenchResult:
             "every frame, and the tracker needs CPU too.",
         ]
         if self.latency is not None:
-            lines += ["", *_latency_markdown(self.latency)]
+            lines += [
+                "",
+                *_latency_markdown(self.latency),
+                f"Age and gender in that run: `{self.attribute_model}`.",
+            ]
+        if self.attribute_cost is not None:
+            lines += ["", *self.attribute_cost.to_markdown()]
         return "\n".join(lines) + "\n"
 
     def _conditions(self) -> list[str]:
@@ -346,6 +362,7 @@ def run_stream_bench(
     frames = decode_clip(clip, frame_range)
     encodings = encode_people(photos)
     with temporary_home(plan_workers(settings)) as (bench_settings, client):
+        carry_attribute_tail(settings, bench_settings.home)
         pipeline = FacePipeline.from_settings(bench_settings)
         identifier = Identifier.from_settings(Gallery(client), pipeline, bench_settings)
         enroll_people(identifier, bench_settings, photos)
@@ -367,6 +384,7 @@ def run_stream_bench(
         load_after = os.getloadavg()[0]
         rule = identifier.thresholds()  # for the gallery as enrolled
         latency = measure_service_latency(bench_settings, client, clip) if measure_latency else None
+        attribute_cost = measure_attribute_cost(bench_settings, pipeline, frames, settings.home)
     other_cpu_s = None
     if busy_before is not None and busy_after is not None:
         # Our own CPU: this process (the recipe, handing out batches) and the workers' analysis.
@@ -391,7 +409,39 @@ def run_stream_bench(
         load_average=(load_before, load_after),
         other_cpu_s=other_cpu_s,
         latency=latency,
+        attribute_cost=attribute_cost,
+        attribute_model=settings.streamer.tracker.attribute_model,
     )
+
+
+def carry_attribute_tail(settings: Settings, home: Path) -> None:
+    """With ``attribute_model: fine_tuned``, promote the copy in force in ``settings.home`` in ``home`` too.
+
+    Raises:
+        ModelLoadError: None is promoted in ``settings.home`` (the service would refuse to start).
+    """
+    from vigil.artifacts import ArtifactRegistry
+    from vigil.models.attribute_tail import TAIL_FILE
+
+    tracker = settings.streamer.tracker
+    if not (tracker.attributes and tracker.attribute_model == "fine_tuned"):
+        return
+    current = ArtifactRegistry(settings.home).current("attribute_tail")
+    if current is None:
+        raise ModelLoadError(
+            "streamer.tracker.attribute_model is fine_tuned but no fine-tuned attribute model is promoted; "
+            "make one with `vigil train attributes --dataset DIR --fine-tune-blocks 4`"
+        )
+    registry = ArtifactRegistry(home)
+    copied = registry.add(
+        "attribute_tail",
+        {TAIL_FILE: current.file(TAIL_FILE).read_bytes()},
+        embedder_version=current.embedder_version,
+        metrics=current.metrics,
+        data=current.data,
+        notes=f"copy of {current.version} for the benchmark",
+    )
+    registry.promote("attribute_tail", copied.version)
 
 
 class VigilWorkers:

@@ -34,11 +34,11 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 import cv2
-import numpy as np
 import redis
 from redis.client import Pipeline
 
 from streamer import metrics
+from streamer.analysis import decode_jpeg
 from vigil.config.streamer import BusConfig
 from vigil.stop import StopFlag, pause
 from vigil.streams import StreamEntry, StreamResponse, ensure_group, redis_errors, stream_id_key, text
@@ -322,8 +322,7 @@ def _decode(entry_id: bytes | str, fields: dict[bytes, bytes]) -> BusFrame:
     read_at = float(fields.get(b"read_at", fields[b"captured_at"]))
     if b"end" in fields:
         return BusFrame(text(entry_id), camera, number, captured_at, None, read_at)
-    bgr = cv2.imdecode(np.frombuffer(fields[b"jpeg"], np.uint8), cv2.IMREAD_COLOR)
-    if bgr is None:
+    image = decode_jpeg(fields[b"jpeg"])
+    if image is None:
         raise ValueError(f"frame {number} of camera {camera} is not a decodable JPEG")
-    image = np.asarray(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), dtype=np.uint8)
     return BusFrame(text(entry_id), camera, number, captured_at, image, read_at, fields.get(b"paced") == b"1")

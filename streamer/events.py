@@ -58,7 +58,14 @@ class EventAttributes(BaseModel):
     age: float = Field(description="Estimated age in years.")
     age_range: list[int] = Field(min_length=2, max_length=2, description="Plausible ages [low, high].")
     gender: Literal["male", "female"] = Field(description="The more probable of the two.")
-    gender_confidence: float = Field(ge=0.5, le=1.0, description="Its probability.")
+    gender_confidence: float = Field(
+        ge=0.5,
+        le=1.0,
+        description=(
+            "Its probability; at most 0.7 when the estimated age is under 16, because a child's "
+            "gender is right only about 70 % of the time."
+        ),
+    )
 
 
 class EventPose(BaseModel):
@@ -141,8 +148,9 @@ class Event(BaseModel):
     attributes: EventAttributes | None = Field(
         None,
         description=(
-            "Age and gender, computed once per track from its recent faces (null when "
-            "`streamer.tracker.attributes` is off or no attribute head is available)."
+            "Age and gender, computed once per track: by the attribute head from its recent faces' "
+            "embeddings, or with `streamer.tracker.attribute_model: fine_tuned` by the fine-tuned model "
+            "from its 3 best faces (null when `streamer.tracker.attributes` is off or no model is available)."
         ),
     )
     expression: EventExpression | None = Field(

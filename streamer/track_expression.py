@@ -13,14 +13,11 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, cast
 
-import cv2
-import numpy as np
-
+from streamer.analysis import decode_jpeg
 from streamer.events import EventExpression, ExpressionLabel
 
 if TYPE_CHECKING:
     from vigil.models.expression import ExpressionModel
-    from vigil.typing import ImageRGB
 
 logger = logging.getLogger(__name__)
 
@@ -48,7 +45,7 @@ class TrackExpression:
         model = self._loaded_model()
         if model is None or not crops:
             return None
-        found = [p for p in model.predict([_decode(jpeg) for jpeg in crops]) if p is not None]
+        found = [p for p in model.predict([decode_jpeg(jpeg) for jpeg in crops]) if p is not None]
         mean = mean_probabilities(found)
         if mean is None:
             return None
@@ -63,11 +60,3 @@ class TrackExpression:
             self._model = load_installed(self.models_dir)
             self._loaded = True
         return self._model
-
-
-def _decode(jpeg: bytes) -> ImageRGB | None:
-    """A crop as RGB, or None when the bytes are not an image (the model then skips it)."""
-    decoded = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
-    if decoded is None:
-        return None
-    return np.asarray(cv2.cvtColor(decoded, cv2.COLOR_BGR2RGB), dtype=np.uint8)

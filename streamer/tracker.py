@@ -64,7 +64,7 @@ from streamer.analysis import FrameResult
 from streamer.events import Event, EventPublisher, EventType
 from streamer.learning import TrackLearning
 from streamer.thumbnails import thumbnail_section
-from streamer.track_attributes import TrackAttributes
+from streamer.track_attributes import TrackAttributes, TrackChipAttributes
 from streamer.track_expression import TrackExpression
 from streamer.tracking import CameraTracker, EventThumbnail, TrackOutcome, outcome_from_json, outcome_to_json
 from vigil.config import Settings
@@ -268,7 +268,11 @@ class TrackerService:
         self.publisher = EventPublisher(client, settings.streamer.events)
         self.buffer = ReorderBuffer(settings.streamer.tracker.reorder_window_ms / 1000)
         self.trackers: dict[str, CameraTracker] = {}
-        self._attributes = TrackAttributes(settings.home) if settings.streamer.tracker.attributes else None
+        tracker = settings.streamer.tracker
+        fine_tuned = tracker.attributes and tracker.attribute_model == "fine_tuned"
+        self._attributes = TrackAttributes(settings.home) if tracker.attributes and not fine_tuned else None
+        # The fine-tuned model reads the chips the workers send with each face.
+        self._chip_attributes = TrackChipAttributes(settings) if fine_tuned else None
         # Expression only for the cameras that opted in (their workers send the face crops).
         self._expression_cameras = {c.name for c in settings.streamer.cameras if "expression" in c.analysis}
         self._expression = TrackExpression(settings.model_files_dir) if self._expression_cameras else None
@@ -684,5 +688,6 @@ class TrackerService:
                 self.config.events.thumbnails,
                 self._expression if camera in self._expression_cameras else None,
                 keep_unknown_images=self.settings.indexer.unknowns.keep_images,
+                chip_attributes=self._chip_attributes,
             )
         return self.trackers[camera]

@@ -65,6 +65,8 @@ RECENT_EMBEDDINGS = 5
 MAX_PENDING_OUTCOMES = 1000
 # Faces with a crop kept per track for its expression: its best few, as for age and gender.
 EXPRESSION_FACES = 3
+# Faces with a chip kept per track for the fine-tuned age and gender model.
+ATTRIBUTE_FACES = 3
 # Version of ``CameraTracker.snapshot``'s JSON; a snapshot of another version is not restored.
 SNAPSHOT_VERSION = 1
 
@@ -80,6 +82,9 @@ _Kept = TypeVar("_Kept")
 
 AttributeEstimate = Callable[[np.ndarray, str], EventAttributes | None]
 """Age and gender from a track's ``(N, D)`` backbone embeddings and the space they were matched in."""
+
+ChipAttributeEstimate = Callable[[list[bytes]], EventAttributes | None]
+"""Age and gender from a track's best aligned chips (JPEG, ``analysis.chip_jpeg``), best first."""
 
 ExpressionEstimate = Callable[[list[bytes]], EventExpression | None]
 """The expression from a track's best face crops (JPEG, ``face_crop_jpeg``), best first."""
@@ -154,9 +159,11 @@ class Track:
     attributes: EventAttributes | None = None
     expression: EventExpression | None = None
     expression_faces: list[FaceResult] = field(default_factory=list)  # not in snapshots: gathered again
+    attribute_faces: list[FaceResult] = field(default_factory=list)  # likewise
     # Each kept face's quality, computed once (a head-pose fit each): not in snapshots.
     unknown_qualities: list[float] = field(default_factory=list, repr=False)
     expression_qualities: list[float] = field(default_factory=list, repr=False)
+    attribute_qualities: list[float] = field(default_factory=list, repr=False)
 
     def similarity(self, embedding: np.ndarray) -> float:
         if not self.recent:
@@ -208,10 +215,12 @@ class CameraTracker:
         thumbnails: bool = False,
         expression: ExpressionEstimate | None = None,
         keep_unknown_images: bool = False,
+        chip_attributes: ChipAttributeEstimate | None = None,
     ) -> None:
         self.camera = camera
         self._keep_unknown_images = keep_unknown_images
         self._attributes = attributes
+        self._chip_attributes = chip_attributes
         self._expression = expression
         self._thumbnails: dict[str, EventThumbnail] | None = {} if thumbnails else None
         self.config = config
@@ -229,9 +238,13 @@ class CameraTracker:
         for track, face in self._associate(frame):
             if self._expression is not None and track.expression is None and face.crop_jpeg is not None:
                 _keep_expression_face(track, face)
+            if self._chip_attributes is not None and track.attributes is None and face.chip_jpeg is not None:
+                _keep_attribute_face(track, face)
             if face.crop_jpeg is not None and not self._keeps_image_of(face):
                 # Cropped for the expression only: no image opt-in, so the track keeps none.
                 face = dataclasses.replace(face, crop_jpeg=None)
+            if face.chip_jpeg is not None:  # read once for age and gender; never kept beyond that
+                face = dataclasses.replace(face, chip_jpeg=None)
             track.add(face, frame, self.keep_faces)
             events += self._decide(track, frame)
         return events
@@ -415,9 +428,9 @@ class CameraTracker:
 
     def _event(self, kind: EventType, track: Track, frame: FrameResult, face: FaceResult) -> Event:
         identity = track.announced if kind is not EventType.UNKNOWN else None
-        if track.attributes is None and self._attributes is not None and track.recent:
+        if track.attributes is None:
             # Once per track, at its first recognized/unknown event; its track_ended repeats it.
-            track.attributes = self._attributes(np.stack(list(track.recent)), frame.embedder_version)
+            track.attributes = self._estimate_attributes(track, frame)
         if track.expression is None and self._expression is not None and track.expression_faces:
             # Likewise once per track, from its best crops so far (tried again while it gives None).
             track.expression = self._expression([f.crop_jpeg for f in track.expression_faces if f.crop_jpeg])
@@ -446,6 +459,18 @@ class CameraTracker:
             attributes=track.attributes,
             expression=track.expression,
         )
+
+    def _estimate_attributes(self, track: Track, frame: FrameResult) -> EventAttributes | None:
+        """Age and gender from the track's best chips (fine-tuned model) or its recent embeddings (head)."""
+        if self._chip_attributes is not None:
+            chips = [face.chip_jpeg for face in track.attribute_faces if face.chip_jpeg]
+            found = self._chip_attributes(chips) if chips else None
+            if found is not None:
+                track.attribute_faces.clear()  # the chips have done their work
+            return found
+        if self._attributes is not None and track.recent:
+            return self._attributes(np.stack(list(track.recent)), frame.embedder_version)
+        return None
 
     def _keep_thumbnail(self, event_id: str, track: Track, face: FaceResult) -> None:
         assert self._thumbnails is not None
@@ -527,6 +552,11 @@ def _keep_expression_face(track: Track, face: FaceResult) -> None:
     _keep_best(
         track.expression_faces, track.expression_qualities, face, _face_quality(face), EXPRESSION_FACES
     )
+
+
+def _keep_attribute_face(track: Track, face: FaceResult) -> None:
+    """Keep ``face`` among the track's ``ATTRIBUTE_FACES`` best-quality faces with a chip."""
+    _keep_best(track.attribute_faces, track.attribute_qualities, face, _face_quality(face), ATTRIBUTE_FACES)
 
 
 def _keep_best(items: list[_Kept], qualities: list[float], item: _Kept, quality: float, keep: int) -> None:

@@ -26,10 +26,11 @@ from indexer.calibration import RuleOverride, Thresholds
 from indexer.gallery import Gallery
 from indexer.identify import Identification, Identifier
 from streamer import metrics
-from streamer.analysis import FaceResult, FrameResult, face_crop_jpeg
+from streamer.analysis import FaceResult, FrameResult, chip_jpeg, face_crop_jpeg
 from streamer.bus import BusFrame, FrameBus
 from vigil.config import Settings
 from vigil.errors import VigilError
+from vigil.models.attribute_tail import tail_aligner
 from vigil.models.pipeline import FacePipeline
 from vigil.stop import StopFlag
 from vigil.streams import redis_errors
@@ -106,6 +107,11 @@ class Worker:
         self._crop_all = settings.streamer.events.thumbnails
         self._crop_cameras = {c.name for c in settings.streamer.cameras if "expression" in c.analysis}
         self._crop_unknowns = settings.indexer.unknowns.keep and settings.indexer.unknowns.keep_images
+        # The fine-tuned age/gender model reads aligned chips; the tracker runs it once per track.
+        tracker = settings.streamer.tracker
+        self._send_chips = tracker.attributes and tracker.attribute_model == "fine_tuned"
+        self._settings = settings
+        self._chip_aligner = tail_aligner(settings.aligner)
         # Cameras with their own match_threshold / match_margin; the others use the calibrated rule.
         self._overrides = {
             camera.name: RuleOverride(
@@ -126,11 +132,22 @@ class Worker:
         Raises:
             GalleryError: The gallery holds templates of other embedders only (see
                 ``Identifier.check_gallery``): restarting the worker cannot help.
+            ModelLoadError: ``attribute_model: fine_tuned`` and no usable fine-tuned model is
+                promoted (the tracker would give every event null attributes).
         """
         self.pipeline.load()
         self.identifier.check_gallery()
+        if self._send_chips:
+            self._check_attribute_tail()
         self.bus.ensure_group()
         self._started = True
+
+    def _check_attribute_tail(self) -> None:
+        from vigil.models.attribute_tail import load_attribute_tail, load_tail_backbone
+
+        backbone = load_tail_backbone(self._settings.cache_dir)
+        _, version = load_attribute_tail(self._settings.home, backbone)
+        logger.info("workers send face chips for the fine-tuned attribute model %s", version)
 
     def run(self, stop: StopFlag) -> None:
         """Process batches until ``stop`` is set (after :meth:`start`, unless it was called already)."""
@@ -254,7 +271,7 @@ class Worker:
         offset = 0
         for frame, count in zip(pictures, counts, strict=True):
             faces_of[frame.entry_id] = [
-                FaceResult.from_identification(n, self._face_crop(frame, n))
+                FaceResult.from_identification(n, self._face_crop(frame, n), self._face_chip(frame, n))
                 for n in named[offset : offset + count]
             ]
             offset += count
@@ -285,6 +302,12 @@ class Worker:
         if not wanted or frame.image is None:
             return None
         return face_crop_jpeg(frame.image, named.face.box_xyxy.tolist())
+
+    def _face_chip(self, frame: BusFrame, named: Identification) -> bytes | None:
+        """The face's aligned chip as JPEG with ``attribute_model: fine_tuned``, else None."""
+        if not self._send_chips or frame.image is None:
+            return None
+        return chip_jpeg(self._chip_aligner.align(frame.image, named.face.landmarks[None])[0])
 
     def _publish(self, results: list[FrameResult], entry_ids: list[str]) -> None:
         with redis_errors(), self._client.pipeline(transaction=True) as pipe:

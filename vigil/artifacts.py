@@ -32,7 +32,7 @@ from vigil.files import write_text_atomically
 
 logger = logging.getLogger(__name__)
 
-ArtifactKind = Literal["calibration", "head", "attributes"]
+ArtifactKind = Literal["calibration", "head", "attributes", "attribute_tail"]
 KINDS: tuple[ArtifactKind, ...] = get_args(ArtifactKind)
 Scalar = float | int | str
 ARTIFACT_FILE = "artifact.json"
@@ -50,7 +50,8 @@ class Artifact:
     """One trained artifact and what is known about it.
 
     Attributes:
-        kind: ``calibration``, ``head`` or ``attributes`` (age and gender heads).
+        kind: ``calibration``, ``head``, ``attributes`` (age and gender heads) or
+            ``attribute_tail`` (fine-tuned copies of the backbone's last blocks for age and gender).
         version: Unique within its kind, e.g. ``head-20261122T193000-3f2a``.
         folder: Where its files are.
         created_at: ISO 8601, UTC.

@@ -133,3 +133,9 @@ class MalformedEntryError(VigilError):
         super().__init__(f"{stream} entry {entry_id}: {message}" if entry_id else message)
         self.stream = stream
         self.entry_id = entry_id
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (or its type name), for one-line errors."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

@@ -157,6 +157,21 @@ def test_a_real_run_writes_json_and_markdown(stage_run: StreamBenchResult, tmp_p
     assert "frames/s" in markdown_path.read_text(encoding="utf-8")
 
 
+@pytest.mark.slow
+@pytest.mark.redis
+def test_a_real_run_measures_what_each_age_and_gender_model_costs(stage_run: StreamBenchResult) -> None:
+    # given the stage run (Lin-Manuel Miranda on every frame), with no fine-tuned copy promoted
+    cost = stage_run.attribute_cost
+    assert cost is not None and cost.faces >= 16, cost
+    # then the worker's chip and the tracker's passes were timed on real faces
+    assert cost.chip_ms_per_face > 0 and 2_000 < cost.chip_bytes_per_face < 20_000, cost
+    assert cost.head_ms_per_track is not None and cost.head_ms_per_track > 0, cost
+    # the copy runs the frozen blocks too, on 3 chips and their mirrors: dearer than the head
+    assert cost.tail_ms_per_track > cost.head_ms_per_track and cost.tail.startswith("untrained"), cost
+    markdown = stage_run.to_markdown()
+    assert "### Age and gender: cost per model" in markdown and "`fine_tuned`" in markdown
+
+
 @pytest.mark.redis
 def test_temporary_home_leaves_nothing_behind(settings: Settings) -> None:
     # given a temporary home, used

@@ -1,22 +1,40 @@
-"""Age and gender in events: once per track, from its faces' real embeddings, with the shipped head."""
+"""Age and gender in events: once per track, from its faces' real embeddings with the shipped head, or
+from its best chips with the fine-tuned model."""
 
 from __future__ import annotations
 
+import base64
+import dataclasses
 from pathlib import Path
 
+import cv2
+import numpy as np
 import pytest
 
-from streamer.analysis import FaceResult
-from streamer.events import EventType
-from streamer.track_attributes import TrackAttributes
+from indexer.gallery import Gallery
+from indexer.identify import Identifier
+from streamer.analysis import FaceResult, FrameResult, chip_jpeg
+from streamer.bench_setup import decode_clip, enroll_people, temporary_home
+from streamer.events import EventType, read_events
+from streamer.track_attributes import TrackAttributes, TrackChipAttributes, event_attributes
 from streamer.tracking import CameraTracker
+from streamer.worker import Worker
 from tests.conftest import PEOPLE, SHARED_DATA, require
+from tests.models.attribute_tails import promote_tail, untrained_tail
+from tests.streamer.conftest import CLIP, run_worker_then_tracker
 from tests.streamer.test_tracking import feed, make_frame
-from vigil.config.streamer import TrackerConfig
+from vigil.config import Settings
+from vigil.config.streamer import CameraConfig, TrackerConfig
+from vigil.errors import ModelLoadError
 from vigil.image import load_image
+from vigil.models.attribute_tail import load_tail_backbone, tail_aligner, track_attributes_from_chips
 from vigil.models.pipeline import FacePipeline
+from vigil.streams import StreamEntry
 
 FACENET_PEOPLE = SHARED_DATA / "people" / "facenet_pytorch" / "test_images"
+OBAMA = "Barack Obama"
+OBAMA_FRAMES = (215, 275)  # Obama in the audience, the clip's last two seconds
+FRAME_STEP = 6  # 5 frames a second, what the service analyses
 
 
 def face_of(pipeline: FacePipeline, photo: Path) -> FaceResult:
@@ -68,3 +86,79 @@ def test_without_an_estimator_events_carry_no_attributes(pipeline: FacePipeline)
     tracker = CameraTracker("door", TrackerConfig(unknown_after_frames=8), "run1")
     events = feed(tracker, [make_frame(n, [face]) for n in range(9)])
     assert [event.attributes for event in events] == [None]
+
+
+def with_chip(face: FaceResult, photo: Path, settings: Settings) -> FaceResult:
+    """``face`` as a worker sends it with ``attribute_model: fine_tuned``: with its dlib-layout chip."""
+    chip = tail_aligner(settings.aligner).align(load_image(photo), np.asarray([face.landmarks]))[0]
+    return dataclasses.replace(face, chip_jpeg=chip_jpeg(chip))
+
+
+def test_a_fine_tuned_tracks_events_carry_the_tails_answer_for_its_chips(
+    pipeline: FacePipeline, settings: Settings, tmp_path: Path
+) -> None:
+    # given the fine-tuned model in force, and a stranger's face sent with its chip on 10 frames
+    backbone = load_tail_backbone(settings.cache_dir)
+    tail = untrained_tail(backbone)
+    promote_tail(tmp_path, backbone, tail)
+    photo = require(PEOPLE / "obama.jpg")
+    face = with_chip(face_of(pipeline, photo), photo, settings)
+    assert face.chip_jpeg is not None
+    estimate = TrackChipAttributes(settings.model_copy(update={"home": tmp_path}))
+    tracker = CameraTracker("door", TrackerConfig(unknown_after_frames=8), "run1", chip_attributes=estimate)
+    # when tracked to its end (its state saved on the way)
+    events = feed(tracker, [make_frame(n, [face]) for n in range(10)])
+    _, tracks = tracker.snapshot_parts()
+    kept = [seen.face for seen in tracker.tracks[0].unknown_faces] + [tracker.tracks[0].last_face]
+    events += tracker.end_all()
+    # then its events carry the tail's answer for that chip, as it travelled (JPEG)
+    decoded = cv2.cvtColor(
+        cv2.imdecode(np.frombuffer(face.chip_jpeg, np.uint8), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB
+    )
+    expected = event_attributes(track_attributes_from_chips(backbone, tail, decoded[None]))
+    unknown, ended = events
+    assert unknown.attributes == expected and ended.attributes == expected
+    # and no chip is kept with the track or its saved state (read once, for age and gender)
+    assert base64.b64encode(face.chip_jpeg).decode() not in "".join(tracks.values())
+    assert kept and all(face is not None and face.chip_jpeg is None for face in kept)
+
+
+def test_without_a_promoted_tail_the_worker_refuses_to_start(
+    pipeline: FacePipeline, settings: Settings
+) -> None:
+    fine_tuned = settings.streamer.tracker.model_copy(update={"attribute_model": "fine_tuned"})
+    streamer = settings.streamer.model_copy(update={"tracker": fine_tuned})
+    with temporary_home(settings.model_copy(update={"streamer": streamer})) as (home_settings, client):
+        worker = Worker(client, home_settings, pipeline)
+        with pytest.raises(ModelLoadError, match="no fine-tuned attribute model is promoted"):
+            worker.start()
+
+
+@pytest.mark.redis
+@pytest.mark.slow
+def test_the_service_with_the_fine_tuned_model_sends_chips_and_estimates_once_per_track(
+    settings: Settings, pipeline: FacePipeline
+) -> None:
+    frames = decode_clip(require(CLIP), OBAMA_FRAMES)[::FRAME_STEP]
+    fine_tuned = settings.streamer.tracker.model_copy(update={"attribute_model": "fine_tuned"})
+    streamer = settings.streamer.model_copy(
+        update={"tracker": fine_tuned, "cameras": [CameraConfig(name="stage", source="clip")]}
+    )
+    with temporary_home(settings.model_copy(update={"streamer": streamer})) as (home_settings, client):
+        backbone = load_tail_backbone(home_settings.cache_dir)
+        promote_tail(home_settings.home, backbone, untrained_tail(backbone))
+        identifier = Identifier.from_settings(Gallery(client), pipeline, home_settings)
+        enroll_people(identifier, home_settings, {OBAMA: require(PEOPLE / "obama.jpg")})
+        # given the real worker and tracker on frames of Obama
+        run_worker_then_tracker(client, home_settings, pipeline, frames, ("stage",), "tail")
+        # then every face travelled with its 150 px chip
+        entries: list[StreamEntry] = client.xrange(home_settings.streamer.bus.faces_stream)  # type: ignore[assignment]
+        faces = [face for _, fields in entries for face in FrameResult.from_fields(fields).faces]
+        assert faces and all(face.chip_jpeg is not None for face in faces)
+        chip = cv2.imdecode(np.frombuffer(faces[0].chip_jpeg or b"", np.uint8), cv2.IMREAD_COLOR)
+        assert chip.shape == (150, 150, 3)
+        # and Obama's events carry age and gender, the same on the recognized and ended events
+        events = [event for _, event in read_events(client, home_settings.streamer.events)]
+        obama = [e for e in events if e.name == OBAMA]
+        assert [e.type for e in obama] == [EventType.RECOGNIZED, EventType.TRACK_ENDED], events
+        assert obama[0].attributes is not None and obama[1].attributes == obama[0].attributes

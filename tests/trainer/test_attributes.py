@@ -24,10 +24,15 @@ from trainer.attribute_training import AttributeTrainingConfig, train_attribute_
 from vigil.artifacts import ArtifactRegistry
 from vigil.cli import main
 from vigil.errors import DatasetError, ModelLoadError
+from vigil.image import load_image
+from vigil.models.attribute_tail import load_attribute_tail, load_tail_backbone
 from vigil.models.attributes import (
     ATTRIBUTES_FILE,
+    CHILD_AGE_YEARS,
+    CHILD_GENDER_CONFIDENCE,
     AttributeHead,
     attributes_from_bytes,
+    attributes_from_outputs,
     attributes_to_bytes,
     load_attribute_head,
     predict_attributes,
@@ -390,3 +395,62 @@ def test_analyze_names_and_describes_faces(tmp_path: Path) -> None:
 def test_analyze_without_images_is_refused(tmp_path: Path) -> None:
     result = run_vigil("analyze", str(tmp_path / "missing.jpg"), home=tmp_path)
     assert_one_line_error(result, "missing.jpg")
+
+
+@pytest.mark.slow
+def test_train_attributes_stores_a_fine_tuned_tail_whatever_the_embedder(
+    home: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # given the default model family (SFace embeds; the tail copies dlib's blocks all the same)
+    report = tmp_path / "tail.json"
+    # when a copy of the last block is fine-tuned on a small sample and stored
+    status = main(
+        [
+            "train",
+            "attributes",
+            "--dataset",
+            str(require(UTKFACE)),
+            "--limit",
+            "60",
+            "--fine-tune-blocks",
+            "1",
+            "--epochs",
+            "2",
+            "--json",
+            str(report),
+        ]
+    )
+    # then it is an attribute_tail artifact, in force, which the service can load; the head is untouched
+    assert status == 0, capsys.readouterr().err
+    figures = json.loads(report.read_text())
+    registry = ArtifactRegistry(home)
+    current = registry.current("attribute_tail")
+    assert current is not None and current.version == figures["artifact"]
+    assert current.data["fine_tune_blocks"] == 1 and "last 1 of" in figures["model"]
+    assert registry.current("attributes") is None
+    backbone = load_tail_backbone(home / "cache")
+    tail, source = load_attribute_tail(home, backbone)
+    assert source == current.version and tail.copied_blocks == 1
+
+
+def test_a_childs_gender_confidence_is_capped_and_an_adults_is_not() -> None:
+    # given a model sure of "female" (logit 6: 99.75 %) for a face of 6 years and one of 40
+    child, adult = attributes_from_outputs(np.array([[6.0, 1.0, 6.0], [40.0, 1.0, 6.0]], np.float32))
+    # then the child's confidence says no more than children's gender is right (about 70 %)
+    assert child.gender == adult.gender == "female"
+    assert child.gender_confidence == CHILD_GENDER_CONFIDENCE
+    assert adult.gender_confidence > 0.99
+
+
+def test_real_childrens_gender_is_never_reported_as_sure(pipeline: FacePipeline) -> None:
+    # given real UTKFace faces of young children, through the default pipeline and its shipped head
+    children = sorted(require(UTKFACE).glob("[1-6]_*.jpg"))[:12]
+    assert len(children) >= 6, "too few young children in the shared sample"
+    faces = pipeline.central_faces([load_image(path) for path in children])
+    embeddings = np.stack([face.embedding for face in faces if face is not None])
+    head, _ = load_attribute_head(Path("/nonexistent"), pipeline.embedder.version)
+    found = predict_attributes(head, embeddings)
+    # then whoever the head takes for a child gets a gender confidence of at most 0.7
+    young = [face for face in found if face.age < CHILD_AGE_YEARS]
+    assert len(young) >= len(found) // 2, found
+    assert all(face.gender_confidence <= CHILD_GENDER_CONFIDENCE for face in young), young

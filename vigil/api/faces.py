@@ -35,7 +35,7 @@ class SharedModels:
         self._lock = threading.Lock()
         self._count_lock = threading.Lock()  # `+=` is not atomic across threads: guard the count
         self._identifier: Any = None
-        self._attribute_head: Any = None
+        self._attribute_model: Any = None
         self._expression_model: Any = None
         self._expression_tried = False  # the weights missing is logged once, not per request
         self._waiting = 0
@@ -53,23 +53,19 @@ class SharedModels:
     def analyze(self, data: bytes, source: str) -> list[tuple[Any, Any, Any]]:
         """The faces of an uploaded image with who they are, their age and gender, and their expression
         probabilities (None for a face too small, and for all without the expression weights)."""
-        import numpy as np
-
         from vigil.image import decode_image
         from vigil.models import expression
-        from vigil.models.attributes import load_attribute_head, predict_attributes
+        from vigil.models.attribute_model import load_attribute_model
 
         with self._turn():
             image = decode_image(data, source, max_pixels=self._settings.api.max_image_pixels)
             results = self._identify_image(image)
             if not results:
                 return []
-            if self._attribute_head is None:
-                self._attribute_head, head_source = load_attribute_head(
-                    self._settings.home, self._loaded_identifier().pipeline.embedder.version
+            if self._attribute_model is None:
+                self._attribute_model = load_attribute_model(
+                    self._settings, self._loaded_identifier().pipeline.embedder.version
                 )
-                logger.info("attribute head: %s", head_source)
-            embeddings = np.stack([result.face.embedding for result in results]).astype(np.float32)
             if not self._expression_tried:
                 # Missing weights degrade to `expression: null` (and a warning), never a failed request.
                 self._expression_model = expression.load_installed(self._settings.model_files_dir)
@@ -81,7 +77,7 @@ class SharedModels:
                 if self._expression_model is not None
                 else [None] * len(results)
             )
-            attributes = predict_attributes(self._attribute_head, embeddings)
+            attributes = self._attribute_model.estimate(image, [result.face for result in results])
             return list(zip(results, attributes, expressions, strict=True))
 
     def detect(self, data: bytes, source: str) -> list[Any]:

@@ -213,7 +213,7 @@ def add_pairs_bench(bench: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
 def add_attributes_bench(bench: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add ``attributes`` to the ``vigil bench`` sub-commands."""
-    from trainer.train_attributes import DEFAULT_BENCH_JSON, DEFAULT_DATASET, DEFAULT_TAIL_EPOCHS
+    from trainer.train_attributes import DEFAULT_BENCH_JSON, DEFAULT_DATASET
 
     benchmark = bench.add_parser(
         "attributes", help="age MAE and gender accuracy of a head trained on a held-out split"
@@ -224,13 +224,6 @@ def add_attributes_bench(bench: argparse._SubParsersAction[argparse.ArgumentPars
     add_common_attribute_arguments(benchmark)
     benchmark.add_argument(
         "--json", type=writable_json, default=DEFAULT_BENCH_JSON, help="results JSON (Markdown beside it)"
-    )
-    benchmark.add_argument(
-        "--fine-tune-blocks",
-        type=positive_int,
-        metavar="N",
-        help="measure a fine-tuned copy of the backbone's last N blocks instead of the head "
-        f"(default epochs {DEFAULT_TAIL_EPOCHS}; evaluation only)",
     )
     benchmark.set_defaults(handler=cmd_bench_attributes)
 
@@ -384,13 +377,12 @@ def cmd_bench_attributes(args: argparse.Namespace, settings: Settings) -> int:
         run_attributes_bench,
     )
 
-    fine_tune = args.fine_tune_blocks or 0
     options = TrainAttributesOptions(
         dataset=args.dataset,
-        epochs=args.epochs or (DEFAULT_TAIL_EPOCHS if fine_tune else DEFAULT_EPOCHS),
+        epochs=args.epochs or (DEFAULT_TAIL_EPOCHS if args.fine_tune_blocks else DEFAULT_EPOCHS),
         seed=args.seed,
         limit=args.limit,
-        fine_tune_blocks=fine_tune,
+        fine_tune_blocks=args.fine_tune_blocks or 0,
     )
     figures = run_attributes_bench(settings, options)
     write_json(args.json, figures)

@@ -101,17 +101,14 @@ def cmd_identify(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_analyze(args: argparse.Namespace, settings: Settings) -> int:
-    import numpy as np
-
     from indexer.identify import Identifier
     from vigil.models import expression
-    from vigil.models.attributes import load_attribute_head, predict_attributes
+    from vigil.models.attribute_model import load_attribute_model
     from vigil.models.head_pose import head_pose_in_box, pose_to_dict
     from vigil.models.pipeline import FacePipeline
 
     pipeline = FacePipeline.from_settings(settings)
-    head, head_source = load_attribute_head(settings.home, pipeline.embedder.version)
-    logger.info("attribute head: %s", head_source)
+    attribute_model = load_attribute_model(settings, pipeline.embedder.version)
     # Missing expression weights cost the expression only (null, and one warning), not the analysis.
     expression_model = expression.load_installed(settings.model_files_dir)
     identifier = Identifier.from_settings(Gallery.from_settings(settings), pipeline, settings)
@@ -120,10 +117,7 @@ def cmd_analyze(args: argparse.Namespace, settings: Settings) -> int:
         if results is None or image is None:
             failures += 1
             continue
-        embeddings = np.zeros((len(results), head.in_dim), np.float32)
-        for row, r in enumerate(results):
-            embeddings[row] = r.face.embedding
-        attributes = predict_attributes(head, embeddings)
+        attributes = attribute_model.estimate(image, [r.face for r in results])
         expressions = (
             expression.expressions_in(expression_model, image, [r.face.box_xyxy.tolist() for r in results])
             if expression_model is not None

@@ -40,11 +40,23 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
 
 def add_common_attribute_arguments(parser: argparse.ArgumentParser) -> None:
-    """``--epochs``, ``--seed`` and ``--limit``, as ``train attributes`` and ``bench attributes`` take."""
-    from trainer.train_attributes import DEFAULT_EPOCHS
+    """``--epochs``, ``--seed``, ``--limit`` and ``--fine-tune-blocks``, as ``train attributes`` and
+    ``bench attributes`` take."""
+    from trainer.train_attributes import DEFAULT_EPOCHS, DEFAULT_TAIL_EPOCHS
 
     parser.add_argument(
-        "--epochs", type=positive_int, help=f"passes over the training faces (default {DEFAULT_EPOCHS})"
+        "--epochs",
+        type=positive_int,
+        help=f"passes over the training faces (default {DEFAULT_EPOCHS}; "
+        f"{DEFAULT_TAIL_EPOCHS} with --fine-tune-blocks)",
+    )
+    parser.add_argument(
+        "--fine-tune-blocks",
+        type=positive_int,
+        metavar="N",
+        help="a fine-tuned copy of the dlib ResNet's last N blocks (4 is what BENCHMARKS.md measures) "
+        "instead of the head on embeddings: better ages, and the service runs it once per track "
+        "with streamer.tracker.attribute_model: fine_tuned",
     )
     parser.add_argument("--seed", type=int, default=0, help="seeds the split, initialisation and batches")
     parser.add_argument(
@@ -83,15 +95,21 @@ def cmd_train_head(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_train_attributes(args: argparse.Namespace, settings: Settings) -> int:
     """``vigil train attributes``."""
-    from trainer.train_attributes import DEFAULT_EPOCHS, TrainAttributesOptions, run_train_attributes
+    from trainer.train_attributes import (
+        DEFAULT_EPOCHS,
+        DEFAULT_TAIL_EPOCHS,
+        TrainAttributesOptions,
+        run_train_attributes,
+    )
 
     options = TrainAttributesOptions(
         dataset=args.dataset,
-        epochs=args.epochs or DEFAULT_EPOCHS,
+        epochs=args.epochs or (DEFAULT_TAIL_EPOCHS if args.fine_tune_blocks else DEFAULT_EPOCHS),
         seed=args.seed,
         limit=args.limit,
         promote=not args.no_promote,
         json_path=args.json,
+        fine_tune_blocks=args.fine_tune_blocks or 0,
     )
     _, summary = run_train_attributes(settings, options)
     print(summary)
@@ -247,13 +265,15 @@ def _add_train_head(train: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
 
 def _add_train_attributes(train: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    command = train.add_parser("attributes", help="train the age and gender head on UTKFace-named faces")
+    command = train.add_parser(
+        "attributes", help="train the age and gender head (or a fine-tuned tail) on UTKFace-named faces"
+    )
     command.add_argument(
         "--dataset", type=Path, required=True, help="folder of faces named age_gender_race_datetime.jpg"
     )
     add_common_attribute_arguments(command)
     command.add_argument(
-        "--no-promote", action="store_true", help="store the head without putting it in force"
+        "--no-promote", action="store_true", help="store the model without putting it in force"
     )
     command.add_argument("--json", type=writable_json, help="also write the report here (Markdown beside it)")
     command.set_defaults(handler=cmd_train_attributes)

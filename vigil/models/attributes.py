@@ -34,7 +34,7 @@ import numpy.typing as npt
 import torch
 from torch import nn
 
-from vigil.errors import ModelLoadError
+from vigil.errors import ModelLoadError, first_line
 from vigil.typing import Embeddings
 
 logger = logging.getLogger(__name__)
@@ -56,6 +56,11 @@ AGE_RANGE_Z = 1.2816
 MIN_LOG_SPREAD, MAX_LOG_SPREAD = math.log(0.5), math.log(40.0)
 """Bounds on the predicted log sigma (years), so a wild input cannot give a zero or absurd range."""
 MAX_AGE_YEARS = 120
+CHILD_AGE_YEARS = 16
+CHILD_GENDER_CONFIDENCE = 0.7
+"""The most ``gender_confidence`` says for a face estimated under ``CHILD_AGE_YEARS``: a child's
+gender is right only 66-71 % of the time on UTKFace's held-out 0-15 year-olds, with the head and
+the fine-tuned model alike (BENCHMARKS.md), however sure the model's own probability is."""
 _NORM_EPSILON = 1e-12
 
 Gender = Literal["male", "female"]
@@ -69,7 +74,8 @@ class FaceAttributes:
         age: Estimated age in years.
         age_range: ``(low, high)`` whole years, ``age ± AGE_RANGE_Z · sigma`` clipped to 0-120.
         gender: The more probable of the two.
-        gender_confidence: Its probability, 0.5-1.
+        gender_confidence: Its probability, 0.5-1; at most ``CHILD_GENDER_CONFIDENCE`` for a
+            face estimated under ``CHILD_AGE_YEARS`` (a child's gender is barely visible).
     """
 
     age: float
@@ -242,7 +248,7 @@ def attributes_from_bytes(data: bytes, embedder_version: str | None = None) -> A
         raw = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except Exception as exc:  # torch's restricted unpickler fails on bad bytes with any of a dozen types
         raise ModelLoadError(
-            f"the attribute head is corrupt or not a torch file ({_first_line(exc)})"
+            f"the attribute head is corrupt or not a torch file ({first_line(exc)})"
         ) from None
     if not isinstance(raw, dict) or raw.get("format") != ATTRIBUTES_FORMAT:
         raise ModelLoadError(
@@ -276,7 +282,7 @@ def attributes_from_bytes(data: bytes, embedder_version: str | None = None) -> A
         head.load_state_dict(state)
     except (ValueError, RuntimeError) as exc:
         raise ModelLoadError(
-            f"the attribute head's weights do not fit its shape ({_first_line(exc)})"
+            f"the attribute head's weights do not fit its shape ({first_line(exc)})"
         ) from None
     return head.eval()
 
@@ -337,9 +343,7 @@ def _attributes(age: float, log_spread: float, female_logit: float) -> FaceAttri
     high = min(MAX_AGE_YEARS, math.ceil(age + half_width))
     female = 1.0 / (1.0 + math.exp(-female_logit)) if female_logit > -700 else 0.0
     gender: Gender = "female" if female >= 0.5 else "male"
-    return FaceAttributes(age, (low, high), gender, max(female, 1.0 - female))
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
+    confidence = max(female, 1.0 - female)
+    if age < CHILD_AGE_YEARS:
+        confidence = min(confidence, CHILD_GENDER_CONFIDENCE)
+    return FaceAttributes(age, (low, high), gender, confidence)

