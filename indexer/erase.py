@@ -48,7 +48,7 @@ from indexer.unknowns import UnknownStore
 from vigil.api.audit import AUDIT_STREAM
 from vigil.config import Settings
 from vigil.errors import GalleryError
-from vigil.streams import redis_errors
+from vigil.streams import redis_errors, text
 
 logger = logging.getLogger(__name__)
 
@@ -84,6 +84,18 @@ class StreamKeys:
     def thumbnails_of(self, identity_id: str) -> str:
         """The set of the thumbnail keys of every track matched to this person, for erasure."""
         return f"{self.events}:thumbs:{identity_id}"
+
+    @property
+    def chips_pattern(self) -> str:
+        """Face chips waiting for the tracker (``attribute_model: fine_tuned``, ``analysis.chips_key_for``):
+        they name nobody, so erasure deletes them all (in-flight tracks lose their age and gender)."""
+        return f"{self.faces}:chips:*"
+
+    @property
+    def webhook_bodies_pattern(self) -> str:
+        """Event bodies waiting in the webhooks bridge's queues, one hash per endpoint
+        (``streamer.bridges.webhook_queue``); a pattern, so endpoints removed from the config count too."""
+        return f"{self.events}:webhooks:*:bodies"
 
     @classmethod
     def from_settings(cls, settings: Settings) -> StreamKeys:
@@ -193,6 +205,13 @@ def erase_person(
     if streams is not None:  # after the version bump: see the module docstring
         for key in (streams.tracks, streams.learning):
             tracks += gallery.call(functools.partial(purge_hash, client, key, mentions))
+        # Events waiting for a webhook: the bridge skips (and forgets) an entry whose body is gone.
+        pattern = streams.webhook_bodies_pattern
+        for queued in gallery.call(lambda: list(client.scan_iter(match=pattern, count=_SCAN_BATCH))):
+            late_events += gallery.call(functools.partial(purge_hash, client, text(queued), mentions))
+        chips = gallery.call(lambda: list(client.scan_iter(match=streams.chips_pattern, count=_SCAN_BATCH)))
+        if chips:
+            gallery.call(functools.partial(client.delete, *chips))
         late = functools.partial(purge_set_keys, client, streams.thumbnails_of(identity_id))
         thumbnails += gallery.call(late)
     photos = sources.erase(identity_id)

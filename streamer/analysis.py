@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import json
 import math
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -34,6 +35,9 @@ FACE_CROP_MAX_SIDE_PX = 128
 FACE_CROP_MARGIN = 0.25
 FACE_CROP_JPEG_QUALITY = 85
 CHIP_JPEG_QUALITY = 95
+CHIPS_TTL_S = 120
+"""How long a result's chips wait for the tracker (seconds): a tracker further behind gives its
+tracks' events no attributes from them, rather than keep face images longer."""
 
 
 @dataclass(frozen=True)
@@ -53,8 +57,9 @@ class FaceResult:
             gallery), for template aging.
         crop_jpeg: The face as a small JPEG (``face_crop_jpeg``), or None: unmatched faces with
             ``indexer.unknowns.keep_images``, every face with ``streamer.events.thumbnails``.
-        chip_jpeg: The face's aligned embedder chip as JPEG (``chip_jpeg``), or None: every face
+        chip_jpeg: The face's 150 px dlib-layout chip as JPEG (``chip_jpeg``), or None: every face
             with ``streamer.tracker.attribute_model: fine_tuned``, which reads chips, not embeddings.
+            Never on the results stream: it travels under the result's ``chips_key`` (see there).
     """
 
     box: list[float]
@@ -104,6 +109,10 @@ class FrameResult:
         calibration: Where the thresholds came from.
         embedder_version: Embedding space.
         read_at: When the reader got the frame (Unix seconds), for latency.
+        chips_key: The Redis hash of its faces' chips (face index → JPEG), or None. Chips are
+            face images: they are kept apart from the results stream, which keeps the last
+            ``streamer.bus.max_results`` results, under a key that expires after ``CHIPS_TTL_S``
+            and that the tracker deletes once it has read it.
     """
 
     camera: str
@@ -116,6 +125,7 @@ class FrameResult:
     calibration: str = ""
     embedder_version: str = ""
     read_at: float = math.nan
+    chips_key: str | None = None
 
     def to_fields(self) -> dict[str, str]:
         """Stream entry fields."""
@@ -129,6 +139,7 @@ class FrameResult:
             "calibration": self.calibration,
             "embedder_version": self.embedder_version,
             "read_at": None if math.isnan(self.read_at) else self.read_at,
+            "chips_key": self.chips_key,
             "faces": [face_to_dict(face) for face in self.faces],
         }
         return {"result": json.dumps(body)}
@@ -156,6 +167,7 @@ class FrameResult:
                 calibration=str(body["calibration"]),
                 embedder_version=str(body["embedder_version"]),
                 read_at=math.nan if body.get("read_at") is None else float(body["read_at"]),
+                chips_key=None if body.get("chips_key") is None else str(body["chips_key"]),
             )
         # JSON and base64 errors are ValueErrors; a list where an object belongs, a TypeError.
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
@@ -197,6 +209,11 @@ def chip_jpeg(chip: ImageRGB) -> bytes | None:
     return jpeg.tobytes() if ok else None
 
 
+def chips_key_for(faces_stream: str) -> str:
+    """A fresh key for one result's chips, beside the results stream (``StreamKeys.chips_pattern``)."""
+    return f"{faces_stream}:chips:{uuid.uuid4().hex}"
+
+
 def decode_jpeg(jpeg: bytes) -> ImageRGB | None:
     """A JPEG (a frame, a face crop or a chip) as ``(H, W, 3)`` uint8 RGB, or None when it is not one."""
     decoded = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
@@ -218,7 +235,6 @@ def face_to_dict(face: FaceResult) -> dict[str, Any]:
         "candidate_id": face.candidate_id,
         "margin": face.margin,  # inf (no runner-up) travels as JSON's Infinity, which Python reads back
         "crop": None if face.crop_jpeg is None else base64.b64encode(face.crop_jpeg).decode("ascii"),
-        "chip": None if face.chip_jpeg is None else base64.b64encode(face.chip_jpeg).decode("ascii"),
     }
 
 
@@ -235,5 +251,4 @@ def face_from_dict(raw: dict[str, Any]) -> FaceResult:
         candidate_id=raw["candidate_id"],
         margin=raw.get("margin"),
         crop_jpeg=None if raw.get("crop") is None else base64.b64decode(raw["crop"]),
-        chip_jpeg=None if raw.get("chip") is None else base64.b64decode(raw["chip"]),
     )

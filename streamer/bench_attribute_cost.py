@@ -5,7 +5,8 @@ The two models of ``streamer.tracker.attribute_model`` spend in different places
 - ``head``: nothing in the workers; in the tracker, once per track, the head on the track's
   recent embeddings (``RECENT_EMBEDDINGS``);
 - ``fine_tuned``: in the workers, for every face of every frame, a dlib-layout chip cut and
-  JPEG-encoded (and its bytes on the bus); in the tracker, once per track, decoding the
+  JPEG-encoded (its bytes written to Redis beside the result, until the tracker reads and
+  deletes them); in the tracker, once per track, decoding the
   track's best chips (``ATTRIBUTE_FACES``), the frozen blocks and the fine-tuned copy on each
   and its mirror image.
 
@@ -59,7 +60,8 @@ class AttributeCost:
     Attributes:
         faces: Real faces the per-face figures were timed on.
         chip_ms_per_face: Worker, ``fine_tuned`` only: cut one chip and encode it as JPEG.
-        chip_bytes_per_face: Mean size of that JPEG (what each face adds to the bus).
+        chip_bytes_per_face: Mean size of that JPEG: what each face keeps in Redis until the
+            tracker has read it.
         head_ms_per_track: Tracker, ``head``: the head on a track's recent embeddings.
         tail_ms_per_track: Tracker, ``fine_tuned``: decode a track's best chips, then the frozen
             blocks and the copy on each and its mirror image.
@@ -83,7 +85,8 @@ class AttributeCost:
             "| where | `head` | `fine_tuned` |",
             "| --- | ---: | ---: |",
             f"| worker, per face and frame: chip cut + JPEG (ms) | 0 | {self.chip_ms_per_face:.2f} |",
-            f"| bus, per face and frame (bytes) | 0 | {self.chip_bytes_per_face:,.0f} |",
+            f"| Redis, per face and frame, until the tracker reads it (bytes) | 0 "
+            f"| {self.chip_bytes_per_face:,.0f} |",
             f"| tracker, once per track (ms) | {head} | {self.tail_ms_per_track:.1f} |",
             "",
             f"{self.faces} real faces of the clip; per-track figures are medians of {TRACK_REPEATS} runs "

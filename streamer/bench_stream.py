@@ -190,7 +190,8 @@ class StreamBenchResult:
             ``/proc/stat`` is unreadable): how shared the machine was.
         latency: The service run, or None when skipped.
         attribute_cost: What each age and gender model costs, or None (no face in the frames).
-        attribute_model: The model the service run used (``streamer.tracker.attribute_model``).
+        attribute_model: The model the service run used (``streamer.tracker.attribute_model``, or
+            ``off`` without ``streamer.tracker.attributes``).
     """
 
     clip: str
@@ -410,8 +411,14 @@ def run_stream_bench(
         other_cpu_s=other_cpu_s,
         latency=latency,
         attribute_cost=attribute_cost,
-        attribute_model=settings.streamer.tracker.attribute_model,
+        attribute_model=attribute_model_of(settings),
     )
+
+
+def attribute_model_of(settings: Settings) -> str:
+    """The age and gender model the service runs: ``head``, ``fine_tuned``, or ``off``."""
+    tracker = settings.streamer.tracker
+    return tracker.attribute_model if tracker.attributes else "off"
 
 
 def carry_attribute_tail(settings: Settings, home: Path) -> None:
@@ -421,17 +428,13 @@ def carry_attribute_tail(settings: Settings, home: Path) -> None:
         ModelLoadError: None is promoted in ``settings.home`` (the service would refuse to start).
     """
     from vigil.artifacts import ArtifactRegistry
-    from vigil.models.attribute_tail import TAIL_FILE
+    from vigil.models.attribute_tail import NONE_PROMOTED, TAIL_FILE
 
-    tracker = settings.streamer.tracker
-    if not (tracker.attributes and tracker.attribute_model == "fine_tuned"):
+    if attribute_model_of(settings) != "fine_tuned":
         return
     current = ArtifactRegistry(settings.home).current("attribute_tail")
     if current is None:
-        raise ModelLoadError(
-            "streamer.tracker.attribute_model is fine_tuned but no fine-tuned attribute model is promoted; "
-            "make one with `vigil train attributes --dataset DIR --fine-tune-blocks 4`"
-        )
+        raise ModelLoadError(NONE_PROMOTED)
     registry = ArtifactRegistry(home)
     copied = registry.add(
         "attribute_tail",

@@ -23,7 +23,10 @@ from streamer.analysis import decode_jpeg
 from streamer.events import EventAttributes
 from vigil.config import Settings
 from vigil.errors import ModelLoadError
+from vigil.models.dlib_resnet import CHIP_SIZE_PX
 from vigil.models.head import backbone_of
+
+_CHIP_SHAPE = (CHIP_SIZE_PX, CHIP_SIZE_PX, 3)
 
 if TYPE_CHECKING:
     from vigil.models.attribute_tail import AttributeTail
@@ -93,11 +96,17 @@ class TrackChipAttributes:
         from vigil.models.attribute_tail import track_attributes_from_chips
 
         model = self._loaded()
-        decoded = [chip for chip in map(decode_jpeg, chips) if chip is not None]
+        # A chip of another size (a hand-written or foreign entry) is skipped, never run.
+        decoded = [chip for chip in map(decode_jpeg, chips) if chip is not None and chip.shape == _CHIP_SHAPE]
         if model is None or not decoded:
             return None
         backbone, tail = model
-        return event_attributes(track_attributes_from_chips(backbone, tail, np.stack(decoded)))
+        try:
+            found = track_attributes_from_chips(backbone, tail, np.stack(decoded))
+        except (RuntimeError, ValueError) as exc:  # the tracker serves every camera: never let it die here
+            logger.warning("no age and gender for a track: the fine-tuned model failed (%s)", exc)
+            return None
+        return event_attributes(found)
 
     def _loaded(self) -> tuple[DlibResNet, AttributeTail] | None:
         if self._model is None and not self._failed:

@@ -624,8 +624,10 @@ class TrackerService:
         step = _Step()
         now = time.monotonic()
         step.acks += self._hold(entries, now)
-        self._track(self.buffer.release(time.monotonic()), step)
-        self._expire_idle_cameras(step)
+        self._track(self.buffer.release(time.monotonic()), step, now)
+        # Idleness counts from the step's start: the tracker's own work in the step (a slow
+        # attribute model, say) is not a camera going quiet.
+        self._expire_idle_cameras(step, now)
         self._commit(step)
 
     def _hold(self, entries: list[StreamEntry], now: float) -> list[str]:
@@ -652,7 +654,7 @@ class TrackerService:
             logger.warning("skipping %d results trimmed from %s while pending", trimmed, stream)
         return done
 
-    def _track(self, ready: list[tuple[FrameResult, str, int]], step: _Step) -> None:
+    def _track(self, ready: list[tuple[FrameResult, str, int]], step: _Step, now: float) -> None:
         for result, entry_id, skipped in ready:
             camera = result.camera
             tracker = self._tracker(camera)
@@ -663,16 +665,34 @@ class TrackerService:
                 self.ended.add(camera)
                 logger.info("camera %s ended after %d frames", camera, result.number)
             else:
-                events = tracker.update(self._without_erased(result))
-                self._last_result_at[camera] = (time.monotonic(), result.captured_at)
+                events = tracker.update(self._without_erased(self._with_chips(result)))
+                self._last_result_at[camera] = (now, result.captured_at)
             step.add(events, camera, result.read_at)
             step.cameras.add(camera)  # its reorder position moved on
             step.acks.append(entry_id)
 
-    def _expire_idle_cameras(self, step: _Step) -> None:
+    def _with_chips(self, result: FrameResult) -> FrameResult:
+        """The result with its faces' chips, read from their key and deleted there at once (face images:
+        read once, kept nowhere). A key already expired or deleted (a replay) gives no chips."""
+        if result.chips_key is None:
+            return result
+        with redis_errors(), self._client.pipeline(transaction=True) as pipe:
+            pipe.hgetall(result.chips_key)
+            pipe.delete(result.chips_key)
+            stored, _ = pipe.execute()
+        if self._chip_attributes is None:
+            return result  # workers configured apart from this tracker: the chips only needed deleting
+        chips = {int(index): jpeg for index, jpeg in stored.items() if index.isdigit()}
+        faces = [
+            dataclasses.replace(face, chip_jpeg=chips.get(position))
+            for position, face in enumerate(result.faces)
+        ]
+        return dataclasses.replace(result, faces=faces)
+
+    def _expire_idle_cameras(self, step: _Step, now: float) -> None:
         """End tracks of cameras that stopped delivering (a reconnecting source): by wall clock."""
         for camera, (wall, captured) in self._last_result_at.items():
-            idle = time.monotonic() - wall
+            idle = now - wall
             if idle > self.config.tracker.max_gap_s:
                 step.add(self._tracker(camera).expire(captured + idle), camera)
 

@@ -465,8 +465,9 @@ class CameraTracker:
         if self._chip_attributes is not None:
             chips = [face.chip_jpeg for face in track.attribute_faces if face.chip_jpeg]
             found = self._chip_attributes(chips) if chips else None
-            if found is not None:
-                track.attribute_faces.clear()  # the chips have done their work
+            if found is not None:  # the chips have done their work
+                track.attribute_faces.clear()
+                track.attribute_qualities.clear()
             return found
         if self._attributes is not None and track.recent:
             return self._attributes(np.stack(list(track.recent)), frame.embedder_version)

@@ -12,6 +12,7 @@ re-claims them.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import logging
 import os
@@ -26,7 +27,7 @@ from indexer.calibration import RuleOverride, Thresholds
 from indexer.gallery import Gallery
 from indexer.identify import Identification, Identifier
 from streamer import metrics
-from streamer.analysis import FaceResult, FrameResult, chip_jpeg, face_crop_jpeg
+from streamer.analysis import CHIPS_TTL_S, FaceResult, FrameResult, chip_jpeg, chips_key_for, face_crop_jpeg
 from streamer.bus import BusFrame, FrameBus
 from vigil.config import Settings
 from vigil.errors import VigilError
@@ -135,10 +136,10 @@ class Worker:
             ModelLoadError: ``attribute_model: fine_tuned`` and no usable fine-tuned model is
                 promoted (the tracker would give every event null attributes).
         """
+        if self._send_chips:  # local files first, then the gallery in Redis
+            self._check_attribute_tail()
         self.pipeline.load()
         self.identifier.check_gallery()
-        if self._send_chips:
-            self._check_attribute_tail()
         self.bus.ensure_group()
         self._started = True
 
@@ -303,6 +304,16 @@ class Worker:
             return None
         return face_crop_jpeg(frame.image, named.face.box_xyxy.tolist())
 
+    def _stash_chips(self, pipe: redis.client.Pipeline, result: FrameResult) -> FrameResult:
+        """Write the result's chips (if any) under a key of their own that expires; name it in the result."""
+        chips = {str(index): face.chip_jpeg for index, face in enumerate(result.faces) if face.chip_jpeg}
+        if not chips:
+            return result
+        key = chips_key_for(self.config.bus.faces_stream)
+        pipe.hset(key, mapping=chips)  # type: ignore[arg-type]
+        pipe.expire(key, CHIPS_TTL_S)
+        return dataclasses.replace(result, chips_key=key)
+
     def _face_chip(self, frame: BusFrame, named: Identification) -> bytes | None:
         """The face's aligned chip as JPEG with ``attribute_model: fine_tuned``, else None."""
         if not self._send_chips or frame.image is None:
@@ -312,6 +323,7 @@ class Worker:
     def _publish(self, results: list[FrameResult], entry_ids: list[str]) -> None:
         with redis_errors(), self._client.pipeline(transaction=True) as pipe:
             for result in results:
+                result = self._stash_chips(pipe, result)
                 pipe.xadd(
                     self.config.bus.faces_stream,
                     result.to_fields(),  # type: ignore[arg-type]

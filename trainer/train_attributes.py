@@ -243,6 +243,7 @@ def run_train_attributes(settings: Settings, options: TrainAttributesOptions) ->
             "epochs": options.epochs,
             "seed": options.seed,
             "protocol": PROTOCOL,
+            "detector": str(run.figures["detector"]),  # the landmarks the chips or embeddings came from
             **({"fine_tune_blocks": options.fine_tune_blocks} if options.fine_tune_blocks else {}),
         },
     )

@@ -1,4 +1,5 @@
-"""Event thumbnails reach erasure: those the user said are a person's, and those written mid-erasure."""
+"""Event thumbnails reach erasure: those the user said are a person's, and those written mid-erasure;
+so do face chips waiting for the tracker and events waiting in webhook queues."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from indexer.enroll import enroll_person
 from indexer.erase import StreamKeys, claim_thumbnails, erase_person_named
 from indexer.gallery import Gallery
 from indexer.identify import Identifier
+from streamer.analysis import chips_key_for
 from streamer.bench_setup import temporary_home
 from tests.conftest import PEOPLE, require
 from vigil.config import Settings
@@ -74,3 +76,25 @@ def test_a_thumbnail_written_while_the_erasure_runs_is_swept_too(
     assert not client.exists(keys.thumbnail("a" * 32)), "the thumbnail the plan read outlived him"
     assert not client.exists(keys.thumbnail("d" * 32)), "the thumbnail written mid-erasure outlived him"
     assert not client.exists(keys.thumbnails_of(obama))
+
+
+def test_erasure_deletes_waiting_chips_and_the_persons_queued_webhook_events(
+    home: tuple[Settings, redis.Redis, str],
+) -> None:
+    settings, client, obama = home
+    keys = StreamKeys.from_settings(settings)
+    # given face chips waiting for the tracker (they name nobody) and two webhook endpoints'
+    # queued event bodies, one about Obama and one about a stranger
+    chips = chips_key_for(settings.streamer.bus.faces_stream)
+    client.hset(chips, mapping={"0": b"jpeg"})
+    alerts = keys.webhook_bodies_pattern.replace("*", "alerts")
+    log = keys.webhook_bodies_pattern.replace("*", "log")
+    client.hset(
+        alerts, mapping={"e1": f'{{"identity_id": "{obama}", "name": "{OBAMA}"}}', "e2": '{"name": null}'}
+    )
+    client.hset(log, mapping={"e1": f'{{"identity_id": "{obama}", "name": "{OBAMA}"}}'})
+    # when he is erased
+    erase_person_named(settings, OBAMA, gallery=Gallery(client), rewrite_files=False)
+    # then every waiting chip is gone, and his queued events, not the stranger's
+    assert not client.exists(chips)
+    assert client.hkeys(alerts) == [b"e2"] and not client.exists(log)

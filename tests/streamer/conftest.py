@@ -133,8 +133,10 @@ def run_worker_then_tracker(
     frames: list[ImageRGB],
     cameras: tuple[str, ...],
     tracker_name: str,
+    between: Callable[[], None] | None = None,
 ) -> None:
-    """The real worker, then the real tracker, over ``frames`` from each camera at 5 frames/s."""
+    """The real worker, then the real tracker, over ``frames`` from each camera at 5 frames/s
+    (``between``, if given, runs once the worker is done and before the tracker starts)."""
     worker = Worker(client, settings, pipeline)
     worker.bus.ensure_group()
     tracker = TrackerService(client, settings, tracker_name, finish_after=set(cameras))
@@ -146,6 +148,8 @@ def run_worker_then_tracker(
         worker.bus.publish_end(camera, len(frames))
     while worker.step():
         pass
+    if between is not None:
+        between()
     thread = threading.Thread(target=tracker.run, args=(threading.Event(),), daemon=True)
     thread.start()
     thread.join(TRACKER_WAIT_S)

@@ -7,13 +7,12 @@ import base64
 import dataclasses
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pytest
 
 from indexer.gallery import Gallery
 from indexer.identify import Identifier
-from streamer.analysis import FaceResult, FrameResult, chip_jpeg
+from streamer.analysis import CHIPS_TTL_S, FaceResult, FrameResult, chip_jpeg, decode_jpeg
 from streamer.bench_setup import decode_clip, enroll_people, temporary_home
 from streamer.events import EventType, read_events
 from streamer.track_attributes import TrackAttributes, TrackChipAttributes, event_attributes
@@ -112,9 +111,8 @@ def test_a_fine_tuned_tracks_events_carry_the_tails_answer_for_its_chips(
     kept = [seen.face for seen in tracker.tracks[0].unknown_faces] + [tracker.tracks[0].last_face]
     events += tracker.end_all()
     # then its events carry the tail's answer for that chip, as it travelled (JPEG)
-    decoded = cv2.cvtColor(
-        cv2.imdecode(np.frombuffer(face.chip_jpeg, np.uint8), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB
-    )
+    decoded = decode_jpeg(face.chip_jpeg)
+    assert decoded is not None
     expected = event_attributes(track_attributes_from_chips(backbone, tail, decoded[None]))
     unknown, ended = events
     assert unknown.attributes == expected and ended.attributes == expected
@@ -123,6 +121,22 @@ def test_a_fine_tuned_tracks_events_carry_the_tails_answer_for_its_chips(
     assert kept and all(face is not None and face.chip_jpeg is None for face in kept)
 
 
+def test_a_chip_the_model_cannot_read_costs_the_attributes_not_the_tracker(
+    pipeline: FacePipeline, settings: Settings, tmp_path: Path
+) -> None:
+    # given the fine-tuned model in force and a face whose chip is a 4×4 image (a foreign entry)
+    backbone = load_tail_backbone(settings.cache_dir)
+    promote_tail(tmp_path, backbone, untrained_tail(backbone))
+    tiny = chip_jpeg(np.zeros((4, 4, 3), np.uint8))
+    face = dataclasses.replace(face_of(pipeline, require(PEOPLE / "obama.jpg")), chip_jpeg=tiny)
+    estimate = TrackChipAttributes(settings.model_copy(update={"home": tmp_path}))
+    tracker = CameraTracker("door", TrackerConfig(unknown_after_frames=8), "run1", chip_attributes=estimate)
+    # when it is tracked, the track's events carry no attributes, and nothing is raised
+    events = feed(tracker, [make_frame(n, [face]) for n in range(9)])
+    assert [event.attributes for event in events] == [None]
+
+
+@pytest.mark.redis
 def test_without_a_promoted_tail_the_worker_refuses_to_start(
     pipeline: FacePipeline, settings: Settings
 ) -> None:
@@ -136,7 +150,7 @@ def test_without_a_promoted_tail_the_worker_refuses_to_start(
 
 @pytest.mark.redis
 @pytest.mark.slow
-def test_the_service_with_the_fine_tuned_model_sends_chips_and_estimates_once_per_track(
+def test_the_service_with_the_fine_tuned_model_passes_chips_apart_and_estimates_once_per_track(
     settings: Settings, pipeline: FacePipeline
 ) -> None:
     frames = decode_clip(require(CLIP), OBAMA_FRAMES)[::FRAME_STEP]
@@ -149,14 +163,29 @@ def test_the_service_with_the_fine_tuned_model_sends_chips_and_estimates_once_pe
         promote_tail(home_settings.home, backbone, untrained_tail(backbone))
         identifier = Identifier.from_settings(Gallery(client), pipeline, home_settings)
         enroll_people(identifier, home_settings, {OBAMA: require(PEOPLE / "obama.jpg")})
+        stream = home_settings.streamer.bus.faces_stream
+        waiting: list[bytes] = []
+
+        def look_at_the_chips() -> None:
+            # the worker's results name their chips' key and carry no chip themselves
+            entries: list[StreamEntry] = client.xrange(stream)  # type: ignore[assignment]
+            results = [FrameResult.from_fields(fields) for _, fields in entries]
+            assert all(b'"chip"' not in fields[b"result"] for _, fields in entries)
+            keys = [r.chips_key for r in results if r.faces]
+            assert keys and all(keys), results
+            waiting.extend(client.keys(f"{stream}:chips:*"))  # type: ignore[arg-type]
+            assert len(waiting) == len(keys)
+            # each key holds a 150 px chip per face, and expires
+            chip = decode_jpeg(client.hget(keys[0], "0") or b"")  # type: ignore[arg-type]
+            assert chip is not None and chip.shape == (150, 150, 3)
+            assert 0 < client.ttl(keys[0]) <= CHIPS_TTL_S  # type: ignore[arg-type]
+
         # given the real worker and tracker on frames of Obama
-        run_worker_then_tracker(client, home_settings, pipeline, frames, ("stage",), "tail")
-        # then every face travelled with its 150 px chip
-        entries: list[StreamEntry] = client.xrange(home_settings.streamer.bus.faces_stream)  # type: ignore[assignment]
-        faces = [face for _, fields in entries for face in FrameResult.from_fields(fields).faces]
-        assert faces and all(face.chip_jpeg is not None for face in faces)
-        chip = cv2.imdecode(np.frombuffer(faces[0].chip_jpeg or b"", np.uint8), cv2.IMREAD_COLOR)
-        assert chip.shape == (150, 150, 3)
+        run_worker_then_tracker(
+            client, home_settings, pipeline, frames, ("stage",), "tail", look_at_the_chips
+        )
+        # then the tracker deleted every chip once read
+        assert waiting and not client.keys(f"{stream}:chips:*")
         # and Obama's events carry age and gender, the same on the recognized and ended events
         events = [event for _, event in read_events(client, home_settings.streamer.events)]
         obama = [e for e in events if e.name == OBAMA]

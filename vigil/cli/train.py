@@ -55,8 +55,8 @@ def add_common_attribute_arguments(parser: argparse.ArgumentParser) -> None:
         type=positive_int,
         metavar="N",
         help="a fine-tuned copy of the dlib ResNet's last N blocks (4 is what BENCHMARKS.md measures) "
-        "instead of the head on embeddings: better ages, and the service runs it once per track "
-        "with streamer.tracker.attribute_model: fine_tuned",
+        "instead of the head on embeddings: better ages and gender (`train attributes` stores it "
+        "for streamer.tracker.attribute_model: fine_tuned)",
     )
     parser.add_argument("--seed", type=int, default=0, help="seeds the split, initialisation and batches")
     parser.add_argument(

@@ -57,6 +57,10 @@ TAIL_FILE = "attribute_tail.pt"
 TAIL_BACKBONE = "dlib_resnet"
 """The network whose blocks a tail copies (its shipped weights, whatever the embedder in use)."""
 _BATCH = 32
+NONE_PROMOTED = (
+    "streamer.tracker.attribute_model is fine_tuned but no fine-tuned attribute model is "
+    "promoted; make one with `vigil train attributes --dataset DIR --fine-tune-blocks 4`"
+)
 
 
 class AttributeTail(nn.Module):
@@ -251,10 +255,7 @@ def load_attribute_tail(home: Path, backbone: DlibResNet) -> tuple[AttributeTail
 
     artifact = ArtifactRegistry(home).current("attribute_tail")
     if artifact is None:
-        raise ModelLoadError(
-            "streamer.tracker.attribute_model is fine_tuned but no fine-tuned attribute model is "
-            "promoted; make one with `vigil train attributes --dataset DIR --fine-tune-blocks 4`"
-        )
+        raise ModelLoadError(NONE_PROMOTED)
     path = artifact.file(TAIL_FILE)
     try:
         data = path.read_bytes()
