@@ -13,6 +13,8 @@ SYSTEM_PACKAGES := python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-ba
                    gstreamer1.0-plugins-good gstreamer1.0-plugins-bad
 # promtool (Debian package prometheus) unit-tests deploy/'s alert rules (tests/test_deploy.py).
 PROMETHEUS_PACKAGE := prometheus
+# A real MQTT broker for the MQTT bridge's tests (tests/streamer/bridges start their own on a free port).
+MQTT_PACKAGE := mosquitto
 # Headless Chromium and its driver run the web app's tests (tests/browser, through Selenium).
 BROWSER_PACKAGES := chromium chromium-driver
 
@@ -62,6 +64,11 @@ system-deps:
 		echo "installing $(PROMETHEUS_PACKAGE) (for promtool)"; \
 		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
 			$(PROMETHEUS_PACKAGE)) >/dev/null || echo "system-deps: apt-get failed; the alert-rule tests will skip"; \
+	fi
+	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && ! command -v mosquitto >/dev/null && [ ! -x /usr/sbin/mosquitto ]; then \
+		echo "installing $(MQTT_PACKAGE)"; \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+			$(MQTT_PACKAGE)) >/dev/null || echo "system-deps: apt-get failed; the MQTT bridge tests will skip"; \
 	fi
 	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && ! dpkg -s $(BROWSER_PACKAGES) >/dev/null 2>&1; then \
 		echo "installing $(BROWSER_PACKAGES)"; \

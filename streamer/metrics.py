@@ -104,6 +104,25 @@ POISON_ENTRIES = Counter(
 PROCESS_RESTARTS = Counter(
     "vigil_process_restarts_total", "Service processes restarted after they died.", ["component"]
 )
+BRIDGE_EVENTS = Counter(
+    "vigil_bridge_events_total",
+    "Events a bridge handled, by bridge (mqtt, webhooks), target (mqtt: broker; webhooks: the endpoint's "
+    "name; stream: dropped before any target, too old) and outcome: delivered, failed (an attempt), "
+    "dropped (given up: too old, out of attempts, retry queue full), filtered, retried.",
+    ["bridge", "target", "outcome"],
+)
+BRIDGE_LAG = Gauge(
+    "vigil_bridge_lag_events",
+    "Events in the events stream a bridge has not acknowledged (not yet read, or read and not delivered).",
+    ["bridge"],
+    multiprocess_mode="livemax",
+)
+BRIDGE_CONNECTED = Gauge(
+    "vigil_bridge_connected",
+    "1 when a bridge's target (the MQTT broker, a webhook endpoint) answered its last attempt, else 0.",
+    ["bridge", "target"],
+    multiprocess_mode="livemax",
+)
 
 
 def serve(host: str, port: int) -> int:

@@ -3,11 +3,15 @@
 One process per camera reads frames onto the bus, ``workers.count`` workers analyse them,
 and one tracker turns results into events. They are separate processes so that a camera
 that hangs in FFmpeg, or a worker that crashes, takes nothing else down; the supervisor
-restarts workers and the tracker when they die (after a growing pause, ``vigil.retry``), and
-reports a camera whose source failed for good. A worker that cannot start for good (the
-gallery refused, model weights missing or corrupt, a setting no restart changes) is not
-restarted: the service stops and reports why in one line. All of them meet only through Redis, so
-workers on other machines can join.
+restarts workers, the tracker and the bridges when they die (after a growing pause,
+``vigil.retry``), and reports a camera whose source failed for good. Each enabled bridge
+(``bridges.mqtt``, ``bridges.webhooks``) is one more process relaying events to other systems;
+its consumer group on the events stream is created before the tracker starts, so the bridge
+gets every event of the run even if it starts later or restarts. A worker or bridge that cannot
+start for good (the gallery refused, model weights missing or corrupt, a setting no restart
+changes, a broker refusing the bridge's credentials) is not restarted: the service stops and
+reports why in one line. All of them meet only through Redis, so workers on other machines can
+join.
 
 The children die with the supervisor, even with ``kill -9``: each asks the kernel for
 SIGKILL when its parent dies (``PR_SET_PDEATHSIG`` on Linux), and a watchdog thread
@@ -16,7 +20,9 @@ on any system). One service per Redis is enforced by a lease in Redis
 (``streamer.lease``), so a second ``vigil run`` refuses to start beside the first.
 
 Shutdown (SIGTERM or Ctrl-C) drains: readers stop first, workers finish what is on the
-bus, then the tracker ends every open track (``track_ended`` events) and exits. When every
+bus, then the tracker ends every open track (``track_ended`` events) and exits, and the
+bridges get up to ``BRIDGE_DRAIN_S`` to deliver what is in the events stream before they are
+stopped. When every
 source is a file, the service shuts down the same way by itself once the last frame's
 events are published.
 """
@@ -56,11 +62,21 @@ logger = logging.getLogger(__name__)
 EXIT_SOURCE_FAILED = 3
 # Exit status of a worker that cannot start for good: the gallery refused (GalleryError, e.g.
 # templates of another embedder only), model weights missing or corrupt (ModelLoadError), a
-# setting (ConfigError). Restarting cannot help, so the service stops and reports why.
+# setting (ConfigError); or of a bridge refused for good (ConfigError: unknown broker host, wrong
+# password). Restarting cannot help, so the service stops and reports why.
 EXIT_START_REFUSED = 4
 SUPERVISE_INTERVAL_S = 0.2
 _READY_POLL_S = 0.1
 DRAIN_TIMEOUT_S = 60.0
+# After the tracker's last events, the bridges get this long to deliver what is in the events
+# stream (their lag reaches 0); a broker or endpoint that is down does not hold the shutdown up
+# longer: what is left stays in the stream for the bridge's next start.
+BRIDGE_DRAIN_S = 10.0
+# A bridge asked to stop finishes what it has in flight: a webhook request takes up to
+# bridges.webhooks.timeout_s, an MQTT publish is acknowledged within a second or two.
+BRIDGE_STOP_GRACE_S = 5.0
+# How often the supervisor refreshes vigil_bridge_lag_events (it also covers a bridge that is down).
+BRIDGE_LAG_EVERY_S = 1.0
 # linux/prctl.h: ask for a signal when the parent (thread) that started this process dies.
 _PR_SET_PDEATHSIG = 1
 
@@ -89,8 +105,9 @@ class RunSummary:
     failed_sources: list[str] = field(default_factory=list)
     restarts: int = 0
     start_refused: str | None = None
-    """Why the workers could not start for good, in one line (a refused gallery, missing or
-    corrupt model weights, a setting), if they could not."""
+    """Why the workers or a bridge could not start for good, in one line (a refused gallery,
+    missing or corrupt model weights, a setting, a broker refusing the credentials), if they
+    could not."""
     lease_lost: bool = False
     """Another service took this Redis over (while it was unreachable): this one stopped."""
 
@@ -138,7 +155,9 @@ class Supervisor:
         self._stop_readers = self._context.Event()
         self._stop_workers = self._context.Event()
         self._stop_tracker = self._context.Event()
-        self._refusals: SimpleQueue[str] = self._context.SimpleQueue()  # workers' start-up refusals
+        self._stop_bridges = self._context.Event()
+        # Workers' and bridges' start-up refusals.
+        self._refusals: SimpleQueue[str] = self._context.SimpleQueue()
         self._stopping = threading.Event()
         self._frames_client: Any = None
         self.summary = RunSummary()
@@ -194,6 +213,7 @@ class Supervisor:
         # keeps nothing (the bus's consumer group included) across a stop.
         self._frames_client = frames_client
         TrackerService(client, self.settings, self.run_id).ensure_group()
+        self._ensure_bridge_groups(client)
         if self.settings.streamer.cameras and not self.workers_only:
             client.hdel(SOURCES_KEY, *(camera.name for camera in self.settings.streamer.cameras))
         url = self._serve_metrics(metrics)
@@ -241,6 +261,15 @@ class Supervisor:
         children += workers
         children += [
             _Child(
+                "bridge",
+                f"bridge-{bridge}",
+                bridge_main,
+                (self.log_level, settings, bridge, self._stop_bridges, self._refusals),
+            )
+            for bridge in self.bridges
+        ]
+        children += [
+            _Child(
                 "reader",
                 f"reader-{camera.name}",
                 reader_main,
@@ -249,6 +278,29 @@ class Supervisor:
             for camera in settings.streamer.cameras
         ]
         return children
+
+    @property
+    def bridges(self) -> list[str]:
+        """The bridges this run starts (none on a workers-only node)."""
+        return [] if self.workers_only else self.settings.bridges.enabled_bridges()
+
+    def _ensure_bridge_groups(self, client: Any) -> None:
+        """Create the enabled bridges' consumer groups before the tracker starts.
+
+        A new group starts at the stream's end: created now, it holds every event of this run,
+        however late its bridge starts (or restarts); created by the bridge, it would miss the
+        events published before.
+        """
+        from streamer.bridges.source import BridgeSource
+
+        for bridge in self.bridges:
+            BridgeSource(client, self.settings, bridge, None).ensure_group()
+
+    def _report_bridge_lag(self, client: Any, metrics: Any) -> None:
+        from streamer.status import bridge_lag
+
+        for bridge in self.bridges:
+            metrics.BRIDGE_LAG.labels(bridge=bridge).set(bridge_lag(client, self.settings, bridge))
 
     def _wait_for_workers(self, client: Any, since: float) -> None:
         """Return once every worker has sent a heartbeat since ``since``, or ``readers_wait_s`` passed."""
@@ -305,8 +357,12 @@ class Supervisor:
             )
 
     def _supervise(self, children: list[_Child], metrics: Any, lease: ServiceLease | None) -> None:
+        from vigil.streams import connect_redis
+
         bus = self._bus()
         last_backlog = 0.0
+        last_lag = 0.0
+        events_client: Any = None
         while not self._stopping.is_set():
             time.sleep(SUPERVISE_INTERVAL_S)
             for child in children:
@@ -323,6 +379,14 @@ class Supervisor:
             ):
                 logger.error("every source has failed; stopping")
                 return
+            if self.bridges and time.monotonic() - last_lag > BRIDGE_LAG_EVERY_S:
+                last_lag = time.monotonic()
+                try:
+                    events_client = events_client or connect_redis(self.settings.redis, self.settings.home)
+                    self._report_bridge_lag(events_client, metrics)
+                except VigilError as exc:
+                    logger.warning("cannot read the bridges' lag: %s", exc)
+                    events_client = None  # the embedded server may come back on a new socket
             if time.monotonic() - last_backlog > 1.0:
                 last_backlog = time.monotonic()
                 try:
@@ -373,7 +437,7 @@ class Supervisor:
         if child.role == "tracker" and code == 0 and self.files_only:
             child.done = True
             return
-        if child.role == "worker" and code == EXIT_START_REFUSED:
+        if child.role in ("worker", "bridge") and code == EXIT_START_REFUSED:
             child.done = True
             if self.summary.start_refused is None:
                 self.summary.start_refused = (
@@ -417,6 +481,40 @@ class Supervisor:
         self._join([c for c in children if c.role == "worker"], timeout_s=30)
         self._stop_tracker.set()
         self._join([c for c in children if c.role == "tracker"], timeout_s=30)
+        bridges = [c for c in children if c.role == "bridge"]
+        if bridges:
+            self._drain_bridges(bridges)
+            self._stop_bridges.set()
+            self._join(bridges, timeout_s=self.settings.bridges.webhooks.timeout_s + BRIDGE_STOP_GRACE_S)
+
+    def _drain_bridges(self, bridges: list[_Child]) -> None:
+        """Give the running bridges up to ``BRIDGE_DRAIN_S`` to deliver the events already published."""
+        from streamer.status import bridge_lag
+        from vigil.streams import connect_redis
+
+        deadline = time.monotonic() + BRIDGE_DRAIN_S
+        behind: dict[str, int] = {}
+        try:
+            client = connect_redis(self.settings.redis, self.settings.home)
+            try:
+                while time.monotonic() < deadline:
+                    behind = {
+                        c.name: bridge_lag(client, self.settings, c.name.removeprefix("bridge-"))
+                        for c in bridges
+                        if _alive(c)
+                    }
+                    if not any(behind.values()):
+                        return
+                    time.sleep(SUPERVISE_INTERVAL_S)
+                logger.warning(
+                    "bridges still behind after %.0f s (%s); they deliver the rest at their next start",
+                    BRIDGE_DRAIN_S,
+                    ", ".join(f"{name}: {lag}" for name, lag in behind.items() if lag),
+                )
+            finally:
+                client.close()
+        except VigilError as exc:  # Redis is down: the bridges cannot deliver anything either
+            logger.warning("not waiting for the bridges to drain: %s", exc)
 
     def _join(self, children: list[_Child], timeout_s: float) -> None:
         deadline = time.monotonic() + timeout_s
@@ -570,6 +668,35 @@ def worker_main(log_level: int, settings: Settings, stop: StopFlag, refusals: Si
             raise
         # The same at every restart: the supervisor logs it in one line and stops the service.
         refusals.put(str(exc))
+        raise SystemExit(EXIT_START_REFUSED) from None
+
+
+def bridge_main(
+    log_level: int, settings: Settings, bridge: str, stop: StopFlag, refusals: SimpleQueue[str]
+) -> None:
+    """A bridge process (``mqtt`` or ``webhooks``). A ``ConfigError`` (unknown broker host, refused
+    credentials, unusable TLS files or URLs) is permanent: it ends the process with
+    ``EXIT_START_REFUSED`` and its message on ``refusals``, and the supervisor stops the service.
+    Anything else is a crash, restarted after a growing pause."""
+    from vigil.errors import ConfigError
+
+    _child_setup(log_level)
+    try:
+        run: Callable[[Settings, StopFlag], None]
+        if bridge == "mqtt":
+            from streamer.bridges.mqtt import run_mqtt_bridge
+
+            run = run_mqtt_bridge
+        else:
+            from streamer.bridges.webhooks import run_webhooks_bridge
+
+            run = run_webhooks_bridge
+        _with_redis_retries("bridge", stop, lambda: run(settings, stop))
+    except ModuleNotFoundError as exc:  # a dependency missing from this installation
+        refusals.put(f"{bridge} bridge: {exc}; reinstall vigil with its dependencies")
+        raise SystemExit(EXIT_START_REFUSED) from None
+    except ConfigError as exc:
+        refusals.put(f"{bridge} bridge: {exc}")
         raise SystemExit(EXIT_START_REFUSED) from None
 
 

@@ -1,4 +1,5 @@
-"""The service's status, as ``vigil status`` and the API show it: sources, workers, bus, gallery, Redis.
+"""The service's status, as ``vigil status`` and the API show it: sources, workers, bus, gallery, Redis,
+and how far each bridge is behind the events stream.
 
 Everything is read from Redis, where the readers and workers report themselves (``vigil:sources``,
 and heartbeats in ``vigil:workers``), so it works from any machine that reaches the service's
@@ -9,7 +10,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import redis
@@ -40,6 +41,10 @@ class ServiceStatus:
         gallery_version: The gallery's version counter.
         gallery_models: Embedding space (``embedder_version``) → its people and templates.
         redis: The server's memory, and whether it refuses writes.
+        bridges: Bridge (``mqtt``, ``webhooks``) → its lag: events in the stream it has not
+            delivered yet. Bridges enabled in the settings read here, or with a consumer group on
+            the stream (configured on the service's machine); 0 for an enabled bridge whose group
+            does not exist yet (it never ran).
     """
 
     sources: dict[str, dict[str, Any]]
@@ -49,6 +54,7 @@ class ServiceStatus:
     gallery_version: int
     gallery_models: dict[str, ModelTemplates]
     redis: RedisHealth
+    bridges: dict[str, int] = field(default_factory=dict)
 
     @property
     def ever_ran(self) -> bool:
@@ -73,6 +79,7 @@ class ServiceStatus:
                 "maxmemory_policy": self.redis.maxmemory_policy,
                 "loading": self.redis.loading,
             },
+            "bridges": {name: {"lag": lag} for name, lag in self.bridges.items()},
         }
 
 
@@ -106,4 +113,44 @@ def service_status(settings: Settings, client: redis.Redis | None = None) -> Ser
         version: ModelTemplates(spaces.people(version), spaces.templates(version))
         for version in spaces.versions()
     }
-    return ServiceStatus(sources, alive, waiting, pending, gallery.version(), models, health)
+    bridges = bridge_lags(client, settings)
+    return ServiceStatus(sources, alive, waiting, pending, gallery.version(), models, health, bridges)
+
+
+def bridge_lags(client: redis.Redis, settings: Settings) -> dict[str, int]:
+    """Each bridge's lag behind the events stream: those enabled in ``settings`` or with a group there.
+
+    Raises:
+        RedisUnavailableError: Redis cannot be reached.
+    """
+    from streamer.bridges.source import BRIDGES, group_name
+    from vigil.streams import redis_errors, text
+
+    stream = settings.streamer.events.stream
+    with redis_errors():
+        try:
+            groups = {text(entry["name"]) for entry in client.xinfo_groups(stream)}
+        except redis.ResponseError:  # no events stream yet
+            groups = set()
+    enabled = settings.bridges.enabled_bridges()
+    return {
+        bridge: bridge_lag(client, settings, bridge)
+        for bridge in BRIDGES
+        if bridge in enabled or group_name(bridge) in groups
+    }
+
+
+def bridge_lag(client: redis.Redis, settings: Settings, bridge: str) -> int:
+    """Events ``bridge`` has not delivered yet: unacknowledged in the events stream and, for the
+    webhooks bridge, still waiting in an endpoint's queue (the longest).
+
+    Raises:
+        RedisUnavailableError: Redis cannot be reached.
+    """
+    from streamer.bridges.source import group_lag, group_name
+
+    if bridge == "webhooks":
+        from streamer.bridges.webhooks import webhooks_lag
+
+        return webhooks_lag(client, settings)
+    return group_lag(client, settings.streamer.events.stream, group_name(bridge))

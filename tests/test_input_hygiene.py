@@ -85,26 +85,47 @@ def test_unknown_images_stay_inside_the_folder(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    ("url", "expected"),
+    ("url", "hide_path", "expected"),
     [
         # a password in the user part
-        ("redis://user:hunter2@host:6379/0", "redis://user:***@host:6379/0"),
+        ("redis://user:hunter2@host:6379/0", False, "redis://user:***@host:6379/0"),
         # a password without a user
-        ("redis://:hunter2@host:6379/0", "redis://:***@host:6379/0"),
+        ("redis://:hunter2@host:6379/0", False, "redis://:***@host:6379/0"),
         # a password as a query parameter (redis-py reads ?password=)
-        ("redis://host:6379/0?password=hunter2&db=1", "redis://host:6379/0?password=***&db=1"),
+        ("redis://host:6379/0?password=hunter2&db=1", False, "redis://host:6379/0?password=***&db=1"),
         # an RTSP camera
-        ("rtsp://admin:hunter2@10.0.0.5:554/stream1", "rtsp://admin:***@10.0.0.5:554/stream1"),
+        ("rtsp://admin:hunter2@10.0.0.5:554/stream1", False, "rtsp://admin:***@10.0.0.5:554/stream1"),
         # a token in the query of an HTTP camera
-        ("https://cam.example/live?token=hunter2", "https://cam.example/live?token=***"),
+        ("https://cam.example/live?token=hunter2", False, "https://cam.example/live?token=***"),
         # nothing secret: unchanged
-        ("rtsp://10.0.0.5/stream1", "rtsp://10.0.0.5/stream1"),
+        ("rtsp://10.0.0.5/stream1", False, "rtsp://10.0.0.5/stream1"),
         # not a URL at all: unchanged
-        ("clip.mp4", "clip.mp4"),
+        ("clip.mp4", False, "clip.mp4"),
+        # a Home Assistant webhook: its id in the path is the secret
+        ("http://ha:8123/api/webhook/hunter2", True, "http://ha:8123/***"),
+        # a Slack webhook: the token is the path's last parts
+        ("https://hooks.slack.com/services/T0/B0/hunter2", True, "https://hooks.slack.com/***"),
+        # a Discord webhook: id and token in the path, and a query
+        ("https://discord.com/api/webhooks/1/hunter2?wait=true", True, "https://discord.com/***"),
+        # a query alone (whatever its parameters' names) and a fragment are hidden too
+        ("http://10.0.0.5:8080/?sig=hunter2", True, "http://10.0.0.5:8080/***"),
+        ("http://10.0.0.5:8080#hunter2", True, "http://10.0.0.5:8080/***"),
+        # a user part, password or not (a token can be the user name), is hidden whole
+        ("https://admin:hunter2@hooks.example/x", True, "https://***@hooks.example/***"),
+        ("https://hunter2@hooks.example/x", True, "https://***@hooks.example/***"),
+        # nothing after the host: nothing to hide
+        ("https://hooks.example:8443", True, "https://hooks.example:8443"),
+        ("https://hooks.example/", True, "https://hooks.example/"),
+        # not a URL (no scheme): cut at its first / all the same
+        ("ha:8123/api/webhook/hunter2", True, "ha:8123/***"),
+        # a malformed host: the scheme only
+        ("http://[::1/api/webhook/hunter2", True, "http://***"),
     ],
 )
-def test_redact_url(url: str, expected: str) -> None:
-    assert redact_url(url) == expected
+def test_redact_url(url: str, hide_path: bool, expected: str) -> None:
+    shown = redact_url(url, hide_path=hide_path)
+    assert shown == expected
+    assert "hunter2" not in shown, f"the secret is shown: {shown}"
 
 
 @pytest.mark.slow

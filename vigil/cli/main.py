@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from vigil import __version__
-from vigil.cli import api, bench, config, images, learning, people, service, train
+from vigil.cli import api, bench, bridge, config, images, learning, people, service, train
 from vigil.config import Settings, load_settings
 from vigil.errors import VigilError
 
@@ -65,6 +65,7 @@ def _build_parser() -> argparse.ArgumentParser:
     people.add_commands(commands)
     config.add_commands(commands)
     api.add_commands(commands)
+    bridge.add_commands(commands)
     bench.add_commands(commands)
     return parser
 

@@ -296,6 +296,8 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
     for name, beat in sorted(status.workers.items()):
         runs = f", {beat['detector']} + {beat['embedder']}" if "embedder" in beat else ""
         print(f"  worker {name}: {beat['frames']} frames, gallery version {beat['gallery_version']}{runs}")
+    for name, lag in sorted(status.bridges.items()):
+        print(f"  bridge {name}: {lag} event(s) behind")
     if not status.ever_ran:
         print("  no service has run here yet (start one with `vigil run`)")
     return 0

@@ -29,6 +29,7 @@ from pydantic_settings.sources.utils import parse_env_vars
 
 from vigil.config.aligner import AlignerConfig
 from vigil.config.api import ApiConfig
+from vigil.config.bridges import BridgesConfig
 from vigil.config.detector import DetectorConfig
 from vigil.config.embedder import EmbedderConfig
 from vigil.config.indexer import IndexerConfig
@@ -83,6 +84,7 @@ class Settings(BaseSettings):
     redis: RedisConfig = Field(default_factory=RedisConfig)
     streamer: StreamerConfig = Field(default_factory=StreamerConfig)
     api: ApiConfig = Field(default_factory=ApiConfig)
+    bridges: BridgesConfig = Field(default_factory=BridgesConfig)
 
     @property
     def cache_dir(self) -> Path:
