@@ -8,12 +8,17 @@ built (those modules do not load torch); the benchmarks themselves, and torch, o
 from __future__ import annotations
 
 import argparse
+from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from vigil.arguments import cosine, cosine_margin, positive_int, probability, writable_json
 from vigil.cli.train import add_common_attribute_arguments
 from vigil.config import Settings
 from vigil.errors import DatasetError
+
+if TYPE_CHECKING:
+    from trainer.report import JsonValue
 
 DEFAULT_LFW_DIR = Path("../shared/data/lfw")
 DEFAULT_POSE_PHOTOS = Path("../shared/data/people/face_recognition")
@@ -252,19 +257,13 @@ def add_pose_bench(bench: argparse._SubParsersAction[argparse.ArgumentParser]) -
 def cmd_bench_pose(args: argparse.Namespace, settings: Settings) -> int:
     from indexer.enroll import image_files
     from trainer.bench_pose import run_pose_bench
-    from trainer.report import write_json
-    from vigil.files import write_text_atomically
     from vigil.models.registry import create_detector
 
     photos = [path for path in image_files([args.people]) if path.name in FRONTAL_PHOTOS]
     detector = create_detector(settings.detector, settings.model_files_dir)
     lfw = args.data if args.lfw_images > 0 and args.data.is_dir() else None
     result = run_pose_bench(detector, photos, lfw, args.lfw_images)
-    write_json(args.json, result.to_dict())
-    markdown = result.to_markdown()
-    write_text_atomically(args.json.with_suffix(".md"), markdown)
-    print(markdown)
-    print(f"reports: {args.json}, {args.json.with_suffix('.md')}")
+    _write_reports(args.json, result.to_dict(), result.to_markdown())
     return 0
 
 
@@ -368,7 +367,6 @@ def cmd_bench_pairs(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_bench_attributes(args: argparse.Namespace, settings: Settings) -> int:
     """``vigil bench attributes``: train and evaluate; write the JSON and Markdown reports."""
-    from trainer.report import write_json
     from trainer.train_attributes import (
         DEFAULT_EPOCHS,
         DEFAULT_TAIL_EPOCHS,
@@ -385,11 +383,7 @@ def cmd_bench_attributes(args: argparse.Namespace, settings: Settings) -> int:
         fine_tune_blocks=args.fine_tune_blocks or 0,
     )
     figures = run_attributes_bench(settings, options)
-    write_json(args.json, figures)
-    markdown = attributes_markdown(figures)
-    args.json.with_suffix(".md").write_text(markdown, encoding="utf-8")
-    print(markdown)
-    print(f"reports: {args.json}, {args.json.with_suffix('.md')}")
+    _write_reports(args.json, figures, attributes_markdown(figures))
     return 0
 
 
@@ -426,8 +420,6 @@ def cmd_bench_fusion(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_bench_embed(args: argparse.Namespace, settings: Settings) -> int:
     from trainer.bench_embed import make_bench_chips, make_sface_chips, run_embed_bench
-    from trainer.report import write_json
-    from vigil.files import write_text_atomically
 
     chips = make_bench_chips()
     result = run_embed_bench(
@@ -437,43 +429,40 @@ def cmd_bench_embed(args: argparse.Namespace, settings: Settings) -> int:
         sface_chips=make_sface_chips(settings.model_files_dir, count=len(chips)),
         models_dir=settings.model_files_dir,
     )
-    write_json(args.json, result.to_dict())
-    markdown = result.to_markdown()
-    write_text_atomically(args.json.with_suffix(".md"), markdown)
-    print(markdown)
-    print(f"reports: {args.json}, {args.json.with_suffix('.md')}")
+    _write_reports(args.json, result.to_dict(), result.to_markdown())
     return 0
 
 
 def cmd_bench_detect(args: argparse.Namespace, settings: Settings) -> int:
     from trainer.bench_detect import run_detect_bench
-    from trainer.report import write_json
-    from vigil.files import write_text_atomically
 
     result = run_detect_bench(settings.model_files_dir, repeats=args.repeats)
-    write_json(args.json, result.to_dict())
-    markdown = result.to_markdown()
-    write_text_atomically(args.json.with_suffix(".md"), markdown)
-    print(markdown)
-    print(f"reports: {args.json}, {args.json.with_suffix('.md')}")
+    _write_reports(args.json, result.to_dict(), result.to_markdown())
     return 0
 
 
 def cmd_bench_index(args: argparse.Namespace, settings: Settings) -> int:
     from indexer.bench import run_index_bench, to_dict, to_markdown
-    from trainer.report import write_json
-    from vigil.files import write_text_atomically
 
     rows = run_index_bench(args.size, args.dim, queries=args.queries, probes=args.probes)
-    write_json(args.json, to_dict(rows))  # type: ignore[arg-type]
-    markdown = to_markdown(rows)
-    write_text_atomically(args.json.with_suffix(".md"), markdown)
-    print(markdown)
-    print(f"reports: {args.json}, {args.json.with_suffix('.md')}")
+    _write_reports(args.json, to_dict(rows), to_markdown(rows))  # type: ignore[arg-type]
     return 0
 
 
 # ----------------------------------------------------------------------------- private helpers
+
+
+def _write_reports(json_path: Path, figures: Mapping[str, JsonValue], markdown: str) -> None:
+    """Write the JSON report and the Markdown one beside it (atomically), then print the Markdown
+    and where both are."""
+    from trainer.report import write_json
+    from vigil.files import write_text_atomically
+
+    write_json(json_path, figures)
+    markdown_path = json_path.with_suffix(".md")
+    write_text_atomically(markdown_path, markdown)
+    print(markdown)
+    print(f"reports: {json_path}, {markdown_path}")
 
 
 def _add_clip_arguments(parser: argparse.ArgumentParser) -> None:

@@ -46,6 +46,7 @@ from vigil.models.dlib_resnet import (
     default_weights_path,
     load_dlib_resnet,
 )
+from vigil.models.torch_files import read_model_dict
 from vigil.typing import ImageRGB
 
 logger = logging.getLogger(__name__)
@@ -209,22 +210,14 @@ def tail_from_bytes(data: bytes, backbone: DlibResNet) -> AttributeTail:
         ModelLoadError: The bytes are not a readable tail (corrupt, another format or version,
             weights that do not fit), or it was trained behind other backbone weights.
     """
-    try:
-        raw = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch's restricted unpickler fails on bad bytes with any of a dozen types
-        raise ModelLoadError(
-            f"the fine-tuned attribute model is corrupt or not a torch file ({first_line(exc)})"
-        ) from None
-    if not isinstance(raw, dict) or raw.get("format") != TAIL_FORMAT:
-        raise ModelLoadError(
-            f"not a fine-tuned attribute model (no {TAIL_FORMAT!r} format); "
-            "train one with `vigil train attributes --fine-tune-blocks 4`"
-        )
-    if raw.get("format_version") != TAIL_FORMAT_VERSION:
-        raise ModelLoadError(
-            f"fine-tuned attribute model format version {raw.get('format_version')!r}; this Vigil reads "
-            f"version {TAIL_FORMAT_VERSION}: retrain it with `vigil train attributes --fine-tune-blocks 4`"
-        )
+    raw = read_model_dict(
+        data,
+        called="a fine-tuned attribute model",
+        what="fine-tuned attribute model",
+        format_name=TAIL_FORMAT,
+        version=TAIL_FORMAT_VERSION,
+        train="vigil train attributes --fine-tune-blocks 4",
+    )
     blocks, dropout, state = raw.get("blocks"), raw.get("dropout"), raw.get("state_dict")
     if not isinstance(blocks, int) or not isinstance(dropout, float) or not isinstance(state, dict):
         raise ModelLoadError(

@@ -35,6 +35,7 @@ import torch
 from torch import nn
 
 from vigil.errors import ModelLoadError, first_line
+from vigil.models.torch_files import read_model_dict
 from vigil.typing import Embeddings
 
 logger = logging.getLogger(__name__)
@@ -244,22 +245,14 @@ def attributes_from_bytes(data: bytes, embedder_version: str | None = None) -> A
         ModelLoadError: The bytes are not a readable Vigil attribute head (corrupt, truncated,
             another format or version, weights that do not fit), or it is for another embedder.
     """
-    try:
-        raw = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch's restricted unpickler fails on bad bytes with any of a dozen types
-        raise ModelLoadError(
-            f"the attribute head is corrupt or not a torch file ({first_line(exc)})"
-        ) from None
-    if not isinstance(raw, dict) or raw.get("format") != ATTRIBUTES_FORMAT:
-        raise ModelLoadError(
-            f"not a Vigil attribute head (no {ATTRIBUTES_FORMAT!r} format); "
-            "train one with `vigil train attributes`"
-        )
-    if raw.get("format_version") != ATTRIBUTES_FORMAT_VERSION:
-        raise ModelLoadError(
-            f"attribute head format version {raw.get('format_version')!r}; this Vigil reads version "
-            f"{ATTRIBUTES_FORMAT_VERSION}: retrain it with `vigil train attributes`"
-        )
+    raw = read_model_dict(
+        data,
+        called="a Vigil attribute head",
+        what="attribute head",
+        format_name=ATTRIBUTES_FORMAT,
+        version=ATTRIBUTES_FORMAT_VERSION,
+        train="vigil train attributes",
+    )
     trained_on = raw.get("embedder_version")
     if embedder_version is not None and trained_on != embedder_version:
         raise ModelLoadError(

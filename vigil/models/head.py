@@ -28,6 +28,7 @@ import torch
 from torch import nn
 
 from vigil.errors import ModelLoadError, first_line
+from vigil.models.torch_files import read_model_dict
 from vigil.typing import Embeddings, HeadKind
 
 logger = logging.getLogger(__name__)
@@ -133,19 +134,14 @@ def head_from_bytes(data: bytes) -> EmbeddingHead:
         ModelLoadError: The bytes are not a readable Vigil head file (corrupt, truncated,
             another format or version, or weights that do not fit the recorded shape).
     """
-    try:
-        raw = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch's restricted unpickler fails on bad bytes with any of a dozen types
-        raise ModelLoadError(f"the head file is corrupt or not a torch file ({first_line(exc)})") from None
-    if not isinstance(raw, dict) or raw.get("format") != HEAD_FORMAT:
-        raise ModelLoadError(
-            f"not a Vigil head file (no {HEAD_FORMAT!r} format); train one with `vigil train head`"
-        )
-    if raw.get("format_version") != HEAD_FORMAT_VERSION:
-        raise ModelLoadError(
-            f"head file format version {raw.get('format_version')!r}; this Vigil reads version "
-            f"{HEAD_FORMAT_VERSION}: retrain the head"
-        )
+    raw = read_model_dict(
+        data,
+        called="a Vigil head file",
+        what="head file",
+        format_name=HEAD_FORMAT,
+        version=HEAD_FORMAT_VERSION,
+        train="vigil train head",
+    )
     kind, sizes = raw.get("kind"), [raw.get(key) for key in ("in_dim", "out_dim", "hidden")]
     state = raw.get("state_dict")
     if (
